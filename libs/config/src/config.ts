@@ -1,0 +1,170 @@
+/**
+ * One validated configuration schema for every Flotilla process. The same names are used as CLI
+ * flags (`--sync-timeout-ms`), environment variables (`FLOTILLA_SYNC_TIMEOUT_MS`) and Helm values
+ * (`syncTimeoutMs`). {@link loadConfig} validates once and names every bad variable.
+ */
+import 'reflect-metadata';
+import { plainToInstance, Transform } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, validateSync } from 'class-validator';
+
+export const REPLICATION_MODES = ['async', 'semi-sync', 'sync'] as const;
+export type ReplicationMode = (typeof REPLICATION_MODES)[number];
+export const SYNC_POLICIES = ['block', 'degrade'] as const;
+export type SyncPolicy = (typeof SYNC_POLICIES)[number];
+export const LEASE_BACKENDS = ['nats-kv', 'kubernetes'] as const;
+export type LeaseBackend = (typeof LEASE_BACKENDS)[number];
+
+const toInt = ({ value }: { value: unknown }) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value);
+
+/** Defaults, each with its unit and why. */
+export const DEFAULTS = {
+  cluster: 'flotilla',
+  natsUrl: 'nats://127.0.0.1:4222',
+  dataDir: './.flotilla/data',
+  httpPort: 0,
+  mode: 'async' as ReplicationMode,
+  syncFollowers: 1,
+  /** How long a write waits for sync followers before another is made sync / the policy applies. */
+  syncTimeoutMs: 2000,
+  syncPolicy: 'block' as SyncPolicy,
+  leaseBackend: 'nats-kv' as LeaseBackend,
+  /** Lease time to live: a dead leader's lease is taken over after at most this long. */
+  leaseTtlMs: 3000,
+  /** How often the leader renews its lease (well inside leaseTtlMs so one lost renewal is harmless). */
+  leaseRenewMs: 500,
+  heartbeatIntervalMs: 250,
+  /** Log entries kept after every follower has them, at most (older ones are dropped first). */
+  logRetentionEntries: 100_000,
+  /** Bytes of log kept at most, whatever followers need: a follower further behind is re-seeded. */
+  logRetentionBytes: 256 * 1024 * 1024,
+  /** Age of log entries kept at most, whatever followers need. */
+  logRetentionMs: 24 * 60 * 60 * 1000,
+  snapshotChunkBytes: 512 * 1024,
+  /** Largest request body the gateway accepts. */
+  maxBodyBytes: 1024 * 1024,
+  /** How long read-your-writes waits for a follower before falling back to the leader. */
+  readWaitMs: 500,
+  requestTimeoutMs: 5000,
+  logLevel: 'info',
+};
+
+export class FlotillaConfig {
+  @IsString() @Matches(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/)
+  cluster: string = DEFAULTS.cluster;
+
+  /** Name of this node (replica pod name); required for replicas. */
+  @IsOptional() @IsString() @Matches(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/)
+  node?: string;
+
+  @IsString() @Matches(/^(nats|tls):\/\/.+/)
+  natsUrl: string = DEFAULTS.natsUrl;
+
+  @IsString()
+  dataDir: string = DEFAULTS.dataDir;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  httpPort: number = DEFAULTS.httpPort;
+
+  @IsString()
+  httpHost = '127.0.0.1';
+
+  @IsIn(REPLICATION_MODES)
+  mode: ReplicationMode = DEFAULTS.mode;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(64)
+  syncFollowers: number = DEFAULTS.syncFollowers;
+
+  @Transform(toInt) @IsInt() @Min(10) @Max(600_000)
+  syncTimeoutMs: number = DEFAULTS.syncTimeoutMs;
+
+  @IsIn(SYNC_POLICIES)
+  syncPolicy: SyncPolicy = DEFAULTS.syncPolicy;
+
+  @IsIn(LEASE_BACKENDS)
+  leaseBackend: LeaseBackend = DEFAULTS.leaseBackend;
+
+  @Transform(toInt) @IsInt() @Min(200) @Max(600_000)
+  leaseTtlMs: number = DEFAULTS.leaseTtlMs;
+
+  @Transform(toInt) @IsInt() @Min(50) @Max(60_000)
+  leaseRenewMs: number = DEFAULTS.leaseRenewMs;
+
+  @Transform(toInt) @IsInt() @Min(20) @Max(60_000)
+  heartbeatIntervalMs: number = DEFAULTS.heartbeatIntervalMs;
+
+  @Transform(toInt) @IsInt() @Min(10)
+  logRetentionEntries: number = DEFAULTS.logRetentionEntries;
+
+  @Transform(toInt) @IsInt() @Min(1024)
+  logRetentionBytes: number = DEFAULTS.logRetentionBytes;
+
+  @Transform(toInt) @IsInt() @Min(1000)
+  logRetentionMs: number = DEFAULTS.logRetentionMs;
+
+  @Transform(toInt) @IsInt() @Min(4096) @Max(1024 * 1024 - 4096)
+  snapshotChunkBytes: number = DEFAULTS.snapshotChunkBytes;
+
+  @Transform(toInt) @IsInt() @Min(1024) @Max(64 * 1024 * 1024)
+  maxBodyBytes: number = DEFAULTS.maxBodyBytes;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(60_000)
+  readWaitMs: number = DEFAULTS.readWaitMs;
+
+  @Transform(toInt) @IsInt() @Min(100) @Max(600_000)
+  requestTimeoutMs: number = DEFAULTS.requestTimeoutMs;
+
+  @IsIn(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+  logLevel: string = DEFAULTS.logLevel;
+}
+
+/** A configuration that failed validation; `problems` names every bad setting. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** `syncTimeoutMs` → `FLOTILLA_SYNC_TIMEOUT_MS`. */
+export function envNameOf(key: string): string {
+  return 'FLOTILLA_' + key.replace(/([A-Z])/g, '_$1').toUpperCase();
+}
+
+/** `syncTimeoutMs` → `--sync-timeout-ms`. */
+export function flagNameOf(key: string): string {
+  return '--' + key.replace(/([A-Z])/g, '-$1').toLowerCase();
+}
+
+/** Every setting name of the schema. */
+export function configKeys(): string[] {
+  return Object.keys(new FlotillaConfig());
+}
+
+/**
+ * Builds the configuration from environment variables (`FLOTILLA_*`) overridden by `overrides`
+ * (already-parsed flags), validates it once, and throws {@link ConfigError} naming every bad value.
+ */
+export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): FlotillaConfig {
+  const plain: Record<string, unknown> = {};
+  const keys = new Set([...configKeys(), 'node']);
+  for (const key of keys) {
+    const v = env[envNameOf(key)];
+    if (v !== undefined) plain[key] = v;
+  }
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined) continue;
+    if (!keys.has(k)) throw new ConfigError([`unknown setting "${k}"`]);
+    plain[k] = v;
+  }
+  const config = plainToInstance(FlotillaConfig, plain);
+  const errors = validateSync(config, { whitelist: false, forbidUnknownValues: true });
+  const problems = errors.map((e) => {
+    const how = Object.values(e.constraints ?? {}).join('; ');
+    return `${e.property} (${envNameOf(e.property)}=${JSON.stringify(e.value)}): ${how}`;
+  });
+  if (config.leaseRenewMs * 2 > config.leaseTtlMs) {
+    problems.push(`leaseRenewMs (${config.leaseRenewMs}) must be at most half of leaseTtlMs (${config.leaseTtlMs})`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,3 @@
+export * from './lease';
+export * from './memory-lease';
+export * from './nats-kv-lease';

@@ -1,0 +1,43 @@
+/** An in-memory {@link Leaser} shared by several holders in one process: for unit tests. */
+import type { Clock } from '@flotilla/logging';
+import { LeaseConflictError, LeaseProposal, LeaseRecord, Leaser, LeaseUnavailableError, LeaseWatch } from './lease';
+
+export class MemoryLeaseStore {
+  record: LeaseRecord | null = null;
+  /** When true, every call fails as an unreachable backend would. */
+  unreachable = false;
+  private revision = 0;
+  private watchers = new Set<(r: LeaseRecord | null) => void>();
+  constructor(private readonly clock: Clock) {}
+
+  leaser(): Leaser {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const store = this;
+    return {
+      kind: 'memory',
+      async read() {
+        if (store.unreachable) throw new LeaseUnavailableError('memory lease unreachable');
+        return store.record ? { ...store.record } : null;
+      },
+      async compareAndSwap(expected, next) {
+        return store.cas(expected, next);
+      },
+      watch(onChange): LeaseWatch {
+        store.watchers.add(onChange);
+        return { stop: () => store.watchers.delete(onChange) };
+      },
+      async close() {},
+    };
+  }
+
+  cas(expected: LeaseRecord | null, next: LeaseProposal): LeaseRecord {
+    if (this.unreachable) throw new LeaseUnavailableError('memory lease unreachable');
+    const current = this.record;
+    if ((expected === null) !== (current === null) || (expected && current && expected.revision !== current.revision)) {
+      throw new LeaseConflictError(`lease changed: expected revision ${expected?.revision ?? 'none'}, found ${current?.revision ?? 'none'}`);
+    }
+    this.record = { ...next, renewedAtMs: this.clock.now(), revision: String(++this.revision) };
+    for (const w of this.watchers) w({ ...this.record });
+    return { ...this.record };
+  }
+}

@@ -1,0 +1,5 @@
+export * from './subjects';
+export * from './errors';
+export * from './messages';
+export * from './codec';
+export * from './values';

@@ -1,0 +1,241 @@
+/**
+ * Every message Flotilla sends over NATS. One discriminated union per channel keyed by `type`,
+ * each with a protocol version `v`. Messages are JSON; LSNs travel as decimal strings.
+ * Decoders in codec.ts validate shape once at the boundary; nothing unvalidated reaches the core.
+ */
+import type { WireError } from './errors';
+
+/** Version of every message below. A peer refuses a message whose `v` it does not know. */
+export const PROTOCOL_VERSION = 1 as const;
+
+/** A SQL value on the wire: JSON scalars, blobs as `{$b: base64}`, integers beyond 2^53 as `{$i: decimal}`. */
+export type SqlValue = null | number | string | { $b: string } | { $i: string };
+
+/** One SQL statement with positional (array) or named (object) parameters. */
+export interface Statement {
+  sql: string;
+  params?: SqlValue[] | Record<string, SqlValue>;
+}
+
+/** Outcome of one statement of a write transaction. */
+export interface ExecResult {
+  changes: number;
+  /** Decimal string: rowids are 64-bit. */
+  lastInsertRowid: string;
+}
+
+/**
+ * One row change captured on the leader. Tables with a rowid carry it in `rid`, so followers keep
+ * identical rowids; `key` holds the primary key values (or `[rowid]` for a table without one).
+ * `old` is the before-image kept for rewind after failover.
+ */
+export type Change =
+  | { op: 'ddl'; sql: string }
+  | { op: 'ins'; t: string; rid: string | null; row: SqlValue[] }
+  | { op: 'del'; t: string; rid: string | null; key: SqlValue[]; old: SqlValue[] }
+  | { op: 'upd'; t: string; rid: string | null; key: SqlValue[]; old: SqlValue[]; row: SqlValue[] };
+
+/** The body of one log entry: a committed write transaction in logical (row-based) form. */
+export interface TxnPayload {
+  /** Log format of this payload; only `logical` exists so far. */
+  format: 'logical';
+  changes: Change[];
+  /** Column names of each table touched, in the order of `row`/`old` values. */
+  cols: Record<string, string[]>;
+  /** Idempotency key of the client request, replicated so a retry after failover is recognised. */
+  idem?: string;
+  /** What the client was told, so a retried request gets the same answer. */
+  results: ExecResult[];
+}
+
+/** A log entry as it travels: `crc` is CRC-32 of the UTF-8 bytes of `payload`. */
+export interface WireEntry {
+  lsn: string;
+  epoch: number;
+  /** Leader wall-clock commit time, ms since the Unix epoch (for lag in ms). */
+  ts: number;
+  crc: number;
+  payload: string;
+}
+
+/** Start LSN of each epoch: the first LSN written in that epoch (like a PostgreSQL timeline history). */
+export interface EpochStart {
+  epoch: number;
+  startLsn: string;
+}
+
+// ---- log channel (leader → followers) -------------------------------------------------------
+
+export interface LogBatch {
+  type: 'entries';
+  v: typeof PROTOCOL_VERSION;
+  /** Epoch of the sending leader: the fencing token. */
+  epoch: number;
+  leader: string;
+  entries: WireEntry[];
+}
+
+// ---- ack channel (follower → leader) --------------------------------------------------------
+
+export interface AckMessage {
+  type: 'ack';
+  v: typeof PROTOCOL_VERSION;
+  node: string;
+  epoch: number;
+  received: string;
+  flushed: string;
+  applied: string;
+}
+
+// ---- heartbeats -----------------------------------------------------------------------------
+
+export const Role = {
+  LEADER: 'leader',
+  FOLLOWER: 'follower',
+  /** Started, not yet told its role by the lease. */
+  STARTING: 'starting',
+  /** A follower receiving a snapshot. */
+  SEEDING: 'seeding',
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+export interface Heartbeat {
+  type: 'hb';
+  v: typeof PROTOCOL_VERSION;
+  node: string;
+  role: Role;
+  epoch: number;
+  /** Leader this node follows (itself when leading), if known. */
+  leader: string | null;
+  /** Last LSN in the node's log. */
+  lsn: string;
+  appliedLsn: string;
+  flushedLsn: string;
+  /** Replication lag in ms as this node sees it (0 for the leader). */
+  lagMs: number;
+  sync: boolean;
+  mode: string;
+  logFormat: string;
+  version: string;
+  /** Wall clock of the sender, ms. */
+  ts: number;
+  /** HTTP address of the node's own health/metrics server. */
+  httpUrl?: string;
+  /** Why the node cannot serve, if it cannot. */
+  problem?: string;
+}
+
+// ---- catch-up (request/reply to the leader) -------------------------------------------------
+
+export interface CatchupRequest {
+  type: 'catchup';
+  v: typeof PROTOCOL_VERSION;
+  node: string;
+  epoch: number;
+  /** Send entries with LSN strictly greater than this. */
+  after: string;
+  /** Upper bound on the reply size in bytes. */
+  maxBytes: number;
+}
+
+export interface CatchupReply {
+  type: 'catchup-reply';
+  v: typeof PROTOCOL_VERSION;
+  epoch: number;
+  leader: string;
+  /** Last LSN of the leader's log when the reply was made. */
+  leaderLsn: string;
+  entries: WireEntry[];
+  epochs: EpochStart[];
+}
+
+// ---- snapshot (request/reply to the leader) -------------------------------------------------
+
+export type SnapshotRequest =
+  | { type: 'snapshot-begin'; v: typeof PROTOCOL_VERSION; node: string }
+  | { type: 'snapshot-chunk'; v: typeof PROTOCOL_VERSION; id: string; index: number }
+  | { type: 'snapshot-end'; v: typeof PROTOCOL_VERSION; id: string };
+
+export interface SnapshotInfo {
+  type: 'snapshot-info';
+  v: typeof PROTOCOL_VERSION;
+  id: string;
+  /** The exact LSN the snapshot contains: catch-up resumes after it. */
+  lsn: string;
+  epoch: number;
+  bytes: number;
+  sha256: string;
+  chunkBytes: number;
+  chunks: number;
+}
+
+// ---- writes and reads -----------------------------------------------------------------------
+
+/** Durability asked for by one write: never less than the cluster default. */
+export type Durability = 'leader' | 'sync' | { replicas: number };
+
+export interface WriteRequest {
+  type: 'write';
+  v: typeof PROTOCOL_VERSION;
+  statements: Statement[];
+  idempotencyKey?: string;
+  durability?: Durability;
+}
+
+export interface WriteReply {
+  type: 'write-reply';
+  v: typeof PROTOCOL_VERSION;
+  lsn: string;
+  epoch: number;
+  results: ExecResult[];
+  /** True when the answer was the stored one of an earlier request with the same idempotency key. */
+  replayed?: boolean;
+}
+
+export interface QueryRequest {
+  type: 'query';
+  v: typeof PROTOCOL_VERSION;
+  sql: string;
+  params?: SqlValue[] | Record<string, SqlValue>;
+  /** Serve only once this LSN is applied, waiting up to `waitMs`. */
+  minLsn?: string;
+  waitMs?: number;
+  /** Leader only, with a valid lease. */
+  requireLeader?: boolean;
+}
+
+export interface QueryReply {
+  type: 'query-reply';
+  v: typeof PROTOCOL_VERSION;
+  rows: Record<string, SqlValue>[];
+  /** LSN applied on the serving node when the query ran. */
+  lsn: string;
+  servedBy: string;
+}
+
+export interface ErrorReply {
+  type: 'error';
+  v: typeof PROTOCOL_VERSION;
+  error: WireError;
+}
+
+// ---- control (monitor/CLI → replicas) -------------------------------------------------------
+
+export type ControlRequest =
+  | { type: 'status'; v: typeof PROTOCOL_VERSION }
+  | { type: 'checksums'; v: typeof PROTOCOL_VERSION };
+
+export interface StatusReply {
+  type: 'status-reply';
+  v: typeof PROTOCOL_VERSION;
+  heartbeat: Heartbeat;
+  /** Counters a test or operator can use to tell what happened (snapshots used, catch-ups run). */
+  counters: Record<string, number>;
+}
+
+export interface ChecksumsReply {
+  type: 'checksums-reply';
+  v: typeof PROTOCOL_VERSION;
+  appliedLsn: string;
+  tables: Record<string, { rows: number; sha256: string }>;
+}
