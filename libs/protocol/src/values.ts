@@ -8,7 +8,9 @@ export type NativeValue = null | number | bigint | string | Buffer;
 
 /** Wire → native, for binding parameters. Throws TypeError on anything else. */
 export function toNative(v: SqlValue): NativeValue {
-  if (v === null || typeof v === 'number' || typeof v === 'string') return v;
+  if (v === null || typeof v === 'string') return v;
+  // A JSON integer is an SQL INTEGER (better-sqlite3 would bind every number as REAL).
+  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
   if (typeof v === 'boolean') return v ? 1 : 0;
   if (typeof v === 'object' && !Array.isArray(v)) {
     if ('$b' in v && typeof v.$b === 'string' && Object.keys(v).length === 1) return Buffer.from(v.$b, 'base64');

@@ -1,0 +1,128 @@
+/**
+ * Change capture on the leader: TEMP triggers (per connection, never in the database file) append
+ * every row change of a user table to a TEMP capture table, as JSON built by SQLite itself.
+ * After a request's statements ran, the captured rows become the request's log entry.
+ *
+ * Values are encoded by {@link encodeColumnSql} so that value and type round-trip exactly: JSON
+ * integers are INTEGER, JSON non-integral numbers REAL, `{"$r": n}` a REAL with an integral value,
+ * `{"$i": "decimal"}` an INTEGER beyond 2^53, `{"$x": hex}` a BLOB, strings TEXT. (SQLite 3.53, as
+ * bundled by better-sqlite3 12, renders REAL with round-trip precision.)
+ */
+import type Database from 'better-sqlite3';
+import { listUserTables, quoteIdent, quoteText, readTableMeta, TableMeta } from './table-meta';
+
+export const CAPTURE_TABLE = 'temp._flotilla_capture';
+const TRIGGER_PREFIX = '_flotilla_cap_';
+
+/** SQL for one column value in capture JSON. */
+export function encodeColumnSql(ref: string): string {
+  return (
+    `CASE typeof(${ref}) WHEN 'blob' THEN json_object('$x', hex(${ref})) ` +
+    `WHEN 'integer' THEN CASE WHEN ${ref} BETWEEN -9007199254740991 AND 9007199254740991 THEN ${ref} ` +
+    `ELSE json_object('$i', CAST(${ref} AS TEXT)) END ` +
+    // A REAL with an integral value would read back as a JSON integer: mark it so it stays REAL.
+    `WHEN 'real' THEN CASE WHEN ${ref} = CAST(${ref} AS INTEGER) THEN json_object('$r', ${ref}) ELSE ${ref} END ` +
+    `ELSE ${ref} END`
+  );
+}
+
+function rowJson(alias: 'NEW' | 'OLD', cols: string[]): string {
+  if (cols.length === 0) return "'[]'";
+  return `json_array(${cols.map((c) => encodeColumnSql(`${alias}.${quoteIdent(c)}`)).join(', ')})`;
+}
+
+/** The key of a row: its primary key values, or its rowid when the table has no primary key. */
+function keyJson(alias: 'NEW' | 'OLD', meta: TableMeta): string {
+  if (meta.pk.length === 0 || meta.pkIsRowid) return 'NULL';
+  return rowJson(alias, meta.pk);
+}
+
+function ridSql(alias: 'NEW' | 'OLD', meta: TableMeta): string {
+  return meta.hasRowid ? `CAST(${alias}.rowid AS TEXT)` : 'NULL';
+}
+
+/** Creates the capture table and one trigger per operation on every user table. */
+export function installCapture(db: Database.Database): Map<string, TableMeta> {
+  db.exec(`CREATE TEMP TABLE IF NOT EXISTS _flotilla_capture(
+    seq INTEGER PRIMARY KEY, op TEXT NOT NULL, tbl TEXT NOT NULL, rid TEXT, nrid TEXT, okey TEXT, old TEXT, new TEXT)`);
+  removeCaptureTriggers(db);
+  const metas = new Map<string, TableMeta>();
+  listUserTables(db).forEach((name, i) => {
+    const meta = readTableMeta(db, name);
+    metas.set(name, meta);
+    const on = `main.${quoteIdent(name)}`;
+    const t = quoteText(name);
+    db.exec(`
+      CREATE TEMP TRIGGER ${TRIGGER_PREFIX}${i}_i AFTER INSERT ON ${on} BEGIN
+        INSERT INTO ${CAPTURE_TABLE}(op, tbl, rid, okey, old, new) VALUES ('ins', ${t}, ${ridSql('NEW', meta)}, NULL, NULL, ${rowJson('NEW', meta.cols)});
+      END;
+      CREATE TEMP TRIGGER ${TRIGGER_PREFIX}${i}_d AFTER DELETE ON ${on} BEGIN
+        INSERT INTO ${CAPTURE_TABLE}(op, tbl, rid, okey, old, new) VALUES ('del', ${t}, ${ridSql('OLD', meta)}, ${keyJson('OLD', meta)}, ${rowJson('OLD', meta.cols)}, NULL);
+      END;
+      CREATE TEMP TRIGGER ${TRIGGER_PREFIX}${i}_u AFTER UPDATE ON ${on} BEGIN
+        INSERT INTO ${CAPTURE_TABLE}(op, tbl, rid, nrid, okey, old, new) VALUES ('upd', ${t}, ${ridSql('OLD', meta)}, ${ridSql('NEW', meta)}, ${keyJson('OLD', meta)}, ${rowJson('OLD', meta.cols)}, ${rowJson('NEW', meta.cols)});
+      END;`);
+  });
+  return metas;
+}
+
+/** Drops every capture trigger (before DDL, so that DROP COLUMN and friends are not blocked by them). */
+export function removeCaptureTriggers(db: Database.Database): void {
+  const names = db
+    .prepare(`SELECT name FROM temp.sqlite_master WHERE type = 'trigger' AND name LIKE '${TRIGGER_PREFIX}%'`)
+    .all() as { name: string }[];
+  for (const { name } of names) db.exec(`DROP TRIGGER temp.${quoteIdent(name)}`);
+}
+
+/** A captured row, as the triggers wrote it. */
+export interface CapturedRow {
+  op: 'ins' | 'del' | 'upd';
+  tbl: string;
+  rid: string | null;
+  /** New rowid of an updated row (equal to rid unless the update changed the rowid). */
+  nrid: string | null;
+  okey: string | null;
+  old: string | null;
+  new: string | null;
+}
+
+/** Reads and clears what was captured since the last call. */
+export class CaptureReader {
+  private readonly select: Database.Statement;
+  private readonly clear: Database.Statement;
+  constructor(db: Database.Database) {
+    this.select = db.prepare(`SELECT op, tbl, rid, nrid, okey, old, new FROM ${CAPTURE_TABLE} ORDER BY seq`);
+    this.clear = db.prepare(`DELETE FROM ${CAPTURE_TABLE}`);
+  }
+  drain(): CapturedRow[] {
+    const rows = this.select.all() as CapturedRow[];
+    if (rows.length > 0) this.clear.run();
+    return rows;
+  }
+}
+
+/**
+ * Appends captured rows to a payload's `changes` JSON text without parsing the row JSON:
+ * the hot path builds the payload by concatenation.
+ */
+export function changeJson(row: CapturedRow): string {
+  const t = JSON.stringify(row.tbl);
+  const rid = row.rid === null ? 'null' : `"${row.rid}"`;
+  const key = row.okey ?? `[${ridValueJson(row.rid)}]`;
+  switch (row.op) {
+    case 'ins':
+      return `{"op":"ins","t":${t},"rid":${rid},"row":${row.new}}`;
+    case 'del':
+      return `{"op":"del","t":${t},"rid":${rid},"key":${key},"old":${row.old}}`;
+    case 'upd': {
+      // An update carries the new rowid (the key names the old row).
+      const nrid = row.nrid === null ? 'null' : `"${row.nrid}"`;
+      return `{"op":"upd","t":${t},"rid":${nrid},"key":${key},"old":${row.old},"row":${row.new}}`;
+    }
+  }
+}
+
+function ridValueJson(rid: string | null): string {
+  if (rid === null) return 'null';
+  return Number.isSafeInteger(Number(rid)) ? rid : `{"$i":"${rid}"}`;
+}

@@ -1,0 +1,18 @@
+/**
+ * Values inside log payloads (see capture.ts for the encoding) back to what better-sqlite3 binds,
+ * keeping SQLite's storage class: integers bind as BigInt (INTEGER), other numbers as REAL.
+ */
+export type BindValue = null | number | bigint | string | Buffer;
+
+export function logValueToBind(v: unknown): BindValue {
+  if (v === null) return null;
+  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$x === 'string') return Buffer.from(o.$x, 'hex');
+    if (typeof o.$i === 'string') return BigInt(o.$i);
+    if (typeof o.$r === 'number') return o.$r;
+  }
+  throw new Error(`bad value in log payload: ${JSON.stringify(v)}`);
+}

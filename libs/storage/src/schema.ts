@@ -1,0 +1,28 @@
+/**
+ * Flotilla's own tables inside every replica's database file. The replication log lives in the
+ * same file as the data, so a data change and its log entry commit in one SQLite transaction:
+ * no two-phase commit between a log file and the store, and kill -9 leaves both consistent.
+ */
+import type Database from 'better-sqlite3';
+
+export const SCHEMA_VERSION = 1;
+
+export function createSchema(db: Database.Database): void {
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS _flotilla_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS _flotilla_log(
+      lsn INTEGER PRIMARY KEY,
+      epoch INTEGER NOT NULL,
+      ts INTEGER NOT NULL,
+      crc INTEGER NOT NULL,
+      payload TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS _flotilla_epochs(epoch INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS _flotilla_idem(
+      key TEXT PRIMARY KEY,
+      lsn INTEGER NOT NULL,
+      epoch INTEGER NOT NULL,
+      results TEXT NOT NULL) WITHOUT ROWID;
+    INSERT OR IGNORE INTO _flotilla_meta(key, value) VALUES
+      ('schema_version', ${SCHEMA_VERSION}), ('applied_lsn', 0), ('applied_ts', 0), ('applied_epoch', 0);
+  `);
+}

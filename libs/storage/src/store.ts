@@ -1,0 +1,529 @@
+/**
+ * A replica's database: user tables, the replication log and positions in one SQLite file.
+ *
+ * The leader runs {@link Store.executeBatch} (group commit: many client transactions, one SQLite
+ * commit, each in its own savepoint with its own outcome and LSN); a follower runs
+ * {@link Store.applyEntries}. Both append to `_flotilla_log` in the same transaction as the data.
+ * Owned by one actor: nothing here is safe to call concurrently, and nothing here does I/O other
+ * than SQLite (snapshots run in a worker thread).
+ */
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import {
+  Change,
+  EpochStart,
+  ErrorCode,
+  ExecResult,
+  FlotillaError,
+  payloadCrc,
+  paramsToNative,
+  Statement,
+  toWire,
+  TxnPayload,
+  SqlValue,
+} from '@flotilla/protocol';
+import { CaptureReader, changeJson, installCapture, removeCaptureTriggers } from './capture';
+import { ChangeApplier, DivergenceError } from './apply';
+import { createSchema } from './schema';
+import { createSnapshot, SnapshotFile } from './snapshot';
+import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
+import { toClientError } from './sql-error';
+import { encodeColumnSql } from './capture';
+import { listUserTables, quoteIdent, readTableMeta, TableMeta } from './table-meta';
+
+/** One committed transaction in the log. `lsn` is a JS number: safe up to 2^53 transactions. */
+export interface LogEntry {
+  lsn: number;
+  epoch: number;
+  /** Leader commit time, wall clock ms. */
+  ts: number;
+  /** CRC-32 of the UTF-8 bytes of `payload`. */
+  crc: number;
+  payload: string;
+}
+
+export interface WriteInput {
+  statements: Statement[];
+  idempotencyKey?: string;
+}
+
+export type WriteOutcome =
+  | { ok: true; lsn: number; epoch: number; results: ExecResult[]; entry: LogEntry | null; replayed: boolean }
+  | { ok: false; error: FlotillaError };
+
+export interface QueryResult {
+  rows: Record<string, SqlValue>[];
+  /** LSN applied when the query's read transaction began. */
+  lsn: number;
+}
+
+/** Limits, each named with its unit. */
+export const STATEMENT_CACHE_MAX = 256;
+export const QUERY_ROWS_MAX = 10_000;
+
+export interface StoreOptions {
+  /** Wall clock for entry timestamps. */
+  now?: () => number;
+}
+
+export class Store {
+  private db!: Database.Database;
+  private readDb!: Database.Database;
+  private capture: CaptureReader | null = null;
+  private metas = new Map<string, TableMeta>();
+  private applier!: ChangeApplier;
+  private stmtCache = new Map<string, Database.Statement>();
+  private last = 0;
+  private lastTs = 0;
+  private lastEpoch = 0;
+  private logBytes = 0;
+  private readonly now: () => number;
+  private q!: ReturnType<Store['prepareInternal']>;
+
+  private constructor(
+    readonly file: string,
+    options: StoreOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Opens (creating if needed) the database file and reads the positions it holds. */
+  static open(file: string, options: StoreOptions = {}): Store {
+    const s = new Store(file, options);
+    s.openFiles();
+    return s;
+  }
+
+  private openFiles(): void {
+    this.db = new Database(this.file);
+    this.db.pragma('journal_mode = WAL');
+    // fsync on every commit: an acknowledged write survives power loss (group commit amortises it).
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('temp_store = MEMORY');
+    this.db.pragma('cache_size = -65536');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('recursive_triggers = ON');
+    createSchema(this.db);
+    this.readDb = new Database(this.file, { readonly: true });
+    this.readDb.pragma('busy_timeout = 5000');
+    this.q = this.prepareInternal();
+    this.applier = new ChangeApplier(this.db);
+    const meta = this.q.meta.all() as { key: string; value: number }[];
+    const m = Object.fromEntries(meta.map((r) => [r.key, Number(r.value)]));
+    this.last = m.applied_lsn ?? 0;
+    this.lastTs = m.applied_ts ?? 0;
+    this.lastEpoch = m.applied_epoch ?? 0;
+    const maxLog = (this.db.prepare('SELECT max(lsn) AS lsn FROM _flotilla_log').get() as { lsn: number | null }).lsn ?? 0;
+    if (maxLog !== this.last) {
+      throw new DivergenceError(`${this.file}: log ends at ${maxLog} but applied_lsn is ${this.last}`);
+    }
+    this.logBytes = (this.db.prepare('SELECT coalesce(sum(length(payload)), 0) AS b FROM _flotilla_log').get() as { b: number }).b;
+  }
+
+  private prepareInternal() {
+    const db = this.db;
+    return {
+      meta: db.prepare('SELECT key, value FROM _flotilla_meta'),
+      setApplied: db.prepare(
+        "UPDATE _flotilla_meta SET value = CASE key WHEN 'applied_lsn' THEN @lsn WHEN 'applied_ts' THEN @ts ELSE @epoch END WHERE key IN ('applied_lsn', 'applied_ts', 'applied_epoch')",
+      ),
+      appendLog: db.prepare('INSERT INTO _flotilla_log(lsn, epoch, ts, crc, payload) VALUES (?, ?, ?, ?, ?)'),
+      idemGet: db.prepare('SELECT lsn, epoch, results FROM _flotilla_idem WHERE key = ?'),
+      idemPut: db.prepare('INSERT INTO _flotilla_idem(key, lsn, epoch, results) VALUES (?, ?, ?, ?)'),
+      epochPut: db.prepare('INSERT OR IGNORE INTO _flotilla_epochs(epoch, start_lsn) VALUES (?, ?)'),
+      epochs: db.prepare('SELECT epoch, start_lsn AS startLsn FROM _flotilla_epochs ORDER BY epoch'),
+      readLog: db.prepare('SELECT lsn, epoch, ts, crc, payload FROM _flotilla_log WHERE lsn > ? ORDER BY lsn LIMIT ?'),
+      oldest: db.prepare('SELECT min(lsn) AS lsn FROM _flotilla_log'),
+      appliedRead: this.readDb.prepare("SELECT value FROM _flotilla_meta WHERE key = 'applied_lsn'").pluck(),
+    };
+  }
+
+  /** Last LSN committed to this database (= applied; the log and data commit together). */
+  get lastLsn(): number {
+    return this.last;
+  }
+  /** Leader commit time of the last applied entry. */
+  get lastTimestamp(): number {
+    return this.lastTs;
+  }
+  /** Epoch of the last applied entry, or the epoch this node began as leader. */
+  get lastEpoch_(): number {
+    return this.lastEpoch;
+  }
+
+  /** Highest epoch this database knows of (history or last entry). */
+  knownEpoch(): number {
+    const h = this.epochHistory();
+    return Math.max(this.lastEpoch, h.length ? h[h.length - 1].epoch : 0);
+  }
+
+  epochHistory(): EpochStart[] {
+    return (this.q.epochs.all() as { epoch: number; startLsn: number }[]).map((r) => ({ epoch: r.epoch, startLsn: String(r.startLsn) }));
+  }
+
+  /** Leader: records that `epoch` starts after the current last LSN. */
+  beginEpoch(epoch: number): void {
+    if (epoch < this.knownEpoch()) throw new Error(`beginEpoch(${epoch}) below known epoch ${this.knownEpoch()}`);
+    this.q.epochPut.run(epoch, this.last + 1);
+  }
+
+  /** Bytes of payload held in the log. */
+  get logSizeBytes(): number {
+    return this.logBytes;
+  }
+
+  // ---- leader ---------------------------------------------------------------------------------
+
+  /** Leader: install change capture and enforce foreign keys (followers apply rows without them). */
+  startCapture(): void {
+    this.db.pragma('foreign_keys = ON');
+    this.metas = installCapture(this.db);
+    this.capture = new CaptureReader(this.db);
+  }
+
+  /** Follower: remove change capture; applied rows must not be captured again. */
+  stopCapture(): void {
+    removeCaptureTriggers(this.db);
+    this.db.pragma('foreign_keys = OFF');
+    this.capture = null;
+  }
+
+  get capturing(): boolean {
+    return this.capture !== null;
+  }
+
+  private prepareCached(sql: string): Database.Statement {
+    let s = this.stmtCache.get(sql);
+    if (s) {
+      this.stmtCache.delete(sql);
+      this.stmtCache.set(sql, s);
+      return s;
+    }
+    s = this.db.prepare(sql);
+    this.stmtCache.set(sql, s);
+    if (this.stmtCache.size > STATEMENT_CACHE_MAX) this.stmtCache.delete(this.stmtCache.keys().next().value as string);
+    return s;
+  }
+
+  /**
+   * Leader: runs each request as its own transaction inside one SQLite transaction (group commit).
+   * Each request gets its own outcome; a failing request is rolled back to its savepoint and never
+   * affects the others. Requests whose idempotency key is known get the stored answer.
+   * Returns one outcome per request, in order. Throws only if the commit itself fails, in which
+   * case nothing of the batch is applied.
+   */
+  executeBatch(requests: WriteInput[], epoch: number): WriteOutcome[] {
+    if (!this.capture) throw new Error('executeBatch on a store that is not capturing (not leader)');
+    const capture = this.capture;
+    const outcomes: WriteOutcome[] = [];
+    const firstLsn = this.last;
+    const firstBytes = this.logBytes;
+    const appended: LogEntry[] = [];
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const req of requests) {
+        outcomes.push(this.executeOne(req, epoch, capture, appended));
+      }
+      if (this.last !== firstLsn) {
+        this.q.setApplied.run({ lsn: this.last, ts: this.lastTs, epoch });
+      }
+      this.db.exec('COMMIT');
+      if (this.last !== firstLsn) this.lastEpoch = epoch;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      this.last = firstLsn;
+      this.logBytes = firstBytes;
+      this.metas = installCapture(this.db);
+      throw err;
+    }
+    return outcomes;
+  }
+
+  private executeOne(req: WriteInput, epoch: number, capture: CaptureReader, appended: LogEntry[]): WriteOutcome {
+    if (req.idempotencyKey !== undefined) {
+      const seen = this.q.idemGet.get(req.idempotencyKey) as { lsn: number; epoch: number; results: string } | undefined;
+      if (seen) return { ok: true, lsn: seen.lsn, epoch: seen.epoch, results: JSON.parse(seen.results), entry: null, replayed: true };
+    }
+    this.db.exec('SAVEPOINT req');
+    const changes: string[] = [];
+    const touched = new Set<string>();
+    let hadDdl = false;
+    try {
+      const results: ExecResult[] = [];
+      req.statements.forEach((st, i) => {
+        const where = `statement ${i + 1}`;
+        const kind = classifyStatement(st.sql);
+        if (kind.kind === StatementKind.REFUSED) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: ${kind.reason}`);
+        if (touchesInternal(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: tables named _flotilla* are reserved for replication`);
+        try {
+          if (kind.kind === StatementKind.DDL) {
+            this.drainInto(capture, changes, touched);
+            hadDdl = true;
+            removeCaptureTriggers(this.db);
+            const s = this.db.prepare(st.sql);
+            const r = s.run(...paramsToNative(st.params));
+            changes.push(JSON.stringify({ op: 'ddl', sql: st.sql } satisfies Change));
+            this.metas = installCapture(this.db);
+            this.stmtCache.clear();
+            results.push({ changes: r.changes, lastInsertRowid: String(r.lastInsertRowid) });
+          } else {
+            const s = this.prepareCached(st.sql);
+            if (s.reader) {
+              const rows = s.all(...paramsToNative(st.params)) as Record<string, unknown>[];
+              const r: ExecResult & { rows?: unknown[] } = {
+                changes: s.readonly ? 0 : rows.length,
+                lastInsertRowid: String(this.db.prepare('SELECT last_insert_rowid()').pluck().get()),
+              };
+              r.rows = rows.map(rowToWire);
+              results.push(r);
+            } else {
+              const r = s.run(...paramsToNative(st.params));
+              results.push({ changes: r.changes, lastInsertRowid: String(r.lastInsertRowid) });
+            }
+          }
+        } catch (err) {
+          throw toClientError(err, where);
+        }
+      });
+      this.drainInto(capture, changes, touched);
+      if (changes.length === 0 && req.idempotencyKey === undefined) {
+        this.db.exec('RELEASE req');
+        return { ok: true, lsn: this.last, epoch, results, entry: null, replayed: false };
+      }
+      const lsn = this.last + 1;
+      const ts = this.now();
+      const cols: Record<string, string[]> = {};
+      for (const t of touched) cols[t] = this.metas.get(t)?.cols ?? [];
+      const payload =
+        `{"format":"logical","changes":[${changes.join(',')}],"cols":${JSON.stringify(cols)}` +
+        (req.idempotencyKey !== undefined ? `,"idem":${JSON.stringify(req.idempotencyKey)}` : '') +
+        `,"results":${JSON.stringify(results.map(stripRows))}}`;
+      const entry: LogEntry = { lsn, epoch, ts, crc: payloadCrc(payload), payload };
+      this.q.appendLog.run(lsn, epoch, ts, entry.crc, payload);
+      if (req.idempotencyKey !== undefined) this.q.idemPut.run(req.idempotencyKey, lsn, epoch, JSON.stringify(results.map(stripRows)));
+      this.db.exec('RELEASE req');
+      this.last = lsn;
+      this.lastTs = ts;
+      this.logBytes += payload.length;
+      appended.push(entry);
+      return { ok: true, lsn, epoch, results, entry, replayed: false };
+    } catch (err) {
+      this.db.exec('ROLLBACK TO req');
+      this.db.exec('RELEASE req');
+      capture.drain();
+      if (hadDdl) {
+        this.metas = installCapture(this.db);
+        this.stmtCache.clear();
+      }
+      return { ok: false, error: toClientError(err, 'request') };
+    }
+  }
+
+  private drainInto(capture: CaptureReader, changes: string[], touched: Set<string>): void {
+    for (const row of capture.drain()) {
+      changes.push(changeJson(row));
+      touched.add(row.tbl);
+    }
+  }
+
+  // ---- follower -------------------------------------------------------------------------------
+
+  /**
+   * Follower: applies entries (which must continue the log without a gap) in one transaction,
+   * appending them to this replica's own log. Throws {@link DivergenceError} (and applies
+   * nothing) when an entry does not fit: the caller must stop rather than serve wrong data.
+   */
+  applyEntries(entries: LogEntry[]): void {
+    if (entries.length === 0) return;
+    if (this.capture) throw new Error('applyEntries on a capturing store (leader)');
+    const before = { last: this.last, ts: this.lastTs, epoch: this.lastEpoch, bytes: this.logBytes };
+    let knownEpoch = this.knownEpoch();
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const e of entries) {
+        if (e.lsn !== this.last + 1) throw new DivergenceError(`entry ${e.lsn} does not follow ${this.last}`);
+        if (payloadCrc(e.payload) !== e.crc) throw new DivergenceError(`entry ${e.lsn}: checksum mismatch`);
+        const p = JSON.parse(e.payload) as TxnPayload;
+        for (const c of p.changes) {
+          try {
+            this.applier.apply(c, c.op === 'ddl' ? undefined : p.cols[c.t]);
+          } catch (err) {
+            if (err instanceof DivergenceError) throw new DivergenceError(`apply entry ${e.lsn}: ${err.message}`);
+            throw new DivergenceError(`apply entry ${e.lsn}: ${(err as Error).message}`);
+          }
+        }
+        if (e.epoch > knownEpoch) {
+          this.q.epochPut.run(e.epoch, e.lsn);
+          knownEpoch = e.epoch;
+        }
+        this.q.appendLog.run(e.lsn, e.epoch, e.ts, e.crc, e.payload);
+        if (p.idem !== undefined) this.q.idemPut.run(p.idem, e.lsn, e.epoch, JSON.stringify(p.results));
+        this.last = e.lsn;
+        this.lastTs = e.ts;
+        this.lastEpoch = e.epoch;
+        this.logBytes += e.payload.length;
+      }
+      this.q.setApplied.run({ lsn: this.last, ts: this.lastTs, epoch: this.lastEpoch });
+      this.db.exec('COMMIT');
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      this.last = before.last;
+      this.lastTs = before.ts;
+      this.lastEpoch = before.epoch;
+      this.logBytes = before.bytes;
+      this.applier.invalidate();
+      throw err;
+    }
+  }
+
+  /** Records epoch starts learned from the leader (catch-up replies carry its history). */
+  mergeEpochHistory(history: EpochStart[]): void {
+    for (const h of history) this.q.epochPut.run(h.epoch, Number(h.startLsn));
+  }
+
+  // ---- log ------------------------------------------------------------------------------------
+
+  /** Entries with LSN > `afterLsn`, in order, up to about `maxBytes` of payload (at least one). */
+  readLogAfter(afterLsn: number, maxBytes: number, maxEntries = 10_000): LogEntry[] {
+    const rows = this.q.readLog.all(afterLsn, maxEntries) as LogEntry[];
+    let bytes = 0;
+    const out: LogEntry[] = [];
+    for (const r of rows) {
+      bytes += r.payload.length + 64;
+      if (out.length > 0 && bytes > maxBytes) break;
+      out.push(r);
+    }
+    return out;
+  }
+
+  /** First LSN still in the log (lastLsn + 1 when the log is empty). */
+  oldestLsn(): number {
+    const r = this.q.oldest.get() as { lsn: number | null };
+    return r.lsn ?? this.last + 1;
+  }
+
+  /** Deletes log entries with LSN ≤ `lsn`, at most `maxRows` per call; returns how many. */
+  truncateLogThrough(lsn: number, maxRows = 10_000): number {
+    const upTo = Math.min(lsn, this.last);
+    const oldest = this.oldestLsn();
+    const end = Math.min(upTo, oldest + maxRows - 1);
+    if (end < oldest) return 0;
+    const bytes = (this.db.prepare('SELECT coalesce(sum(length(payload)), 0) AS b FROM _flotilla_log WHERE lsn <= ?').get(end) as { b: number }).b;
+    const r = this.db.prepare('DELETE FROM _flotilla_log WHERE lsn <= ?').run(end);
+    this.db.prepare('DELETE FROM _flotilla_idem WHERE lsn <= ?').run(end);
+    this.logBytes -= bytes;
+    return r.changes;
+  }
+
+  /** Log entries (LSN, ts, bytes) from the oldest, for retention decisions; at most `limit`. */
+  oldestEntries(limit: number): { lsn: number; ts: number; bytes: number }[] {
+    return this.db.prepare('SELECT lsn, ts, length(payload) AS bytes FROM _flotilla_log ORDER BY lsn LIMIT ?').all(limit) as {
+      lsn: number;
+      ts: number;
+      bytes: number;
+    }[];
+  }
+
+  // ---- reads ----------------------------------------------------------------------------------
+
+  /** Runs a read-only statement on the read connection; writes are refused with WRITE_IN_QUERY. */
+  query(sql: string, params?: Statement['params']): QueryResult {
+    if (touchesInternal(sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'tables named _flotilla* are reserved for replication');
+    let stmt: Database.Statement;
+    try {
+      stmt = this.readDb.prepare(sql);
+    } catch (err) {
+      throw toClientError(err, 'query');
+    }
+    if (!stmt.readonly || !stmt.reader) {
+      throw new FlotillaError(ErrorCode.WRITE_IN_QUERY, 'query: only read-only statements that return rows are allowed here; send writes to /v1/execute');
+    }
+    try {
+      const run = this.readDb.transaction(() => {
+        const lsn = Number(this.q.appliedRead.get());
+        const it = stmt.iterate(...paramsToNative(params)) as IterableIterator<Record<string, unknown>>;
+        const rows: Record<string, SqlValue>[] = [];
+        for (const row of it) {
+          if (rows.length >= QUERY_ROWS_MAX) {
+            throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `query: more than ${QUERY_ROWS_MAX} rows; add a LIMIT`);
+          }
+          rows.push(rowToWire(row));
+        }
+        return { rows, lsn };
+      });
+      return run();
+    } catch (err) {
+      throw toClientError(err, 'query');
+    }
+  }
+
+  // ---- snapshots ------------------------------------------------------------------------------
+
+  /** A consistent copy of this database at an exact LSN, made without blocking writes. */
+  async snapshotTo(dest: string): Promise<SnapshotFile> {
+    fs.rmSync(dest, { force: true });
+    return createSnapshot(this.file, dest);
+  }
+
+  /**
+   * Replaces this database with a snapshot file (already verified by the caller), atomically:
+   * close (which checkpoints the WAL away), remove WAL leftovers, rename over, reopen.
+   */
+  replaceWithSnapshot(snapshotFile: string): void {
+    const capturing = this.capturing;
+    this.closeFiles();
+    for (const ext of ['-wal', '-shm']) fs.rmSync(this.file + ext, { force: true });
+    fs.renameSync(snapshotFile, this.file);
+    this.stmtCache.clear();
+    this.openFiles();
+    if (capturing) this.startCapture();
+  }
+
+  // ---- checks ---------------------------------------------------------------------------------
+
+  /** Per user table: row count and SHA-256 of its rows (type-exact encoding, in key order). */
+  tableChecksums(): Record<string, { rows: number; sha256: string }> {
+    return tableChecksums(this.readDb);
+  }
+
+  private closeFiles(): void {
+    this.readDb.close();
+    this.db.close();
+  }
+
+  close(): void {
+    if (this.db.open) this.closeFiles();
+  }
+}
+
+/** Checksums of every user table of an open database (any connection, read-only is enough). */
+export function tableChecksums(db: Database.Database): Record<string, { rows: number; sha256: string }> {
+  const out: Record<string, { rows: number; sha256: string }> = {};
+  for (const t of listUserTables(db)) {
+    const m = readTableMeta(db, t);
+    const order = m.hasRowid ? 'rowid' : m.pk.map(quoteIdent).join(', ');
+    const rowid = m.hasRowid ? `CAST(rowid AS TEXT) || ':' || ` : '';
+    const cols = m.cols.map((c) => encodeColumnSql(quoteIdent(c))).join(', ');
+    const hash = createHash('sha256');
+    let rows = 0;
+    const it = db.prepare(`SELECT ${rowid}json_array(${cols}) FROM main.${quoteIdent(t)} ORDER BY ${order}`).pluck().iterate();
+    for (const line of it as IterableIterator<string>) {
+      hash.update(line);
+      hash.update('\n');
+      rows++;
+    }
+    out[t] = { rows, sha256: hash.digest('hex') };
+  }
+  return out;
+}
+
+function rowToWire(row: Record<string, unknown>): Record<string, SqlValue> {
+  const out: Record<string, SqlValue> = {};
+  for (const k in row) out[k] = toWire(row[k]);
+  return out;
+}
+
+function stripRows(r: ExecResult): ExecResult {
+  return { changes: r.changes, lastInsertRowid: r.lastInsertRowid };
+}
