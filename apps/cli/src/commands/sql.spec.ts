@@ -1,0 +1,40 @@
+import { CliError } from '../gateway-client';
+import { formatExecuteReply, formatQueryReply, sqlRequest } from './sql';
+
+describe('sqlRequest', () => {
+  it('sends reads to /v1/query with params and consistency', () => {
+    expect(sqlRequest('SELECT * FROM t WHERE id = ?', { params: [1], consistency: 'strong' })).toEqual({
+      path: '/v1/query',
+      body: { sql: 'SELECT * FROM t WHERE id = ?', params: [1], consistency: 'strong' },
+    });
+  });
+
+  it('sends writes to /v1/execute as one statement', () => {
+    expect(sqlRequest('INSERT INTO t VALUES (?)', { params: ['a'] })).toEqual({
+      path: '/v1/execute',
+      body: { statements: [{ sql: 'INSERT INTO t VALUES (?)', params: ['a'] }] },
+    });
+  });
+
+  it('obeys --read / --write', () => {
+    expect(sqlRequest('SELECT 1', { force: 'write' }).path).toBe('/v1/execute');
+    expect(sqlRequest('INSERT INTO t VALUES (1)', { force: 'read' }).path).toBe('/v1/query');
+  });
+
+  it('refuses a consistency level on a write', () => {
+    expect(() => sqlRequest('DELETE FROM t', { consistency: 'strong' })).toThrow(CliError);
+  });
+});
+
+describe('reply formatting', () => {
+  it('prints rows and where they came from', () => {
+    expect(formatQueryReply({ rows: [{ n: 1 }], servedBy: 'replica-1', lsn: '7' })).toEqual(['n', '-', '1', '(1 row, served by replica-1 at lsn 7)']);
+    expect(formatQueryReply({ rows: [], servedBy: 'replica-0', lsn: '7' })).toEqual(['(0 rows, served by replica-0 at lsn 7)']);
+  });
+
+  it('prints the outcome of a write', () => {
+    expect(formatExecuteReply({ lsn: '8', epoch: 2, results: [{ changes: 1, lastInsertRowid: { $i: '5' } }] })).toEqual([
+      'OK, 1 row changed, last insert rowid 5 (lsn 8, epoch 2)',
+    ]);
+  });
+});

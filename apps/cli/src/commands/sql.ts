@@ -1,0 +1,78 @@
+import { CliError, callGateway } from '../gateway-client';
+import { Io } from '../io';
+import { isReadStatement } from '../sql-kind';
+import { columnsOf, formatTable } from '../table';
+
+export interface SqlOptions {
+  gateway: string;
+  json: boolean;
+  /** Query parameters: a JSON array (positional) or object (named). */
+  params?: unknown[] | Record<string, unknown>;
+  consistency?: string;
+  /** Force the endpoint instead of guessing it from the leading keyword. */
+  force?: 'read' | 'write';
+}
+
+interface ExecuteReply {
+  lsn: string;
+  epoch: number;
+  results: { changes: number; lastInsertRowid: unknown }[];
+}
+
+interface QueryReply {
+  rows: Record<string, unknown>[];
+  servedBy: string;
+  lsn: string;
+}
+
+/** The HTTP request `flotilla sql` sends for `sql`. */
+export function sqlRequest(sql: string, options: Pick<SqlOptions, 'params' | 'consistency' | 'force'>): { path: string; body: Record<string, unknown> } {
+  const read = options.force ? options.force === 'read' : isReadStatement(sql);
+  if (read) {
+    const body: Record<string, unknown> = { sql };
+    if (options.params !== undefined) body.params = options.params;
+    if (options.consistency) body.consistency = options.consistency;
+    return { path: '/v1/query', body };
+  }
+  if (options.consistency) throw new CliError('BAD_REQUEST', '--consistency applies to reads only');
+  const statement: Record<string, unknown> = { sql };
+  if (options.params !== undefined) statement.params = options.params;
+  return { path: '/v1/execute', body: { statements: [statement] } };
+}
+
+/** Lines printed for a query answer. */
+export function formatQueryReply(reply: QueryReply): string[] {
+  const rows = reply.rows ?? [];
+  const count = `(${rows.length} row${rows.length === 1 ? '' : 's'}, served by ${reply.servedBy} at lsn ${reply.lsn})`;
+  if (rows.length === 0) return [count];
+  return [...formatTable(columnsOf(rows), rows), count];
+}
+
+/** Lines printed for a write answer. */
+export function formatExecuteReply(reply: ExecuteReply): string[] {
+  return (reply.results ?? []).map((r) => {
+    const rowid = r.lastInsertRowid !== undefined && r.lastInsertRowid !== null ? `, last insert rowid ${formatRowid(r.lastInsertRowid)}` : '';
+    return `OK, ${r.changes} row${r.changes === 1 ? '' : 's'} changed${rowid} (lsn ${reply.lsn}, epoch ${reply.epoch})`;
+  });
+}
+
+function formatRowid(value: unknown): string {
+  if (typeof value === 'object' && value !== null && typeof (value as { $i?: unknown }).$i === 'string') return (value as { $i: string }).$i;
+  return String(value);
+}
+
+/** `flotilla sql "<SQL>"`: a write goes to /v1/execute, a read to /v1/query; prints the result. */
+export async function runSql(sql: string, options: SqlOptions, io: Io): Promise<number> {
+  if (sql.trim() === '') throw new CliError('BAD_REQUEST', 'empty SQL statement');
+  const request = sqlRequest(sql, options);
+  if (request.path === '/v1/query') {
+    const reply = await callGateway<QueryReply>(options.gateway, 'POST', request.path, request.body);
+    if (options.json) io.out(JSON.stringify(reply, null, 2));
+    else for (const line of formatQueryReply(reply)) io.out(line);
+  } else {
+    const reply = await callGateway<ExecuteReply>(options.gateway, 'POST', request.path, request.body);
+    if (options.json) io.out(JSON.stringify(reply, null, 2));
+    else for (const line of formatExecuteReply(reply)) io.out(line);
+  }
+  return 0;
+}

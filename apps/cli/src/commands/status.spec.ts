@@ -1,0 +1,31 @@
+import { formatStatus } from './status';
+
+describe('formatStatus', () => {
+  it('prints a summary line and one row per node in name order', () => {
+    const lines = formatStatus({
+      cluster: 'flotilla',
+      epoch: 3,
+      leader: 'replica-0',
+      mode: 'semi-sync',
+      logFormat: 'logical',
+      nodes: [
+        { name: 'replica-10', role: 'follower', epoch: 3, lsn: '40', appliedLsn: '39', lagMs: 12, sync: false, healthy: false },
+        { name: 'replica-0', role: 'leader', epoch: 3, lsn: '42', appliedLsn: '42', lagMs: 0, sync: false, healthy: true },
+        { name: 'replica-2', role: 'follower', epoch: 3, lsn: '42', appliedLsn: '42', lagMs: 1, sync: true, healthy: true },
+      ],
+    });
+    expect(lines).toEqual([
+      'cluster flotilla  epoch 3  leader replica-0  mode semi-sync  log logical',
+      '',
+      'name        role      epoch  lsn  applied  lagMs  sync  healthy',
+      '----------  --------  -----  ---  -------  -----  ----  -------',
+      'replica-0   leader        3  42   42           0  no    yes',
+      'replica-2   follower      3  42   42           1  yes   yes',
+      'replica-10  follower      3  40   39          12  no    NO',
+    ]);
+  });
+
+  it('says when there is no leader', () => {
+    expect(formatStatus({ cluster: 'c', epoch: 0, leader: null, mode: 'async', nodes: [] })[0]).toContain('leader (none)');
+  });
+});

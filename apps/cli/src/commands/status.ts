@@ -1,0 +1,62 @@
+import { callGateway } from '../gateway-client';
+import { Io } from '../io';
+import { formatTable } from '../table';
+
+/** A node as GET /v1/cluster describes it (fields the CLI shows). */
+export interface ClusterNodeView {
+  name: string;
+  role: string;
+  epoch: number;
+  lsn: string;
+  appliedLsn: string;
+  lagMs: number | null;
+  sync: boolean;
+  healthy: boolean;
+  version?: string;
+}
+
+/** GET /v1/cluster */
+export interface ClusterView {
+  cluster: string;
+  epoch: number;
+  leader: string | null;
+  mode: string;
+  logFormat?: string;
+  nodes: ClusterNodeView[];
+}
+
+export interface StatusOptions {
+  gateway: string;
+  json: boolean;
+}
+
+/** Column headers of `flotilla status`. */
+export const STATUS_COLUMNS = ['name', 'role', 'epoch', 'lsn', 'applied', 'lagMs', 'sync', 'healthy'];
+
+/** The lines `flotilla status` prints for `view`. */
+export function formatStatus(view: ClusterView): string[] {
+  const summary =
+    `cluster ${view.cluster}  epoch ${view.epoch}  leader ${view.leader ?? '(none)'}  mode ${view.mode}` +
+    (view.logFormat ? `  log ${view.logFormat}` : '');
+  const rows = [...(view.nodes ?? [])]
+    .sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))
+    .map((n) => ({
+      name: n.name,
+      role: n.role,
+      epoch: n.epoch,
+      lsn: n.lsn,
+      applied: n.appliedLsn,
+      lagMs: n.lagMs,
+      sync: n.sync ? 'yes' : 'no',
+      healthy: n.healthy ? 'yes' : 'NO',
+    }));
+  return [summary, '', ...formatTable(STATUS_COLUMNS, rows)];
+}
+
+/** `flotilla status`: prints the cluster table (or the raw JSON with --json). */
+export async function runStatus(options: StatusOptions, io: Io): Promise<number> {
+  const view = await callGateway<ClusterView>(options.gateway, 'GET', '/v1/cluster');
+  if (options.json) io.out(JSON.stringify(view, null, 2));
+  else for (const line of formatStatus(view)) io.out(line);
+  return 0;
+}

@@ -1,0 +1,78 @@
+import { LocalCluster, LocalClusterOptions } from '@flotilla/local-cluster';
+import { createLogger } from '@flotilla/logging';
+import * as path from 'node:path';
+import { Io } from '../io';
+
+export interface UpOptions {
+  replicas: number;
+  port: number;
+  dataDir: string;
+  nats?: string;
+  restart: boolean;
+  mode?: string;
+  cluster: string;
+  logLevel: string;
+}
+
+/** LocalCluster options for `flotilla up` flags. */
+export function clusterOptionsOf(options: UpOptions): LocalClusterOptions {
+  const env: Record<string, string> = {};
+  if (options.mode) env.FLOTILLA_MODE = options.mode;
+  return {
+    replicas: options.replicas,
+    port: options.port,
+    dataDir: path.resolve(options.dataDir),
+    natsUrl: options.nats,
+    restart: options.restart,
+    cluster: options.cluster,
+    env,
+  };
+}
+
+/**
+ * `flotilla up`: runs a local cluster in the foreground until SIGINT (Ctrl-C) or SIGTERM, then
+ * stops every process (SIGTERM, SIGKILL after a grace period) and exits 0.
+ */
+export async function runUp(options: UpOptions, io: Io): Promise<number> {
+  const clusterOptions = clusterOptionsOf(options);
+  const cluster = new LocalCluster({ ...clusterOptions, logger: createLogger({ app: 'flotilla-up', cluster: options.cluster }, options.logLevel) });
+  let stopRequested: ((signal: string) => void) | undefined;
+  const stopSignal = new Promise<string>((resolve) => (stopRequested = resolve));
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) stopRequested?.(signal);
+    else io.err(`${signal} again: still stopping (processes that ignore SIGTERM get SIGKILL shortly)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // Keeps the event loop alive even if every child exits and restart is off.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  try {
+    const startOrSignal = await Promise.race([cluster.start().then(() => 'started'), stopSignal]);
+    if (startOrSignal === 'started') {
+      const logs = path.join(cluster.dataDir, 'logs');
+      io.out(`flotilla: cluster "${cluster.clusterName}" with ${options.replicas} replica(s) starting`);
+      io.out(`flotilla: gateway  ${cluster.gatewayUrl}   (try: flotilla status --gateway ${cluster.gatewayUrl})`);
+      io.out(`flotilla: nats     ${cluster.natsUrl}`);
+      io.out(`flotilla: data     ${cluster.dataDir}   logs ${logs}   processes ${path.join(cluster.dataDir, 'cluster.json')}`);
+      io.out('flotilla: press Ctrl-C to stop');
+      cluster.waitUntilReady().then(
+        () => io.out(`flotilla: ready at ${cluster.gatewayUrl}`),
+        (e: Error) => io.err(`flotilla: warning: ${e.message}`),
+      );
+    }
+    const signal = await stopSignal;
+    io.out(`flotilla: ${signal}: stopping all processes`);
+    await cluster.stop();
+    io.out('flotilla: stopped');
+    return 0;
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  } finally {
+    clearInterval(keepAlive);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

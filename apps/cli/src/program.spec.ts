@@ -1,0 +1,88 @@
+import { SqlOptions } from './commands/sql';
+import { StatusOptions } from './commands/status';
+import { UpOptions } from './commands/up';
+import { buildProgram, CliHandlers } from './program';
+
+/** Parses argv with recording handlers; commander errors come back instead of exiting. */
+async function parse(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const calls: { up?: UpOptions; status?: StatusOptions; sql?: { sql: string; options: SqlOptions } } = {};
+  const handlers: CliHandlers = {
+    up: async (o) => ((calls.up = o), 0),
+    status: async (o) => ((calls.status = o), 0),
+    sql: async (sql, options) => ((calls.sql = { sql, options }), 0),
+  };
+  const codes: number[] = [];
+  const errors: string[] = [];
+  const program = buildProgram(handlers, (code) => codes.push(code), env);
+  program.exitOverride();
+  for (const command of [program, ...program.commands]) {
+    command.exitOverride();
+    command.configureOutput({ writeErr: (s) => errors.push(s), writeOut: () => undefined });
+  }
+  let thrown: unknown;
+  try {
+    await program.parseAsync(['node', 'flotilla', ...args]);
+  } catch (e) {
+    thrown = e;
+  }
+  return { calls, codes, errors: errors.join(''), thrown };
+}
+
+describe('flotilla up', () => {
+  it('has the documented defaults', async () => {
+    const { calls } = await parse(['up']);
+    expect(calls.up).toEqual({ replicas: 3, port: 8080, dataDir: './.flotilla', nats: undefined, restart: true, mode: undefined, cluster: 'flotilla', logLevel: 'info' });
+  });
+
+  it('parses every flag', async () => {
+    const { calls, codes } = await parse(['up', '--replicas', '5', '--port', '9000', '--data-dir', '/tmp/x', '--nats', 'nats://127.0.0.1:4333', '--no-restart', '--mode', 'semi-sync', '--cluster', 'blue']);
+    expect(calls.up).toEqual({ replicas: 5, port: 9000, dataDir: '/tmp/x', nats: 'nats://127.0.0.1:4333', restart: false, mode: 'semi-sync', cluster: 'blue', logLevel: 'info' });
+    expect(codes).toEqual([0]);
+  });
+
+  it.each([
+    [['--replicas', '0'], /--replicas must be an integer from 1 to 32/],
+    [['--replicas', 'two'], /--replicas must be an integer/],
+    [['--port', '70000'], /--port must be an integer from 0 to 65535/],
+    [['--mode', 'fast'], /Allowed choices are async, semi-sync, sync/],
+    [['--cluster', 'Bad_Name'], /lower-case letters/],
+    [['--nats', 'localhost:4222'], /nats:\/\//],
+  ])('rejects %j', async (args, message) => {
+    const { calls, errors, thrown } = await parse(['up', ...args]);
+    expect(calls.up).toBeUndefined();
+    expect(thrown).toBeDefined();
+    expect(errors).toMatch(message);
+  });
+});
+
+describe('flotilla status', () => {
+  it('uses the flag, else FLOTILLA_GATEWAY_URL, else localhost:8080', async () => {
+    expect((await parse(['status', '--gateway', 'http://h:1/'])).calls.status).toEqual({ gateway: 'http://h:1', json: false });
+    expect((await parse(['status', '--json'], { FLOTILLA_GATEWAY_URL: 'http://e:2' })).calls.status).toEqual({ gateway: 'http://e:2', json: true });
+    expect((await parse(['status'])).calls.status?.gateway).toBe('http://127.0.0.1:8080');
+  });
+});
+
+describe('flotilla sql', () => {
+  it('passes the statement and options', async () => {
+    const { calls } = await parse(['sql', 'SELECT * FROM t WHERE a = ?', '--params', '[1]', '--consistency', 'strong', '--gateway', 'http://g:3']);
+    expect(calls.sql).toEqual({ sql: 'SELECT * FROM t WHERE a = ?', options: { gateway: 'http://g:3', json: false, params: [1], consistency: 'strong' } });
+  });
+
+  it('rejects parameters that are not a JSON array or object', async () => {
+    const { calls, errors } = await parse(['sql', 'SELECT ?', '--params', '1']);
+    expect(calls.sql).toBeUndefined();
+    expect(errors).toMatch(/JSON array or object/);
+  });
+
+  it('refuses --read with --write', async () => {
+    const { calls, errors } = await parse(['sql', 'SELECT 1', '--read', '--write']);
+    expect(calls.sql).toBeUndefined();
+    expect(errors).toMatch(/cannot be used with/);
+  });
+
+  it('requires the statement', async () => {
+    const { errors } = await parse(['sql']);
+    expect(errors).toMatch(/missing required argument 'sql'/);
+  });
+});

@@ -1,0 +1,27 @@
+import { LocalCluster, LocalClusterOptions } from '@flotilla/local-cluster';
+import { MemoryLogger } from '@flotilla/logging';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { track, untrack } from './tracker';
+
+/**
+ * Starts a {@link LocalCluster} for a test: data dir in a fresh temp dir unless given, gateway on a
+ * free port, supervisor log kept in memory (returned), tracked for stopAll().
+ */
+export async function startLocalCluster(
+  options: Partial<LocalClusterOptions> = {},
+): Promise<{ cluster: LocalCluster; logger: MemoryLogger }> {
+  const logger = new MemoryLogger({ app: 'local-cluster' });
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-cluster-'));
+  const cluster = new LocalCluster({ port: 0, replicas: 1, logger, ...options, dataDir });
+  const entry = { describe: `LocalCluster ${dataDir}`, stop: () => cluster.stop() };
+  track(entry);
+  const stop = cluster.stop.bind(cluster);
+  cluster.stop = () => {
+    untrack(entry);
+    return stop();
+  };
+  await cluster.start();
+  return { cluster, logger };
+}

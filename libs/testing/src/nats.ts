@@ -1,0 +1,19 @@
+import { NatsServer, NatsServerOptions, startNatsServer as startServer } from '@flotilla/local-cluster';
+import { track, untrack } from './tracker';
+
+/**
+ * Starts a nats-server for a test (`-js -a 127.0.0.1 -p <free port> -sd <temp dir>`), resolved once
+ * it accepts connections, and tracked so {@link stopAll} stops it. The binary comes from
+ * FLOTILLA_NATS_SERVER, else PATH, else ~/.cache/flotilla/bin/nats-server.
+ */
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
+  const server = await startServer({ jetstream: true, ...options });
+  const entry = { describe: `nats-server ${server.url}`, stop: () => server.stop() };
+  track(entry);
+  const stop = server.stop.bind(server);
+  server.stop = async () => {
+    untrack(entry);
+    await stop();
+  };
+  return server;
+}

@@ -1,0 +1,46 @@
+/**
+ * Every server and process a test starts is registered here, so one `stopAll()` in afterAll
+ * leaves nothing running even when a test failed half-way.
+ */
+
+/** Anything that can be stopped; `describe` names it in error messages. */
+export interface Stoppable {
+  describe: string;
+  stop(): Promise<unknown>;
+}
+
+const live = new Set<Stoppable>();
+
+/** Registers `resource` for {@link stopAll}; returns it. */
+export function track<T extends Stoppable>(resource: T): T {
+  live.add(resource);
+  return resource;
+}
+
+/** Forgets `resource` (it was stopped by the test itself). */
+export function untrack(resource: Stoppable): void {
+  live.delete(resource);
+}
+
+/** Number of tracked resources still registered. */
+export function trackedCount(): number {
+  return live.size;
+}
+
+/**
+ * Stops every tracked resource, newest first (processes before the servers they use), and
+ * forgets them. Failures are collected and thrown together after everything was tried.
+ */
+export async function stopAll(): Promise<void> {
+  const resources = [...live].reverse();
+  live.clear();
+  const problems: string[] = [];
+  for (const r of resources) {
+    try {
+      await r.stop();
+    } catch (e) {
+      problems.push(`${r.describe}: ${(e as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new Error(`stopAll: ${problems.join('; ')}`);
+}
