@@ -1,0 +1,210 @@
+/**
+ * Request and response bodies of the public REST contract (DESIGN.md "Public contract").
+ * Requests are validated once here (class-validator, unknown fields refused); the OpenAPI document
+ * at GET /v1/openapi.json is generated from these classes. LSNs are decimal strings.
+ */
+import { ApiExtraModels, ApiProperty, ApiPropertyOptional, ApiPropertyOptions, getSchemaPath } from '@nestjs/swagger';
+import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  ArrayNotEmpty,
+  IsArray,
+  IsDefined,
+  IsIn,
+  IsInt,
+  IsNotEmpty,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  ValidateIf,
+  ValidateNested,
+} from 'class-validator';
+import { ErrorCode, FlotillaError } from '@flotilla/protocol';
+import type { Durability, SqlValue } from '@flotilla/protocol';
+import { READ_CONSISTENCIES } from '../../../libs/replication/src/cluster-view';
+import type { ReadConsistency } from '../../../libs/replication/src/cluster-view';
+import { IsDurability, IsSqlParams } from './validation';
+
+/** Statements in one write transaction at most. */
+export const STATEMENTS_MAX = 1000;
+/** Length of an idempotency key at most, in characters. */
+export const IDEMPOTENCY_KEY_CHARS_MAX = 256;
+/** Largest maxLagMs a bounded read may ask for: one hour. */
+export const MAX_LAG_MS_MAX = 60 * 60 * 1000;
+const REQUIRED = '$property is required';
+
+/** A decimal LSN: a non-negative 64-bit integer without leading zeros. */
+export const LSN_PATTERN = /^(0|[1-9][0-9]{0,18})$/;
+
+const SQL_VALUE_SCHEMA: SchemaObject = {
+  oneOf: [
+    { type: 'number' },
+    { type: 'string' },
+    { type: 'object', properties: { $b: { type: 'string', format: 'byte' } }, required: ['$b'], additionalProperties: false },
+    { type: 'object', properties: { $i: { type: 'string', pattern: '^-?[0-9]{1,19}$' } }, required: ['$i'], additionalProperties: false },
+  ],
+  nullable: true,
+  description: 'null, a number, a string, {"$b": base64 blob} or {"$i": "64-bit integer as decimal"}',
+};
+
+const PARAMS_SCHEMA: ApiPropertyOptions = {
+  description: 'Positional (array) or named (object) parameters',
+  oneOf: [
+    { type: 'array', items: SQL_VALUE_SCHEMA },
+    { type: 'object', additionalProperties: SQL_VALUE_SCHEMA },
+  ],
+};
+
+export class StatementDto {
+  @ApiProperty({ example: 'INSERT INTO t(x) VALUES (?)' })
+  @IsNotEmpty()
+  @IsString()
+  @IsDefined({ message: REQUIRED })
+  sql!: string;
+
+  @ApiPropertyOptional(PARAMS_SCHEMA)
+  @IsOptional()
+  @IsSqlParams()
+  params?: SqlValue[] | Record<string, SqlValue>;
+}
+
+/** POST /v1/execute: one write transaction, all or nothing. */
+export class ExecuteRequestDto {
+  @ApiProperty({ type: [StatementDto], minItems: 1, maxItems: STATEMENTS_MAX })
+  @ValidateNested({ each: true, message: '$property must hold objects {sql, params?}' })
+  @Type(() => StatementDto)
+  @ArrayMaxSize(STATEMENTS_MAX)
+  @ArrayNotEmpty()
+  @IsArray()
+  @IsDefined({ message: REQUIRED })
+  statements!: StatementDto[];
+
+  @ApiPropertyOptional({ description: 'Retrying with the same key never applies the transaction twice', maxLength: IDEMPOTENCY_KEY_CHARS_MAX })
+  @IsOptional()
+  @MaxLength(IDEMPOTENCY_KEY_CHARS_MAX)
+  @IsNotEmpty()
+  @IsString()
+  idempotencyKey?: string;
+
+  @ApiPropertyOptional({
+    description: 'Never less than the cluster default',
+    oneOf: [{ type: 'string', enum: ['leader', 'sync'] }, { type: 'object', properties: { replicas: { type: 'integer', minimum: 0, maximum: 64 } }, required: ['replicas'] }],
+  })
+  @IsOptional()
+  @IsDurability()
+  durability?: Durability;
+}
+
+/** POST /v1/query: one read at a consistency level. */
+export class QueryRequestDto {
+  @ApiProperty({ example: 'SELECT * FROM t WHERE x = ?' })
+  @IsNotEmpty()
+  @IsString()
+  @IsDefined({ message: REQUIRED })
+  sql!: string;
+
+  @ApiPropertyOptional(PARAMS_SCHEMA)
+  @IsOptional()
+  @IsSqlParams()
+  params?: SqlValue[] | Record<string, SqlValue>;
+
+  @ApiPropertyOptional({
+    enum: READ_CONSISTENCIES,
+    description: 'Default: read-your-writes when minLsn is given, bounded when maxLagMs is given, else any',
+  })
+  @IsOptional()
+  @IsIn(READ_CONSISTENCIES)
+  consistency?: ReadConsistency;
+
+  @ApiPropertyOptional({ type: String, pattern: LSN_PATTERN.source, description: 'read-your-writes: the LSN of your last write (decimal string)' })
+  @ValidateIf((o: QueryRequestDto) => o.minLsn !== undefined)
+  @Matches(LSN_PATTERN, { message: '$property must be a decimal string (the lsn returned by /v1/execute)' })
+  @IsString({ message: '$property must be a decimal string (the lsn returned by /v1/execute)' })
+  minLsn?: string;
+
+  @ApiPropertyOptional({ type: Number, minimum: 0, maximum: MAX_LAG_MS_MAX, description: 'bounded: largest acceptable replication lag' })
+  @ValidateIf((o: QueryRequestDto) => o.maxLagMs !== undefined || o.consistency === 'bounded')
+  @Max(MAX_LAG_MS_MAX)
+  @Min(0)
+  @IsInt()
+  @IsDefined({ message: '$property is required when consistency is bounded' })
+  maxLagMs?: number;
+}
+
+export class ExecResultDto {
+  @ApiProperty() changes!: number;
+  @ApiProperty({ description: 'decimal string (64-bit rowid)' }) lastInsertRowid!: string;
+}
+
+export class ExecuteResponseDto {
+  @ApiProperty({ description: 'LSN of the transaction (decimal string)', example: '42' }) lsn!: string;
+  @ApiProperty() epoch!: number;
+  @ApiProperty({ type: [ExecResultDto] }) results!: ExecResultDto[];
+}
+
+export class QueryResponseDto {
+  @ApiProperty({ type: 'array', items: { type: 'object', additionalProperties: SQL_VALUE_SCHEMA } }) rows!: Record<string, SqlValue>[];
+  @ApiProperty({ example: 'replica-1' }) servedBy!: string;
+  @ApiProperty({ description: 'LSN applied on the serving node when the query ran (decimal string)' }) lsn!: string;
+}
+
+export class NodeDto {
+  @ApiProperty() name!: string;
+  @ApiProperty({ enum: ['leader', 'follower', 'starting', 'seeding'] }) role!: string;
+  @ApiProperty() epoch!: number;
+  @ApiProperty({ description: 'last LSN in the node log (decimal string)' }) lsn!: string;
+  @ApiProperty({ description: 'decimal string' }) appliedLsn!: string;
+  @ApiProperty() lagMs!: number;
+  @ApiProperty() sync!: boolean;
+  @ApiProperty() healthy!: boolean;
+  @ApiProperty() version!: string;
+  @ApiProperty() mode!: string;
+  @ApiProperty() logFormat!: string;
+  @ApiProperty({ type: String, nullable: true }) problem!: string | null;
+}
+
+export class ClusterResponseDto {
+  @ApiProperty() cluster!: string;
+  @ApiProperty() epoch!: number;
+  @ApiProperty({ type: String, nullable: true }) leader!: string | null;
+  @ApiProperty({ type: String, nullable: true }) mode!: string | null;
+  @ApiProperty({ type: String, nullable: true }) logFormat!: string | null;
+  @ApiProperty({ type: [NodeDto] }) nodes!: NodeDto[];
+}
+
+export class ErrorDto {
+  @ApiProperty({ example: 'BAD_REQUEST' }) code!: string;
+  @ApiProperty() message!: string;
+}
+
+/** The body of every error response. */
+@ApiExtraModels(ErrorDto)
+export class ErrorResponseDto {
+  @ApiProperty({ allOf: [{ $ref: getSchemaPath(ErrorDto) }] }) error!: ErrorDto;
+}
+
+/**
+ * The consistency of a query: explicit, else implied by minLsn / maxLagMs, else any. Throws
+ * BAD_REQUEST when minLsn or maxLagMs contradict the explicit level.
+ */
+export function consistencyOf(dto: QueryRequestDto): ReadConsistency {
+  if (dto.consistency) {
+    if (dto.minLsn !== undefined && (dto.consistency === 'any' || dto.consistency === 'bounded')) {
+      throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid request: minLsn applies to consistency read-your-writes (or strong), not ${dto.consistency}`);
+    }
+    if (dto.maxLagMs !== undefined && dto.consistency !== 'bounded') {
+      throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid request: maxLagMs applies to consistency bounded, not ${dto.consistency}`);
+    }
+    return dto.consistency;
+  }
+  if (dto.minLsn !== undefined && dto.maxLagMs !== undefined) {
+    throw new FlotillaError(ErrorCode.BAD_REQUEST, 'invalid request: give minLsn (read-your-writes) or maxLagMs (bounded), not both');
+  }
+  if (dto.minLsn !== undefined) return 'read-your-writes';
+  if (dto.maxLagMs !== undefined) return 'bounded';
+  return 'any';
+}

@@ -1,0 +1,243 @@
+/**
+ * Routing of client requests to replicas over request/reply: writes to whoever subscribes to
+ * `write` (the leader alone does), reads to the node the ClusterView picks for the consistency.
+ * Plain TypeScript: NATS comes in as a {@link Requester}, time as a {@link Clock}.
+ *
+ * Retry rules for writes (a write must never be applied twice):
+ * - with an idempotencyKey, NOT_LEADER / NO_LEADER replies and transport failures are retried with
+ *   backoff until `requestTimeoutMs` is spent: the leader recognises the key and replays its answer;
+ * - without one, only a request that certainly reached nobody (no responders, not connected) is
+ *   resent; anything else is reported to the client.
+ */
+import {
+  decodeEnvelope,
+  Durability,
+  ErrorCode,
+  FlotillaError,
+  parseLsn,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  QueryReply,
+  QueryRequest,
+  SqlValue,
+  Statement,
+  Subjects,
+  throwIfError,
+  WriteReply,
+  WriteRequest,
+  encode,
+} from '@flotilla/protocol';
+import type { Clock, Logger } from '@flotilla/logging';
+import type { ClusterView, ReadConsistency } from '../../../libs/replication/src/cluster-view';
+import { RequestFailure, Requester } from './requester';
+
+/** First pause between write retries; doubles each time up to {@link WRITE_RETRY_MAX_DELAY_MS}. */
+export const WRITE_RETRY_FIRST_DELAY_MS = 50;
+export const WRITE_RETRY_MAX_DELAY_MS = 500;
+/** Nodes tried at most for one read whose node did not answer (any/bounded). */
+export const READ_ATTEMPTS_MAX = 3;
+/** Extra time a waiting follower gets beyond readWaitMs to send its answer. */
+export const READ_WAIT_MARGIN_MS = 250;
+
+export interface GatewayRouterOptions {
+  subjects: Subjects;
+  view: ClusterView;
+  requester: Requester;
+  clock: Clock;
+  logger: Logger;
+  /** Total time budget of one client request, retries included. */
+  requestTimeoutMs: number;
+  /** How long a follower may wait for minLsn (read-your-writes) before the leader is asked. */
+  readWaitMs: number;
+}
+
+export interface ExecuteInput {
+  statements: Statement[];
+  idempotencyKey?: string;
+  durability?: Durability;
+}
+
+export interface QueryInput {
+  sql: string;
+  params?: SqlValue[] | Record<string, SqlValue>;
+  consistency: ReadConsistency;
+  /** Decimal LSN string (read-your-writes). */
+  minLsn?: string;
+  maxLagMs?: number;
+}
+
+const RETRYABLE_WRITE_CODES: ReadonlySet<string> = new Set([ErrorCode.NOT_LEADER, ErrorCode.NO_LEADER]);
+/** Replies after which a read-your-writes read goes to the leader instead. */
+const FALLBACK_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.TIMEOUT, ErrorCode.NO_REPLICA]);
+
+export class GatewayRouter {
+  constructor(private readonly o: GatewayRouterOptions) {
+    if (!(o.requestTimeoutMs > 0)) throw new RangeError(`requestTimeoutMs must be > 0, got ${o.requestTimeoutMs}`);
+  }
+
+  /** Sends one write transaction to the leader; resolves with its reply or throws FlotillaError. */
+  async execute(input: ExecuteInput): Promise<WriteReply> {
+    const request: WriteRequest = { type: 'write', v: PROTOCOL_VERSION, statements: input.statements };
+    if (input.idempotencyKey !== undefined) request.idempotencyKey = input.idempotencyKey;
+    if (input.durability !== undefined) request.durability = input.durability;
+    const data = encode(request);
+    const keyed = input.idempotencyKey !== undefined;
+    const deadline = this.o.clock.monotonic() + this.o.requestTimeoutMs;
+    let delayMs = WRITE_RETRY_FIRST_DELAY_MS;
+    for (let attempt = 1; ; attempt++) {
+      const remainingMs = deadline - this.o.clock.monotonic();
+      let failure: FlotillaError;
+      let retryable: boolean;
+      try {
+        const reply = await this.o.requester.request(this.o.subjects.write, data, Math.max(1, remainingMs));
+        return decodeWriteReply(reply);
+      } catch (err) {
+        if (err instanceof RequestFailure) {
+          failure = noLeaderError(err, this.o.requestTimeoutMs, keyed);
+          retryable = err.neverDelivered || keyed;
+        } else if (err instanceof FlotillaError) {
+          failure = err;
+          retryable = keyed && RETRYABLE_WRITE_CODES.has(err.code);
+        } else {
+          throw err;
+        }
+      }
+      const leftMs = deadline - this.o.clock.monotonic();
+      if (!retryable || leftMs <= 0) throw failure;
+      this.o.logger.debug('write retry', { attempt, code: failure.code, delayMs, keyed });
+      await this.sleep(Math.min(delayMs, leftMs));
+      delayMs = Math.min(delayMs * 2, WRITE_RETRY_MAX_DELAY_MS);
+    }
+  }
+
+  /** Runs one read on a node chosen for its consistency; throws FlotillaError. */
+  async query(input: QueryInput): Promise<QueryReply> {
+    const deadline = this.o.clock.monotonic() + this.o.requestTimeoutMs;
+    switch (input.consistency) {
+      case 'strong':
+        return this.queryStrong(input, deadline);
+      case 'read-your-writes':
+        return input.minLsn === undefined ? this.queryAnyNode(input, deadline) : this.queryReadYourWrites(input, input.minLsn, deadline);
+      case 'any':
+      case 'bounded':
+        return this.queryAnyNode(input, deadline);
+    }
+  }
+
+  private async queryStrong(input: QueryInput, deadline: number): Promise<QueryReply> {
+    const leader = this.o.view.leader();
+    if (!leader) throw new FlotillaError(ErrorCode.NO_LEADER, 'no leader is known for a strong read; retry shortly');
+    try {
+      return await this.ask(leader.name, { ...this.baseQuery(input), requireLeader: true }, deadline - this.o.clock.monotonic());
+    } catch (err) {
+      if (err instanceof RequestFailure) {
+        throw new FlotillaError(ErrorCode.NO_LEADER, `leader ${leader.name} did not answer (${err.kind}); retry shortly`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** any / bounded (and read-your-writes without minLsn): another node when one does not answer. */
+  private async queryAnyNode(input: QueryInput, deadline: number): Promise<QueryReply> {
+    const tried: string[] = [];
+    let last: RequestFailure | undefined;
+    while (tried.length < READ_ATTEMPTS_MAX) {
+      const node = this.o.view.pickForRead({ consistency: input.consistency, maxLagMs: input.maxLagMs, exclude: tried });
+      if (node === undefined) break;
+      const remainingMs = deadline - this.o.clock.monotonic();
+      if (remainingMs <= 0) break;
+      try {
+        return await this.ask(node, this.baseQuery(input), remainingMs);
+      } catch (err) {
+        if (!(err instanceof RequestFailure)) throw err;
+        this.o.logger.debug('read node did not answer', { node, kind: err.kind });
+        tried.push(node);
+        last = err;
+      }
+    }
+    const what = input.consistency === 'bounded' ? `with lag <= ${input.maxLagMs} ms` : 'that is healthy';
+    const why = last ? ` (tried ${tried.join(', ')}: ${last.kind})` : '';
+    throw new FlotillaError(ErrorCode.NO_REPLICA, `no replica ${what} can serve this read${why}; retry shortly`, { cause: last });
+  }
+
+  /** A follower at minLsn (waiting up to readWaitMs); on TIMEOUT / NO_REPLICA / silence, the leader. */
+  private async queryReadYourWrites(input: QueryInput, minLsn: string, deadline: number): Promise<QueryReply> {
+    const node = this.o.view.pickForRead({ consistency: 'read-your-writes', minLsn });
+    if (node === undefined) throw new FlotillaError(ErrorCode.NO_REPLICA, `no replica can serve a read at LSN ${minLsn}; retry shortly`);
+    const request: QueryRequest = { ...this.baseQuery(input), minLsn, waitMs: this.o.readWaitMs };
+    const leaderName = this.o.view.leader()?.name;
+    if (node === leaderName) return this.ask(node, request, deadline - this.o.clock.monotonic());
+    try {
+      const waitBudgetMs = Math.min(this.o.readWaitMs + READ_WAIT_MARGIN_MS, deadline - this.o.clock.monotonic());
+      return await this.ask(node, request, waitBudgetMs);
+    } catch (err) {
+      const fallBack = err instanceof RequestFailure || (err instanceof FlotillaError && FALLBACK_READ_CODES.has(err.code));
+      if (!fallBack) throw err;
+      const leader = this.o.view.leader();
+      if (!leader) throw err instanceof FlotillaError ? err : new FlotillaError(ErrorCode.NO_REPLICA, `replica ${node} did not answer and no leader is known`, { cause: err });
+      this.o.logger.debug('read-your-writes falls back to the leader', { node, leader: leader.name, minLsn });
+      return this.ask(leader.name, request, deadline - this.o.clock.monotonic());
+    }
+  }
+
+  private baseQuery(input: QueryInput): QueryRequest {
+    const q: QueryRequest = { type: 'query', v: PROTOCOL_VERSION, sql: input.sql };
+    if (input.params !== undefined) q.params = input.params;
+    return q;
+  }
+
+  /** One request to `read.<node>`: the decoded reply, a FlotillaError from it, or RequestFailure. */
+  private async ask(node: string, request: QueryRequest, timeoutMs: number): Promise<QueryReply> {
+    if (timeoutMs <= 0) throw new FlotillaError(ErrorCode.TIMEOUT, `no answer within ${this.o.requestTimeoutMs} ms`);
+    const reply = await this.o.requester.request(this.o.subjects.read(node), encode(request), timeoutMs);
+    return decodeQueryReply(reply, node);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.o.clock.setTimeout(resolve, ms));
+  }
+}
+
+function noLeaderError(err: RequestFailure, requestTimeoutMs: number, keyed: boolean): FlotillaError {
+  if (err.neverDelivered) {
+    return new FlotillaError(ErrorCode.NO_LEADER, `no leader is available (${err.kind}); the write was not applied, retry shortly`, { cause: err });
+  }
+  const advice = keyed ? 'retry with the same idempotencyKey' : 'it may or may not have been applied; send an idempotencyKey to retry safely';
+  return new FlotillaError(ErrorCode.NO_LEADER, `no leader answered within ${requestTimeoutMs} ms (${err.kind}); ${advice}`, { cause: err });
+}
+
+function badReply(from: string, err: unknown): FlotillaError {
+  return new FlotillaError(ErrorCode.INTERNAL, `bad reply from ${from}: ${(err as Error).message}`, { cause: err });
+}
+
+/** Decodes the leader's answer to a write; ErrorReply → FlotillaError. */
+export function decodeWriteReply(data: Uint8Array): WriteReply {
+  try {
+    const m = decodeEnvelope(data);
+    throwIfError(m);
+    if (m.type !== 'write-reply') throw new ProtocolError(`expected write-reply, got ${m.type}`);
+    parseLsn(m.lsn, 'lsn');
+    if (typeof m.epoch !== 'number' || !Number.isSafeInteger(m.epoch)) throw new ProtocolError('bad epoch');
+    if (!Array.isArray(m.results)) throw new ProtocolError('results must be an array');
+    return m as unknown as WriteReply;
+  } catch (err) {
+    if (err instanceof FlotillaError) throw err;
+    throw badReply('the leader', err);
+  }
+}
+
+/** Decodes a replica's answer to a read; ErrorReply → FlotillaError. */
+export function decodeQueryReply(data: Uint8Array, node: string): QueryReply {
+  try {
+    const m = decodeEnvelope(data);
+    throwIfError(m);
+    if (m.type !== 'query-reply') throw new ProtocolError(`expected query-reply, got ${m.type}`);
+    parseLsn(m.lsn, 'lsn');
+    if (!Array.isArray(m.rows)) throw new ProtocolError('rows must be an array');
+    if (typeof m.servedBy !== 'string') throw new ProtocolError('servedBy must be a string');
+    return m as unknown as QueryReply;
+  } catch (err) {
+    if (err instanceof FlotillaError) throw err;
+    throw badReply(node, err);
+  }
+}

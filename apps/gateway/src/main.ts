@@ -1,0 +1,129 @@
+/**
+ * Flotilla REST gateway: `node dist/apps/gateway/src/main.js`, configured by FLOTILLA_* variables
+ * (cluster, natsUrl, httpPort, httpHost, maxBodyBytes, requestTimeoutMs, readWaitMs, ...).
+ * Serves HTTP at once; connects to NATS in the background (reconnecting forever) so /readyz can
+ * say why it is not ready. SIGTERM/SIGINT close HTTP and NATS and exit 0.
+ */
+import 'reflect-metadata';
+import { LoggerService } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { ConfigError, FlotillaConfig, loadConfig } from '@flotilla/config';
+import { createLogger, Logger, systemClock } from '@flotilla/logging';
+import { subjectsFor } from '@flotilla/protocol';
+import { ClusterView, MISSED_HEARTBEATS_STALE } from '../../../libs/replication/src/cluster-view';
+import { bodyParserErrorMiddleware } from './error-filter';
+import { GatewayModule } from './gateway-module';
+import { GatewayRouter } from './gateway-router';
+import { GatewayMetrics, httpMetricsMiddleware } from './metrics';
+import { NatsLink } from './nats-link';
+import { OpenApiDocument } from './openapi';
+
+/** Version reported in the OpenAPI document. */
+export const GATEWAY_VERSION = '0.1.0';
+/** After a shutdown signal, exit anyway after this long (a stuck drain must not block a rollout). */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
+/** Nest's own log lines, into the structured logger (its chatty "log" level becomes debug). */
+class NestLogBridge implements LoggerService {
+  constructor(private readonly logger: Logger) {}
+  log(message: unknown, context?: string): void {
+    this.logger.debug(String(message), { context });
+  }
+  warn(message: unknown, context?: string): void {
+    this.logger.warn(String(message), { context });
+  }
+  error(message: unknown, stack?: string, context?: string): void {
+    this.logger.error(String(message), { context, stack });
+  }
+}
+
+/** Builds and starts the gateway; resolves once HTTP listens. Returns a function that stops it. */
+export async function startGateway(config: FlotillaConfig, logger: Logger): Promise<{ url: string; stop: () => Promise<void> }> {
+  const subjects = subjectsFor(config.cluster);
+  const view = new ClusterView({ clock: systemClock, staleAfterMs: MISSED_HEARTBEATS_STALE * config.heartbeatIntervalMs });
+  let metrics: GatewayMetrics | undefined;
+  const link = new NatsLink({ natsUrl: config.natsUrl, subjects, view, logger: logger.child({ component: 'nats' }), onBadHeartbeat: () => metrics?.heartbeatsRejected.inc() });
+  metrics = new GatewayMetrics(view, () => link.connected);
+  const router = new GatewayRouter({
+    subjects,
+    view,
+    requester: link,
+    clock: systemClock,
+    logger: logger.child({ component: 'router' }),
+    requestTimeoutMs: config.requestTimeoutMs,
+    readWaitMs: config.readWaitMs,
+  });
+  const openApi = new OpenApiDocument();
+
+  const app = await NestFactory.create<NestExpressApplication>(
+    GatewayModule.forRoot({ config, logger, view, link, router, metrics, openApi }),
+    { bodyParser: false, forceCloseConnections: true, logger: new NestLogBridge(logger.child({ component: 'nest' })) },
+  );
+  app.disable('x-powered-by');
+  app.use(httpMetricsMiddleware(metrics));
+  // Every body is parsed as JSON whatever its Content-Type (the API speaks JSON only), with the
+  // configured size limit: larger bodies get 413 PAYLOAD_TOO_LARGE before anything reads them.
+  app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true, type: () => true });
+  app.use(bodyParserErrorMiddleware({ maxBodyBytes: config.maxBodyBytes }));
+  openApi.build(app, GATEWAY_VERSION);
+
+  await app.listen(config.httpPort, config.httpHost);
+  const url = await app.getUrl();
+  logger.info('gateway listening', { url, natsUrl: config.natsUrl });
+
+  // Not awaited: HTTP serves (and /readyz explains) while NATS is unreachable.
+  void link.start().catch((err: Error) => logger.error('nats connect failed', { err: err.message }));
+  return {
+    url,
+    stop: async () => {
+      await link.close();
+      await app.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: FlotillaConfig;
+  try {
+    config = loadConfig({}, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ app: 'gateway', cluster: config.cluster }, config.logLevel);
+  const gateway = await startGateway(config, logger);
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('gateway stopping', { signal });
+    setTimeout(() => {
+      logger.error('gateway shutdown timed out; exiting', { graceMs: SHUTDOWN_GRACE_MS });
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS).unref();
+    gateway.stop().then(
+      () => {
+        logger.info('gateway stopped');
+        process.exit(0);
+      },
+      (err: Error) => {
+        logger.error('gateway shutdown failed', { err: err.message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (require.main === module) {
+  main().catch((err: Error) => {
+    process.stderr.write(`gateway failed to start: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  });
+}

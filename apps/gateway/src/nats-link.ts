@@ -1,0 +1,122 @@
+/**
+ * The gateway's NATS connection: keeps reconnecting forever, feeds every heartbeat on `hb.*` into
+ * the ClusterView, and implements {@link Requester} for the router. Requests made while
+ * disconnected fail at once with NOT_CONNECTED rather than queueing behind the reconnect.
+ */
+import { connect, ErrorCode as NatsErrorCode, NatsConnection, NatsError } from 'nats';
+import { decodeHeartbeat, Subjects } from '@flotilla/protocol';
+import type { Logger } from '@flotilla/logging';
+import type { ClusterView } from '../../../libs/replication/src/cluster-view';
+import { RequestFailure, RequestFailureKind, Requester } from './requester';
+
+/** A rejected heartbeat is logged at most once per this interval (they arrive 4 times a second). */
+export const BAD_HEARTBEAT_LOG_INTERVAL_MS = 10_000;
+
+export interface NatsLinkOptions {
+  natsUrl: string;
+  subjects: Subjects;
+  view: ClusterView;
+  logger: Logger;
+  /** Called for every heartbeat rejected at the boundary (for a metric). */
+  onBadHeartbeat?: () => void;
+}
+
+export class NatsLink implements Requester {
+  private nc: NatsConnection | undefined;
+  private isConnected = false;
+  private closing = false;
+  private lastBadHeartbeatLogMs = -Infinity;
+
+  constructor(private readonly o: NatsLinkOptions) {}
+
+  /** True while connected to a NATS server. */
+  get connected(): boolean {
+    return this.isConnected && !this.closing;
+  }
+
+  /**
+   * Connects (retrying until it succeeds or {@link close} is called) and subscribes to heartbeats.
+   * Resolves once connected the first time.
+   */
+  async start(): Promise<void> {
+    const nc = await connect({
+      servers: this.o.natsUrl.split(','),
+      name: 'flotilla-gateway',
+      waitOnFirstConnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    });
+    if (this.closing) {
+      await nc.close();
+      return;
+    }
+    this.nc = nc;
+    this.isConnected = true;
+    this.o.logger.info('nats connected', { server: nc.getServer() });
+    nc.subscribe(this.o.subjects.heartbeatAll, { callback: (err, msg) => (err ? undefined : this.onHeartbeat(msg.subject, msg.data)) });
+    void this.watchStatus(nc);
+    void nc.closed().then((err) => {
+      this.isConnected = false;
+      if (err) this.o.logger.error('nats connection closed with an error', { err: err.message });
+    });
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        this.isConnected = false;
+        this.o.logger.warn('nats disconnected', { server: String(s.data) });
+      } else if (s.type === 'reconnect') {
+        this.isConnected = true;
+        this.o.logger.info('nats reconnected', { server: String(s.data) });
+      }
+    }
+  }
+
+  private onHeartbeat(subject: string, data: Uint8Array): void {
+    try {
+      const hb = decodeHeartbeat(data);
+      if (subject !== this.o.subjects.heartbeat(hb.node)) throw new Error(`heartbeat of ${hb.node} arrived on ${subject}`);
+      this.o.view.ingest(hb);
+    } catch (err) {
+      this.o.onBadHeartbeat?.();
+      const now = performance.now();
+      if (now - this.lastBadHeartbeatLogMs >= BAD_HEARTBEAT_LOG_INTERVAL_MS) {
+        this.lastBadHeartbeatLogMs = now;
+        this.o.logger.warn('heartbeat rejected', { subject, reason: (err as Error).message });
+      }
+    }
+  }
+
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const nc = this.nc;
+    if (!nc || !this.connected) throw new RequestFailure(RequestFailureKind.NOT_CONNECTED, 'not connected to NATS');
+    try {
+      const msg = await nc.request(subject, data, { timeout: Math.max(1, Math.floor(timeoutMs)) });
+      return msg.data;
+    } catch (err) {
+      throw classify(err, subject);
+    }
+  }
+
+  /** Drains the subscription and closes the connection; safe to call more than once. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const nc = this.nc;
+    this.nc = undefined;
+    if (!nc || nc.isClosed()) return;
+    try {
+      await nc.drain();
+    } catch (err) {
+      this.o.logger.warn('nats drain failed', { err: (err as Error).message });
+      await nc.close();
+    }
+  }
+}
+
+function classify(err: unknown, subject: string): RequestFailure {
+  const code = err instanceof NatsError ? err.code : undefined;
+  if (code === NatsErrorCode.NoResponders) return new RequestFailure(RequestFailureKind.NO_RESPONDERS, `no responders on ${subject}`, { cause: err });
+  if (code === NatsErrorCode.Timeout) return new RequestFailure(RequestFailureKind.TIMEOUT, `no reply on ${subject} in time`, { cause: err });
+  return new RequestFailure(RequestFailureKind.OTHER, `request on ${subject} failed: ${(err as Error).message}`, { cause: err });
+}
