@@ -1,0 +1,304 @@
+/**
+ * {@link Leaser} on a Kubernetes `coordination.k8s.io/v1` Lease, through @kubernetes/client-node.
+ *
+ * Mapping (one Lease object per election, e.g. `<cluster>-leader`):
+ * - holder      ↔ spec.holderIdentity (the pod name; absent or "" = released)
+ * - epoch       ↔ spec.leaseTransitions
+ * - renewedAtMs ↔ spec.renewTime (a MicroTime); spec.acquireTime is set when the holder changes
+ * - ttlMs       ↔ spec.leaseDurationSeconds (rounded up, for kubectl and other readers) and the
+ *                 annotation `flotilla.io/ttl-ms`, which keeps the exact value and wins on read
+ * - revision    ↔ metadata.resourceVersion
+ *
+ * compareAndSwap is a create when `expected` is null and otherwise a replace (PUT) carrying
+ * `expected.revision` as metadata.resourceVersion, which the API server accepts only if the object
+ * is unchanged: that is the compare-and-swap. A Kubernetes Lease is not a fence by itself (nothing
+ * stops a deposed holder from acting); the election layer keeps epoch fencing and the leader's
+ * self-demotion deadline on top of this backend.
+ *
+ * Errors: 409 (conflict, already exists) and 404 on replace (deleted since `expected`) →
+ * {@link LeaseConflictError}; anything else (network, timeout, 403, 5xx) → {@link LeaseUnavailableError}.
+ */
+import { readFileSync } from 'node:fs';
+import type { ConfigurationOptions, CoordinationV1Api, KubeConfig, ObservableMiddleware, V1Lease } from '@kubernetes/client-node';
+import { LeaseConflictError, LeaseProposal, LeaseRecord, Leaser, LeaseUnavailableError, LeaseWatch } from './lease';
+
+/**
+ * @kubernetes/client-node 1.x is an ES module. It is loaded on first use, not when this file is
+ * imported, so that code (and jest projects) importing @flotilla/election without using
+ * Kubernetes never load it; plain Node >= 20.19 `require`s ES modules, and the jest `k8s` project
+ * transforms it.
+ */
+export function kubernetesClient(): typeof import('@kubernetes/client-node') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('@kubernetes/client-node') as typeof import('@kubernetes/client-node');
+}
+
+/** Annotation that keeps the exact TTL in milliseconds (leaseDurationSeconds is whole seconds). */
+export const TTL_MS_ANNOTATION = 'flotilla.io/ttl-ms';
+/** Default resync period of a watch: the callback sees the current value at least this often. */
+export const DEFAULT_WATCH_RESYNC_MS = 1000;
+/** Default limit on one API request; a hung request is reported as unavailable after this. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 2000;
+/** Pause before re-opening a watch that ended or failed. */
+const WATCH_RETRY_MS = 200;
+/** Where a pod finds its namespace when running in-cluster. */
+const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export interface KubernetesLeaserOptions {
+  /** Lease object name, e.g. `flotilla-leader`. */
+  name: string;
+  /** Namespace of the Lease. */
+  namespace: string;
+  /** Connection to the API server (see {@link loadKubeConfig}). */
+  kubeConfig: KubeConfig;
+  /** Wall clock for renewTime/acquireTime, ms since the Unix epoch. Default Date.now. */
+  now?: () => number;
+  /** Resync period of {@link KubernetesLeaser.watch}. */
+  resyncMs?: number;
+  /** Limit on each API request. */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * Loads the connection settings: the kubeconfig file `kubeconfigPath` if given, else the
+ * standard lookup (KUBECONFIG, ~/.kube/config), else the pod's service-account token (in-cluster).
+ * In a pod (KUBERNETES_SERVICE_HOST set) without KUBECONFIG, in-cluster settings are used.
+ */
+export function loadKubeConfig(kubeconfigPath?: string, env: NodeJS.ProcessEnv = process.env): KubeConfig {
+  const kc = new (kubernetesClient().KubeConfig)();
+  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
+  else if (env.KUBERNETES_SERVICE_HOST && !env.KUBECONFIG) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/**
+ * The namespace to use: POD_NAMESPACE (downward API), else the in-cluster service-account
+ * namespace file, else the kubeconfig's current context namespace, else `default`.
+ */
+export function currentNamespace(kc: KubeConfig, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
+  try {
+    const fromFile = readFileSync(IN_CLUSTER_NAMESPACE_FILE, 'utf8').trim();
+    if (fromFile) return fromFile;
+  } catch {
+    /* not in a pod */
+  }
+  const context = kc.getContextObject(kc.getCurrentContext());
+  return context?.namespace || 'default';
+}
+
+export class KubernetesLeaser implements Leaser {
+  readonly kind = 'kubernetes';
+  /** Lease object name. */
+  readonly name: string;
+  /** Namespace of the Lease object. */
+  readonly namespace: string;
+  private readonly api: CoordinationV1Api;
+  private readonly now: () => number;
+  private readonly resyncMs: number;
+  private readonly requestTimeoutMs: number;
+  /** Last Lease object seen, to carry acquireTime, labels and foreign annotations across a replace. */
+  private lastSeen: V1Lease | null = null;
+  private readonly watches = new Set<LeaseWatch>();
+
+  constructor(private readonly options: KubernetesLeaserOptions) {
+    this.name = options.name;
+    this.namespace = options.namespace;
+    this.api = options.kubeConfig.makeApiClient(kubernetesClient().CoordinationV1Api);
+    this.now = options.now ?? Date.now;
+    this.resyncMs = options.resyncMs ?? DEFAULT_WATCH_RESYNC_MS;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  }
+
+  private get where(): string {
+    return `lease ${this.options.namespace}/${this.options.name}`;
+  }
+
+  async read(): Promise<LeaseRecord | null> {
+    try {
+      const lease = await this.api.readNamespacedLease({ name: this.options.name, namespace: this.options.namespace }, this.requestOptions());
+      this.lastSeen = lease;
+      return toRecord(lease);
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw new LeaseUnavailableError(`read ${this.where}: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  async compareAndSwap(expected: LeaseRecord | null, next: LeaseProposal): Promise<LeaseRecord> {
+    assertProposal(next);
+    const body = this.leaseBody(expected, next);
+    try {
+      const stored =
+        expected === null
+          ? await this.api.createNamespacedLease({ namespace: this.options.namespace, body }, this.requestOptions())
+          : await this.api.replaceNamespacedLease({ name: this.options.name, namespace: this.options.namespace, body }, this.requestOptions());
+      this.lastSeen = stored;
+      return toRecord(stored);
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 409 || (status === 404 && expected !== null)) {
+        throw new LeaseConflictError(`${this.where} changed since revision ${expected?.revision ?? 'none'} (HTTP ${status})`, { cause: err });
+      }
+      throw new LeaseUnavailableError(`write ${this.where}: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  /**
+   * Push: a Kubernetes watch on this one Lease (fieldSelector metadata.name) delivers each change
+   * at once. Pull: a read every resyncMs covers a watch lost with the connection, and re-delivers
+   * the current value (callers may see the same revision again).
+   */
+  watch(onChange: (record: LeaseRecord | null) => void): LeaseWatch {
+    let stopped = false;
+    let abort: AbortController | null = null;
+    let retry: NodeJS.Timeout | null = null;
+    const emit = (record: LeaseRecord | null) => {
+      if (!stopped) onChange(record);
+    };
+    const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.options.namespace)}/leases`;
+    const startWatch = () => {
+      if (stopped) return;
+      const scheduleRestart = () => {
+        if (stopped || retry) return;
+        retry = setTimeout(() => {
+          retry = null;
+          startWatch();
+        }, WATCH_RETRY_MS);
+      };
+      new (kubernetesClient().Watch)(this.options.kubeConfig)
+        .watch(
+          path,
+          { fieldSelector: `metadata.name=${this.options.name}`, allowWatchBookmarks: true },
+          (phase, object: V1Lease) => {
+            if (phase === 'ADDED' || phase === 'MODIFIED') {
+              this.lastSeen = object;
+              emit(toRecord(object));
+            } else if (phase === 'DELETED') {
+              emit(null);
+            }
+            // BOOKMARK carries no lease; ERROR is followed by the end of the stream (restart).
+          },
+          () => scheduleRestart(),
+        )
+        .then(
+          (controller) => {
+            abort = controller;
+            if (stopped) controller.abort();
+          },
+          () => scheduleRestart(),
+        );
+    };
+    startWatch();
+    const resync = setInterval(() => {
+      this.read().then(emit, () => undefined);
+    }, this.resyncMs);
+    const handle: LeaseWatch = {
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        clearInterval(resync);
+        if (retry) clearTimeout(retry);
+        abort?.abort();
+        this.watches.delete(handle);
+      },
+    };
+    this.watches.add(handle);
+    return handle;
+  }
+
+  /** Stops every watch still open; the leaser must not be used afterwards. */
+  async close(): Promise<void> {
+    for (const w of [...this.watches]) w.stop();
+  }
+
+  private leaseBody(expected: LeaseRecord | null, next: LeaseProposal): V1Lease {
+    const { V1MicroTime } = kubernetesClient();
+    const nowMs = this.now();
+    const previous = expected !== null && this.lastSeen?.metadata?.resourceVersion === expected.revision ? this.lastSeen : null;
+    const holderChanged = expected === null || expected.holder !== next.holder;
+    const previousAcquire = previous?.spec?.acquireTime ? new Date(previous.spec.acquireTime).getTime() : null;
+    const acquireMs = holderChanged || previousAcquire === null ? nowMs : previousAcquire;
+    return {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: {
+        name: this.options.name,
+        namespace: this.options.namespace,
+        labels: previous?.metadata?.labels,
+        annotations: { ...(previous?.metadata?.annotations ?? {}), [TTL_MS_ANNOTATION]: String(next.ttlMs) },
+        ...(expected !== null ? { resourceVersion: expected.revision } : {}),
+      },
+      spec: {
+        holderIdentity: next.holder ?? undefined,
+        leaseDurationSeconds: Math.max(1, Math.ceil(next.ttlMs / 1000)),
+        leaseTransitions: next.epoch,
+        acquireTime: next.holder === null ? undefined : new V1MicroTime(acquireMs),
+        renewTime: new V1MicroTime(nowMs),
+      },
+    };
+  }
+
+  /** Per-request options: abort a request that takes longer than requestTimeoutMs. */
+  private requestOptions(): ConfigurationOptions<ObservableMiddleware> {
+    const { Observable } = kubernetesClient();
+    const timeoutMs = this.requestTimeoutMs;
+    return {
+      middleware: [
+        {
+          pre: (context) => {
+            context.setSignal(AbortSignal.timeout(timeoutMs));
+            return new Observable(Promise.resolve(context));
+          },
+          post: (response) => new Observable(Promise.resolve(response)),
+        },
+      ],
+      middlewareMergeStrategy: 'append',
+    };
+  }
+}
+
+/** Converts a stored Lease to the backend-neutral record. */
+export function toRecord(lease: V1Lease): LeaseRecord {
+  const spec = lease.spec ?? {};
+  const annotated = Number(lease.metadata?.annotations?.[TTL_MS_ANNOTATION]);
+  const ttlMs = Number.isInteger(annotated) && annotated > 0 ? annotated : (spec.leaseDurationSeconds ?? 0) * 1000;
+  const renewed = spec.renewTime ?? spec.acquireTime;
+  return {
+    holder: spec.holderIdentity ? spec.holderIdentity : null,
+    epoch: spec.leaseTransitions ?? 0,
+    renewedAtMs: renewed ? new Date(renewed).getTime() : 0,
+    ttlMs,
+    revision: lease.metadata?.resourceVersion ?? '',
+  };
+}
+
+function assertProposal(next: LeaseProposal): void {
+  if (!Number.isInteger(next.epoch) || next.epoch < 0 || next.epoch > 2 ** 31 - 1) {
+    throw new RangeError(`lease epoch must be an int32 >= 0 (leaseTransitions), got ${next.epoch}`);
+  }
+  if (!Number.isFinite(next.ttlMs) || next.ttlMs <= 0) throw new RangeError(`lease ttlMs must be > 0, got ${next.ttlMs}`);
+}
+
+function statusOf(err: unknown): number | null {
+  return err instanceof kubernetesClient().ApiException ? (err as { code: number }).code : null;
+}
+
+function describe(err: unknown): string {
+  const status = statusOf(err);
+  if (status !== null) {
+    let body = (err as { body?: unknown }).body;
+    if (typeof body === 'string') {
+      try {
+        body = JSON.parse(body);
+      } catch {
+        /* plain text body */
+      }
+    }
+    const message = typeof body === 'object' && body !== null && 'message' in body ? String(body.message) : String(body ?? '');
+    return `HTTP ${status}: ${message}`.trim();
+  }
+  if (err instanceof Error) return err.name === 'AbortError' ? 'request timed out' : err.message;
+  return String(err);
+}
