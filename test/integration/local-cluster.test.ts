@@ -192,6 +192,35 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
     await nats.stop();
   });
 
+  it('refuses a data dir held by a live supervisor, and kills what a dead supervisor left behind', async () => {
+    const nats = await startNatsServer({ jetstream: true });
+    const dataDir = tempDir('flotilla-cluster-');
+    const orphan = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    const orphanExit = new Promise((resolve) => orphan.on('exit', resolve));
+    try {
+      const base = { cluster: 'flotilla', natsUrl: nats.url, gatewayUrl: '', dataDir, startedAt: '', updatedAt: '' };
+      const leftover = { name: 'replica-0', kind: 'replica' as const, pid: orphan.pid!, ports: {}, logFile: '', restarts: 0, state: 'running' as const };
+      // The "supervisor" is alive (the orphan itself runs node): the dir is taken.
+      fs.writeFileSync(path.join(dataDir, 'cluster.json'), JSON.stringify({ ...base, supervisorPid: orphan.pid, processes: [] }));
+      await expect(startLocalCluster({ dataDir, command, natsUrl: nats.url })).rejects.toThrow(/in use by a running supervisor/);
+      expect(readClusterFile(dataDir)?.supervisorPid).toBe(orphan.pid);
+      expect(isAlive(orphan.pid!)).toBe(true);
+
+      // The supervisor is dead: its leftover is killed and the cluster starts.
+      const dead = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+      await new Promise((resolve) => dead.on('exit', resolve));
+      fs.writeFileSync(path.join(dataDir, 'cluster.json'), JSON.stringify({ ...base, supervisorPid: dead.pid, processes: [leftover] }));
+      const { cluster } = await startLocalCluster({ dataDir, command, natsUrl: nats.url });
+      await orphanExit;
+      expect(isGone(orphan.pid!)).toBe(true);
+      expect(readClusterFile(dataDir)?.supervisorPid).toBe(process.pid);
+      await cluster.stop();
+    } finally {
+      orphan.kill('SIGKILL');
+      await nats.stop();
+    }
+  });
+
   it('`flotilla up` runs until SIGTERM and then leaves no process', async () => {
     const root = stubRoot();
     const dataDir = tempDir('flotilla-cli-');

@@ -6,6 +6,7 @@
 import { LocalClusterError } from '@flotilla/local-cluster';
 import { runSql } from './commands/sql';
 import { runStatus } from './commands/status';
+import { runSwitchover } from './commands/switchover';
 import { runUp } from './commands/up';
 import { CliError } from './gateway-client';
 import { processIo } from './io';
@@ -24,6 +25,7 @@ async function main(argv: string[]): Promise<void> {
       up: (o) => runUp(o, processIo),
       status: (o) => runStatus(o, processIo),
       sql: (sql, o) => runSql(sql, o, processIo),
+      switchover: (o) => runSwitchover(o, processIo),
     },
     (code) => {
       process.exitCode = code;
@@ -36,5 +38,11 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = 1;
   }
 }
+
+process.on('uncaughtException', (e) => {
+  processIo.err(errorLine(e));
+  // 'exit' listeners (see runUp) kill any child processes.
+  process.exit(1);
+});
 
 void main(process.argv);

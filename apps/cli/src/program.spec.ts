@@ -1,15 +1,17 @@
 import { SqlOptions } from './commands/sql';
 import { StatusOptions } from './commands/status';
+import { SwitchoverOptions } from './commands/switchover';
 import { UpOptions } from './commands/up';
 import { buildProgram, CliHandlers } from './program';
 
 /** Parses argv with recording handlers; commander errors come back instead of exiting. */
 async function parse(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const calls: { up?: UpOptions; status?: StatusOptions; sql?: { sql: string; options: SqlOptions } } = {};
+  const calls: { up?: UpOptions; status?: StatusOptions; sql?: { sql: string; options: SqlOptions }; switchover?: SwitchoverOptions } = {};
   const handlers: CliHandlers = {
     up: async (o) => ((calls.up = o), 0),
     status: async (o) => ((calls.status = o), 0),
     sql: async (sql, options) => ((calls.sql = { sql, options }), 0),
+    switchover: async (o) => ((calls.switchover = o), 0),
   };
   const codes: number[] = [];
   const errors: string[] = [];
@@ -84,5 +86,17 @@ describe('flotilla sql', () => {
   it('requires the statement', async () => {
     const { errors } = await parse(['sql']);
     expect(errors).toMatch(/missing required argument 'sql'/);
+  });
+});
+
+describe('flotilla switchover', () => {
+  it('requires --to', async () => {
+    const { calls, errors } = await parse(['switchover']);
+    expect(calls.switchover).toBeUndefined();
+    expect(errors).toMatch(/required option '--to <node>'/);
+  });
+
+  it('passes the target', async () => {
+    expect((await parse(['switchover', '--to', 'replica-1'])).calls.switchover).toEqual({ to: 'replica-1', gateway: 'http://127.0.0.1:8080', json: false });
   });
 });

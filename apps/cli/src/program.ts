@@ -7,6 +7,7 @@ import { DEFAULT_GATEWAY_PORT, DEFAULT_REPLICAS, MAX_REPLICAS } from '@flotilla/
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SqlOptions } from './commands/sql';
 import { StatusOptions } from './commands/status';
+import { SwitchoverOptions } from './commands/switchover';
 import { UpOptions } from './commands/up';
 import { gatewayUrlOf } from './gateway-client';
 
@@ -18,6 +19,7 @@ export interface CliHandlers {
   up(options: UpOptions): Promise<number>;
   status(options: StatusOptions): Promise<number>;
   sql(sql: string, options: SqlOptions): Promise<number>;
+  switchover(options: SwitchoverOptions): Promise<number>;
 }
 
 function intIn(min: number, max: number, what: string) {
@@ -100,6 +102,16 @@ export function buildProgram(handlers: CliHandlers, onExit: (code: number) => vo
       if (o.read) options.force = 'read';
       if (o.write) options.force = 'write';
       onExit(await handlers.sql(sql, options));
+    });
+
+  program
+    .command('switchover')
+    .description('planned leader change with no data loss: the leader stops writes, waits for the target, hands over')
+    .requiredOption('--to <node>', 'the replica to lead next, e.g. replica-1')
+    .option('--gateway <url>', 'gateway URL (default $FLOTILLA_GATEWAY_URL or http://127.0.0.1:8080)')
+    .option('--json', 'print the raw JSON answer', false)
+    .action(async (o: { to: string; gateway?: string; json: boolean }) => {
+      onExit(await handlers.switchover({ to: o.to, gateway: gatewayUrlOf(o.gateway, env), json: o.json }));
     });
 
   return program;

@@ -103,6 +103,8 @@ export class LocalCluster {
   private gatewayPort = 0;
   private nextReplicaIndex = 0;
   private started = false;
+  /** True once this supervisor owns the data dir: only then does it write cluster.json. */
+  private claimed = false;
   private stopping = false;
   private stopped?: Promise<void>;
   private readonly startedAt = new Date().toISOString();
@@ -152,6 +154,7 @@ export class LocalCluster {
     this.started = true;
     fs.mkdirSync(path.join(this.dataDir, 'logs'), { recursive: true });
     this.claimDataDir();
+    this.claimed = true;
     try {
       await this.startNats();
       this.gatewayPort = this.options.port ? await this.checkPortFree(this.options.port) : await freePort();
@@ -280,6 +283,20 @@ export class LocalCluster {
   stop(): Promise<void> {
     if (!this.stopped) this.stopped = this.stopAll();
     return this.stopped;
+  }
+
+  /**
+   * SIGKILLs every process at once, synchronously: for an exit or crash of the supervisor itself,
+   * when there is no time for {@link stop}. Nothing is restarted afterwards.
+   */
+  killAllNow(): void {
+    this.stopping = true;
+    for (const p of this.processes.values()) {
+      p.wanted = false;
+      clearTimeout(p.restartTimer);
+      p.current?.kill('SIGCONT');
+      p.current?.kill('SIGKILL');
+    }
   }
 
   private async stopAll(): Promise<void> {
@@ -514,6 +531,7 @@ export class LocalCluster {
   }
 
   private writeState(): void {
+    if (!this.claimed) return;
     try {
       writeClusterFile(this.dataDir, this.describe());
     } catch (e) {

@@ -15,13 +15,18 @@ export async function startLocalCluster(
   const logger = new MemoryLogger({ app: 'local-cluster' });
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-cluster-'));
   const cluster = new LocalCluster({ port: 0, replicas: 1, logger, ...options, dataDir });
-  const entry = { describe: `LocalCluster ${dataDir}`, stop: () => cluster.stop() };
+  const entry = { describe: `LocalCluster ${dataDir}`, stop: () => cluster.stop(), killNow: () => cluster.killAllNow() };
   track(entry);
   const stop = cluster.stop.bind(cluster);
   cluster.stop = () => {
     untrack(entry);
     return stop();
   };
-  await cluster.start();
+  try {
+    await cluster.start();
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
   return { cluster, logger };
 }

@@ -8,7 +8,7 @@ import { track, untrack } from './tracker';
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const server = await startServer({ jetstream: true, ...options });
-  const entry = { describe: `nats-server ${server.url}`, stop: () => server.stop() };
+  const entry = { describe: `nats-server ${server.url}`, stop: () => server.stop(), killNow: () => server.kill('SIGKILL') };
   track(entry);
   const stop = server.stop.bind(server);
   server.stop = async () => {

@@ -32,7 +32,7 @@ export function spawnApp(app: AppName, env: Record<string, string>, options: { l
     logFile: options.logFile,
     cwd: root,
   });
-  const entry = { describe: `${app} pid ${child.pid}`, stop: () => child.stop() };
+  const entry = { describe: `${app} pid ${child.pid}`, stop: () => child.stop(), killNow: () => child.kill('SIGKILL') };
   track(entry);
   void child.exited.then(() => untrack(entry));
   return {

@@ -7,12 +7,30 @@
 export interface Stoppable {
   describe: string;
   stop(): Promise<unknown>;
+  /** SIGKILLs its processes synchronously; called if the test process exits with it still tracked. */
+  killNow?(): void;
 }
 
 const live = new Set<Stoppable>();
+let exitHookInstalled = false;
+
+/** Last resort when a test run dies without afterAll: no process may outlive it. */
+function killTrackedNow(): void {
+  for (const r of live) {
+    try {
+      r.killNow?.();
+    } catch {
+      // Exiting anyway.
+    }
+  }
+}
 
 /** Registers `resource` for {@link stopAll}; returns it. */
 export function track<T extends Stoppable>(resource: T): T {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', killTrackedNow);
+  }
   live.add(resource);
   return resource;
 }

@@ -44,8 +44,11 @@ export async function runUp(options: UpOptions, io: Io): Promise<number> {
     if (signals === 1) stopRequested?.(signal);
     else io.err(`${signal} again: still stopping (processes that ignore SIGTERM get SIGKILL shortly)`);
   };
+  // If this process dies anyway (a bug, an uncaught error), it takes its children with it.
+  const onExit = () => cluster.killAllNow();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('exit', onExit);
   // Keeps the event loop alive even if every child exits and restart is off.
   const keepAlive = setInterval(() => undefined, 1 << 30);
   try {
@@ -74,5 +77,6 @@ export async function runUp(options: UpOptions, io: Io): Promise<number> {
     clearInterval(keepAlive);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('exit', onExit);
   }
 }
