@@ -84,9 +84,10 @@ export class GatewayRouter {
     const keyed = input.idempotencyKey !== undefined;
     const deadline = this.o.clock.monotonic() + this.o.requestTimeoutMs;
     let delayMs = WRITE_RETRY_FIRST_DELAY_MS;
+    let failure: FlotillaError | undefined;
     for (let attempt = 1; ; attempt++) {
       const remainingMs = deadline - this.o.clock.monotonic();
-      let failure: FlotillaError;
+      if (failure && remainingMs <= 0) throw failure;
       let retryable: boolean;
       try {
         const reply = await this.o.requester.request(this.o.subjects.write, data, Math.max(1, remainingMs));

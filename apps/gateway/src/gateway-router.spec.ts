@@ -1,0 +1,248 @@
+import { FakeClock, MemoryLogger } from '@flotilla/logging';
+import {
+  decodeEnvelope,
+  encode,
+  ErrorCode,
+  errorReply,
+  FlotillaError,
+  Heartbeat,
+  PROTOCOL_VERSION,
+  QueryRequest,
+  subjectsFor,
+  WriteRequest,
+} from '@flotilla/protocol';
+import { ClusterView } from '../../../libs/replication/src/cluster-view';
+import { GatewayRouter, QueryInput, WRITE_RETRY_MAX_DELAY_MS } from './gateway-router';
+import { RequestFailure, RequestFailureKind, Requester } from './requester';
+
+const subjects = subjectsFor('unit');
+const REQUEST_TIMEOUT_MS = 2000;
+const READ_WAIT_MS = 300;
+
+type Answer = unknown | RequestFailure;
+
+/** A scripted NATS: each request is answered by `answer(subject, message)`; a RequestFailure is thrown. */
+class FakeRequester implements Requester {
+  readonly sent: { subject: string; message: Record<string, unknown>; timeoutMs: number; at: number }[] = [];
+  answer: (subject: string, message: Record<string, unknown>) => Answer = () => new RequestFailure(RequestFailureKind.NO_RESPONDERS, 'no responders');
+
+  constructor(private readonly clock: FakeClock) {}
+
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const message = decodeEnvelope(data);
+    this.sent.push({ subject, message, timeoutMs, at: this.clock.monotonic() });
+    const a = this.answer(subject, message);
+    if (a instanceof RequestFailure) {
+      if (a.kind === RequestFailureKind.TIMEOUT) this.clock.advance(timeoutMs);
+      throw a;
+    }
+    return encode(a);
+  }
+}
+
+function hb(node: string, fields: Partial<Heartbeat> = {}): Heartbeat {
+  return {
+    type: 'hb', v: PROTOCOL_VERSION, node, role: 'follower', epoch: 1, leader: 'replica-0', lsn: '10', appliedLsn: '10',
+    flushedLsn: '10', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 't', ts: 0, ...fields,
+  };
+}
+
+function writeReply(lsn: string) {
+  return { type: 'write-reply', v: PROTOCOL_VERSION, lsn, epoch: 1, results: [{ changes: 1, lastInsertRowid: '1' }] };
+}
+
+function queryReply(node: string, lsn = '10') {
+  return { type: 'query-reply', v: PROTOCOL_VERSION, rows: [{ a: 1 }], lsn, servedBy: node };
+}
+
+function setup() {
+  const clock = new FakeClock();
+  const view = new ClusterView({ clock });
+  const requester = new FakeRequester(clock);
+  const router = new GatewayRouter({ subjects, view, requester, clock, logger: new MemoryLogger(), requestTimeoutMs: REQUEST_TIMEOUT_MS, readWaitMs: READ_WAIT_MS });
+  return { clock, view, requester, router };
+}
+
+/** Settles `p`, moving the fake clock forward 10 ms at a time while it waits on timers. */
+async function settle<T>(p: Promise<T>, clock: FakeClock): Promise<T> {
+  let done = false;
+  const tracked = p.finally(() => (done = true));
+  tracked.catch(() => undefined);
+  for (let i = 0; i < 10_000 && !done; i++) {
+    await new Promise((r) => setImmediate(r));
+    if (!done) clock.advance(10);
+  }
+  return tracked;
+}
+
+async function failure(p: Promise<unknown>, clock: FakeClock): Promise<FlotillaError> {
+  try {
+    await settle(p, clock);
+  } catch (err) {
+    expect(err).toBeInstanceOf(FlotillaError);
+    return err as FlotillaError;
+  }
+  throw new Error('expected a failure');
+}
+
+const write = (idempotencyKey?: string) => ({ statements: [{ sql: 'INSERT INTO t VALUES (1)' }], idempotencyKey });
+const read = (q: Partial<QueryInput> = {}): QueryInput => ({ sql: 'SELECT a FROM t', consistency: 'any', ...q });
+
+describe('GatewayRouter.execute', () => {
+  it('sends a WriteRequest to the write subject and returns the reply', async () => {
+    const { clock, requester, router } = setup();
+    requester.answer = () => writeReply('11');
+    const reply = await settle(router.execute({ ...write('k'), durability: 'sync' }), clock);
+    expect(reply).toMatchObject({ lsn: '11', epoch: 1 });
+    expect(requester.sent).toEqual([
+      { subject: subjects.write, at: 0, timeoutMs: REQUEST_TIMEOUT_MS, message: { type: 'write', v: 1, statements: [{ sql: 'INSERT INTO t VALUES (1)' }], idempotencyKey: 'k', durability: 'sync' } },
+    ]);
+  });
+
+  it('retries no-responders with doubling backoff capped at 500 ms until the budget is spent', async () => {
+    const { clock, requester, router } = setup();
+    const err = await failure(router.execute(write()), clock);
+    expect(err.code).toBe(ErrorCode.NO_LEADER);
+    expect(err.message).toMatch(/not applied/);
+    const gaps = requester.sent.slice(1).map((s, i) => s.at - requester.sent[i].at);
+    expect(gaps.slice(0, 5)).toEqual([50, 100, 200, 400, 500]);
+    expect(Math.max(...gaps)).toBe(WRITE_RETRY_MAX_DELAY_MS);
+    expect(requester.sent[requester.sent.length - 1].at).toBeLessThan(REQUEST_TIMEOUT_MS);
+  });
+
+  it('succeeds once a leader appears during the retries', async () => {
+    const { clock, requester, router } = setup();
+    requester.answer = () => (clock.monotonic() < 300 ? new RequestFailure(RequestFailureKind.NO_RESPONDERS, 'none') : writeReply('5'));
+    expect((await settle(router.execute(write()), clock)).lsn).toBe('5');
+    expect(requester.sent.length).toBe(4);
+  });
+
+  it('without a key, does not resend after a timeout (the write may have been applied)', async () => {
+    const { clock, requester, router } = setup();
+    requester.answer = () => new RequestFailure(RequestFailureKind.TIMEOUT, 'timeout');
+    const err = await failure(router.execute(write()), clock);
+    expect(err.code).toBe(ErrorCode.NO_LEADER);
+    expect(err.message).toMatch(/may or may not have been applied/);
+    expect(requester.sent).toHaveLength(1);
+  });
+
+  it('without a key, reports NOT_LEADER at once; with a key, retries it', async () => {
+    const { clock, requester, router } = setup();
+    let refusals = 0;
+    requester.answer = () => (refusals++ < 2 ? errorReply({ code: ErrorCode.NOT_LEADER, message: 'not me' }) : writeReply('9'));
+    expect((await failure(router.execute(write()), clock)).code).toBe(ErrorCode.NOT_LEADER);
+    expect(requester.sent).toHaveLength(1);
+    expect((await settle(router.execute(write('key')), clock)).lsn).toBe('9');
+    expect(requester.sent).toHaveLength(3);
+  });
+
+  it('never retries other error codes, keyed or not', async () => {
+    const { clock, requester, router } = setup();
+    requester.answer = () => errorReply({ code: ErrorCode.CONSTRAINT, message: 'UNIQUE constraint failed' });
+    expect((await failure(router.execute(write('key')), clock)).code).toBe(ErrorCode.CONSTRAINT);
+    expect(requester.sent).toHaveLength(1);
+  });
+
+  it('reports a malformed reply as INTERNAL', async () => {
+    const { clock, requester, router } = setup();
+    requester.answer = () => ({ type: 'write-reply', v: 1, lsn: 12, epoch: 1, results: [] });
+    const err = await failure(router.execute(write()), clock);
+    expect(err.code).toBe(ErrorCode.INTERNAL);
+    expect(err.message).toMatch(/bad reply from the leader: lsn must be a decimal string/);
+  });
+});
+
+describe('GatewayRouter.query', () => {
+  function cluster() {
+    const s = setup();
+    s.view.ingest(hb('replica-0', { role: 'leader', lsn: '20', appliedLsn: '20' }));
+    s.view.ingest(hb('replica-1', { appliedLsn: '15', lagMs: 80 }));
+    s.view.ingest(hb('replica-2', { appliedLsn: '18', lagMs: 5 }));
+    s.requester.answer = (subject) => queryReply(subject.split('.').pop() ?? '');
+    return s;
+  }
+  const nodesAsked = (r: FakeRequester) => r.sent.map((s) => s.subject.split('.').pop());
+
+  it('strong: asks the leader with requireLeader', async () => {
+    const { clock, requester, router } = cluster();
+    expect((await settle(router.query(read({ consistency: 'strong' })), clock)).servedBy).toBe('replica-0');
+    expect(requester.sent[0].message).toEqual({ type: 'query', v: 1, sql: 'SELECT a FROM t', requireLeader: true });
+  });
+
+  it('strong: NO_LEADER when no leader is known or it does not answer', async () => {
+    const { clock, requester, router, view } = setup();
+    expect((await failure(router.query(read({ consistency: 'strong' })), clock)).code).toBe(ErrorCode.NO_LEADER);
+    view.ingest(hb('replica-0', { role: 'leader' }));
+    expect((await failure(router.query(read({ consistency: 'strong' })), clock)).code).toBe(ErrorCode.NO_LEADER);
+    expect(requester.sent).toHaveLength(1);
+  });
+
+  it('any: round-robins, and tries another node when one does not answer', async () => {
+    const { clock, requester, router } = cluster();
+    for (let i = 0; i < 3; i++) await settle(router.query(read()), clock);
+    expect(nodesAsked(requester)).toEqual(['replica-0', 'replica-1', 'replica-2']);
+    requester.sent.length = 0;
+    requester.answer = (subject) => (subject.endsWith('replica-0') ? new RequestFailure(RequestFailureKind.NO_RESPONDERS, 'gone') : queryReply('replica-1'));
+    expect((await settle(router.query(read()), clock)).servedBy).toBe('replica-1');
+    expect(nodesAsked(requester)).toEqual(['replica-0', 'replica-1']);
+  });
+
+  it('any: NO_REPLICA when no node can serve or none answers', async () => {
+    const empty = setup();
+    expect((await failure(empty.router.query(read()), empty.clock)).code).toBe(ErrorCode.NO_REPLICA);
+    const { clock, requester, router } = cluster();
+    requester.answer = () => new RequestFailure(RequestFailureKind.NO_RESPONDERS, 'gone');
+    expect((await failure(router.query(read()), clock)).code).toBe(ErrorCode.NO_REPLICA);
+    expect(new Set(nodesAsked(requester)).size).toBe(3);
+  });
+
+  it('passes replica errors through (WRITE_IN_QUERY) without trying another node', async () => {
+    const { clock, requester, router } = cluster();
+    requester.answer = () => errorReply({ code: ErrorCode.WRITE_IN_QUERY, message: 'writes are refused here' });
+    expect((await failure(router.query(read({ sql: 'DELETE FROM t' })), clock)).code).toBe(ErrorCode.WRITE_IN_QUERY);
+    expect(requester.sent).toHaveLength(1);
+  });
+
+  it('bounded: only nodes within maxLagMs', async () => {
+    const { clock, requester, router } = cluster();
+    for (let i = 0; i < 4; i++) await settle(router.query(read({ consistency: 'bounded', maxLagMs: 10 })), clock);
+    expect(new Set(nodesAsked(requester))).toEqual(new Set(['replica-0', 'replica-2']));
+  });
+
+  it('read-your-writes: a caught-up follower, asked to wait for minLsn', async () => {
+    const { clock, requester, router } = cluster();
+    expect((await settle(router.query(read({ consistency: 'read-your-writes', minLsn: '16' })), clock)).servedBy).toBe('replica-2');
+    expect(requester.sent[0].message).toEqual({ type: 'query', v: 1, sql: 'SELECT a FROM t', minLsn: '16', waitMs: READ_WAIT_MS });
+  });
+
+  it('read-your-writes: falls back to the leader on TIMEOUT, NO_REPLICA or silence', async () => {
+    for (const refusal of [
+      errorReply({ code: ErrorCode.TIMEOUT, message: 'lsn 19 not applied within 300 ms' }),
+      errorReply({ code: ErrorCode.NO_REPLICA, message: 'seeding' }),
+      new RequestFailure(RequestFailureKind.TIMEOUT, 'silent'),
+    ]) {
+      const { clock, requester, router } = cluster();
+      requester.answer = (subject) => (subject.endsWith('replica-0') ? queryReply('replica-0', '20') : refusal);
+      const reply = await settle(router.query(read({ consistency: 'read-your-writes', minLsn: '19' })), clock);
+      expect(reply.servedBy).toBe('replica-0');
+      expect(nodesAsked(requester)).toEqual(['replica-2', 'replica-0']);
+      expect(requester.sent[0].timeoutMs).toBeLessThan(REQUEST_TIMEOUT_MS);
+      expect(requester.sent[1].message).toMatchObject({ minLsn: '19' });
+    }
+  });
+
+  it('read-your-writes: other errors are not hidden by the fallback', async () => {
+    const { clock, requester, router } = cluster();
+    requester.answer = () => errorReply({ code: ErrorCode.SQL_ERROR, message: 'no such column: b' });
+    expect((await failure(router.query(read({ consistency: 'read-your-writes', minLsn: '19' })), clock)).code).toBe(ErrorCode.SQL_ERROR);
+    expect(requester.sent).toHaveLength(1);
+  });
+
+  it('sends QueryRequest fields only when given', async () => {
+    const { clock, requester, router } = cluster();
+    await settle(router.query(read({ params: { a: { $b: 'AA==' } } })), clock);
+    const sent = requester.sent[0].message as unknown as QueryRequest;
+    expect(sent).toEqual({ type: 'query', v: 1, sql: 'SELECT a FROM t', params: { a: { $b: 'AA==' } } });
+    expect((requester.sent[0].message as unknown as WriteRequest).idempotencyKey).toBeUndefined();
+  });
+});
