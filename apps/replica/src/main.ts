@@ -1,0 +1,107 @@
+/**
+ * The replica process: one database node. Configured by FLOTILLA_* environment variables (see
+ * libs/config). Wires the core (store, transport, lease keeper, replica node) and a small HTTP
+ * server for probes and metrics; all logic lives in libs/.
+ */
+import 'reflect-metadata';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { NestFactory } from '@nestjs/core';
+import { ConfigError, loadConfig } from '@flotilla/config';
+import { LeaseKeeper, NatsKvLeaser } from '@flotilla/election';
+import { createLogger, systemClock } from '@flotilla/logging';
+import { subjectsFor } from '@flotilla/protocol';
+import { Counters, ReplicaNode, RoleContext } from '@flotilla/replication';
+import { Store } from '@flotilla/storage';
+import { NatsTransport } from '@flotilla/transport';
+import { ReplicaHttpModule } from './replica-http.module';
+
+const VERSION = process.env.npm_package_version ?? '0.1.0';
+/** Exit code of a replica that found itself unable to follow the log (it must not serve data). */
+const EXIT_DIVERGED = 70;
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  if (!config.node) {
+    process.stderr.write('FLOTILLA_NODE (the replica name) is required\n');
+    process.exit(2);
+  }
+  const node = config.node;
+  const log = createLogger({ app: 'replica', node, cluster: config.cluster }, config.logLevel);
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const dbFile = path.join(config.dataDir, 'db.sqlite');
+  fs.rmSync(dbFile + '.snapshot.tmp', { force: true }); // a seed interrupted by a crash starts over
+  const store = Store.open(dbFile);
+  log.info('database opened', { file: dbFile, lsn: store.lastLsn, epoch: store.knownEpoch() });
+
+  const transport = await NatsTransport.connect({
+    servers: config.natsUrl,
+    name: `replica-${node}`,
+    onStatus: (status, data) => log.info('nats connection', { status, data: typeof data === 'string' ? data : undefined }),
+  });
+  const ctx: RoleContext = {
+    node,
+    store,
+    transport,
+    subjects: subjectsFor(config.cluster),
+    clock: systemClock,
+    log,
+    config,
+    counters: new Counters(),
+    fatal(err) {
+      log.error('fatal: stopping so as not to serve wrong data', { err: err.message });
+      process.exit(EXIT_DIVERGED);
+    },
+  };
+  const leaser = await NatsKvLeaser.open(transport.nc, `flotilla-${config.cluster}`, 'leader');
+  let replica: ReplicaNode | null = null;
+  const keeper = new LeaseKeeper(
+    leaser,
+    systemClock,
+    log.child({ component: 'lease' }),
+    {
+      node,
+      ttlMs: config.leaseTtlMs,
+      renewMs: config.leaseRenewMs,
+      safetyMarginMs: Math.max(200, Math.round(config.leaseTtlMs / 5)),
+      knownEpoch: () => store.knownEpoch(),
+    },
+    (view) => replica?.onLeadership(view),
+  );
+  replica = new ReplicaNode(ctx, keeper, VERSION);
+  replica.start();
+  await keeper.start();
+
+  const app = await NestFactory.create(ReplicaHttpModule.forNode(replica), { logger: false });
+  await app.listen(config.httpPort, config.httpHost);
+  log.info('http listening', { port: config.httpPort, host: config.httpHost });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal });
+    keeper.stop();
+    await keeper.release();
+    await replica?.stop();
+    await app.close().catch(() => undefined);
+    await transport.close().catch(() => undefined);
+    store.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
+  else process.stderr.write(`replica failed to start: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

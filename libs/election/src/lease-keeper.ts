@@ -1,0 +1,169 @@
+/**
+ * The replica's side of election: reads and watches the lease, takes it when it is free, renews it
+ * while leading, and tells the node which role to play. A leader that cannot renew stops counting
+ * itself valid `safetyMarginMs` before the lease could expire for others (monotonic clock): the
+ * node checks {@link LeaseKeeper.isValidLeader} before every write and strong read.
+ *
+ * Taking over an expired lease of another holder is the failover monitor's decision, not the
+ * replica's: the keeper only takes a lease that is absent, released, or its own.
+ */
+import type { Clock, Logger, Timer } from '@flotilla/logging';
+import { LeaseConflictError, LeaseRecord, Leaser, LeaseWatch } from './lease';
+
+export interface LeaseKeeperOptions {
+  node: string;
+  ttlMs: number;
+  renewMs: number;
+  /** Stop writing this long before the lease could expire elsewhere (covers clock-rate skew). */
+  safetyMarginMs: number;
+  /** Highest epoch this node's data knows: a new lease starts above it. */
+  knownEpoch: () => number;
+}
+
+export interface LeadershipView {
+  /** Holder of the current lease (null when none). */
+  leader: string | null;
+  epoch: number;
+  /** True when this node holds the lease. */
+  isLeader: boolean;
+}
+
+export class LeaseKeeper {
+  private current: LeaseRecord | null = null;
+  private validUntilMono = 0;
+  private renewTimer: Timer | null = null;
+  private watch: LeaseWatch | null = null;
+  private busy = false;
+  private stopped = false;
+  private view: LeadershipView = { leader: null, epoch: 0, isLeader: false };
+
+  constructor(
+    private readonly leaser: Leaser,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly options: LeaseKeeperOptions,
+    private readonly onChange: (view: LeadershipView) => void,
+  ) {}
+
+  /** Reads the lease, takes it if free, and watches it from then on. */
+  async start(): Promise<void> {
+    this.watch = this.leaser.watch((r) => void this.consider(r));
+    await this.consider(await this.leaser.read().catch(() => null));
+    this.renewTimer = this.clock.setInterval(() => void this.tick(), this.options.renewMs);
+  }
+
+  /** True while this node holds the lease and it cannot have expired for anyone else. */
+  isValidLeader(): boolean {
+    return this.view.isLeader && this.clock.monotonic() < this.validUntilMono;
+  }
+
+  /** Milliseconds of guaranteed leadership left (0 when not leading). */
+  validForMs(): number {
+    return this.view.isLeader ? Math.max(0, this.validUntilMono - this.clock.monotonic()) : 0;
+  }
+
+  get leadership(): LeadershipView {
+    return this.view;
+  }
+
+  /** Gives the lease up (clean shutdown of a leader), so a successor need not wait for expiry. */
+  async release(): Promise<void> {
+    if (!this.view.isLeader || !this.current) return;
+    try {
+      await this.leaser.compareAndSwap(this.current, { holder: null, epoch: this.current.epoch, ttlMs: this.options.ttlMs });
+      this.log.info('lease released', { epoch: this.current.epoch });
+    } catch (err) {
+      this.log.warn('lease release failed', { err: (err as Error).message });
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.renewTimer?.cancel();
+    this.watch?.stop();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    if (this.view.isLeader) await this.renew();
+    else await this.consider(await this.leaser.read().catch(() => this.current));
+  }
+
+  private async renew(): Promise<void> {
+    if (this.busy || !this.current) return;
+    this.busy = true;
+    const sentAt = this.clock.monotonic();
+    try {
+      const r = await this.leaser.compareAndSwap(this.current, { holder: this.options.node, epoch: this.current.epoch, ttlMs: this.options.ttlMs });
+      this.current = r;
+      this.validUntilMono = sentAt + this.options.ttlMs - this.options.safetyMarginMs;
+    } catch (err) {
+      if (err instanceof LeaseConflictError) {
+        const stored = await this.leaser.read().catch(() => null);
+        if (stored && stored.holder === this.options.node && stored.epoch === this.current.epoch) {
+          // Our previous renewal landed although its answer did not reach us: adopt and go on.
+          this.current = stored;
+          return;
+        }
+        this.log.warn('lease renewal refused: the lease changed', { epoch: this.current.epoch, holder: stored?.holder, storedEpoch: stored?.epoch });
+        this.busy = false;
+        await this.consider(stored);
+        return;
+      }
+      this.log.warn('lease renewal failed', { err: (err as Error).message, validForMs: Math.round(this.validForMs()) });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Decides what a stored lease means for this node. */
+  private async consider(record: LeaseRecord | null): Promise<void> {
+    if (this.stopped || this.busy) return;
+    this.busy = true;
+    try {
+      const me = this.options.node;
+      if (record && record.holder === me && this.view.isLeader && record.epoch === this.view.epoch) {
+        // Our own renewal echoed by the watch (maybe late): `current` is what our last CAS stored.
+        return;
+      }
+      if (record && record.holder === me && !this.view.isLeader && record.epoch > this.options.knownEpoch()) {
+        // Handed to us (failover or switchover): lead in the epoch we were given.
+        const leftMs = record.renewedAtMs + record.ttlMs - this.clock.now();
+        if (leftMs > this.options.safetyMarginMs) {
+          this.current = record;
+          this.validUntilMono = this.clock.monotonic() + leftMs - this.options.safetyMarginMs;
+          this.setView({ leader: me, epoch: record.epoch, isLeader: true });
+          return;
+        }
+      }
+      if (record === null || record.holder === null || (record.holder === me && !this.view.isLeader)) {
+        // Free, or ours from before a restart: take it with a new epoch.
+        const epoch = Math.max(record?.epoch ?? 0, this.options.knownEpoch()) + 1;
+        const sentAt = this.clock.monotonic();
+        try {
+          const r = await this.leaser.compareAndSwap(record, { holder: me, epoch, ttlMs: this.options.ttlMs });
+          this.current = r;
+          this.validUntilMono = sentAt + this.options.ttlMs - this.options.safetyMarginMs;
+          this.setView({ leader: me, epoch: r.epoch, isLeader: true });
+        } catch (err) {
+          if (!(err instanceof LeaseConflictError)) this.log.warn('lease acquire failed', { err: (err as Error).message });
+        }
+        return;
+      }
+      this.current = record;
+      if (record.holder !== me) {
+        this.validUntilMono = 0;
+        this.setView({ leader: record.holder, epoch: record.epoch, isLeader: false });
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private setView(v: LeadershipView): void {
+    const old = this.view;
+    if (old.leader === v.leader && old.epoch === v.epoch && old.isLeader === v.isLeader) return;
+    this.view = v;
+    this.onChange(v);
+  }
+}

@@ -1,0 +1,354 @@
+/**
+ * The follower role: applies the leader's log strictly in LSN order, persists its position (the
+ * log and data commit together), reports received/flushed/applied, and recovers by itself:
+ * a gap or a restart → catch-up from its own last LSN; a position the leader no longer keeps (or
+ * an empty database) → re-seed from a snapshot, then catch-up.
+ *
+ * The apply path, in small steps: check epoch → check position → check checksum → apply → ack.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  AckMessage,
+  CatchupRequest,
+  decodeCatchupReply,
+  decodeEnvelope,
+  decodeLogBatch,
+  encode,
+  ErrorCode,
+  FlotillaError,
+  LogBatch,
+  parseLsn,
+  payloadCrc,
+  PROTOCOL_VERSION,
+  SnapshotInfo,
+  throwIfError,
+  WireEntry,
+} from '@flotilla/protocol';
+import { DivergenceError, LogEntry } from '@flotilla/storage';
+import { TransportError } from '@flotilla/transport';
+import type { Subscription } from '@flotilla/transport';
+import type { RoleContext } from './context';
+
+/** Live entries buffered while a catch-up runs; beyond this they are dropped and fetched again. */
+export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
+/** Bytes asked for per catch-up round trip. */
+export const CATCHUP_REQUEST_BYTES = 512 * 1024;
+/** Snapshot chunks requested ahead of the one being written. */
+export const SNAPSHOT_CHUNKS_IN_FLIGHT = 4;
+export const RETRY_DELAY_MS = 250;
+
+type Phase = 'live' | 'catching-up' | 'seeding';
+
+export class FollowerRole {
+  private sub: Subscription | null = null;
+  private phase: Phase = 'catching-up';
+  private pending: LogEntry[] = [];
+  private buffered: LogEntry[] = [];
+  private applyScheduled = false;
+  private stopped = false;
+  private received = 0;
+  /** Highest LSN the leader is known to have, and when it was learned. */
+  leaderLsn = 0;
+  private firstUnappliedTs = 0;
+  seedProgress: { bytes: number; done: number } | null = null;
+
+  constructor(
+    private readonly ctx: RoleContext,
+    public epoch: number,
+    public leader: string,
+    /** Called after every commit of applied entries (read waiters, metrics). */
+    private readonly onApplied: () => void,
+  ) {
+    this.received = ctx.store.lastLsn;
+  }
+
+  get state(): Phase {
+    return this.phase;
+  }
+
+  start(): void {
+    this.sub = this.ctx.transport.subscribe(this.ctx.subjects.log, (m) => this.onBatch(m.data));
+    // Whatever happened before (restart, new leader), ask for everything after our own position.
+    void this.catchUp('start');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.sub?.unsubscribe();
+    this.sub = null;
+  }
+
+  /** Follow a new leader (a new epoch): catch up from our own position again. */
+  repoint(leader: string, epoch: number): void {
+    this.leader = leader;
+    this.epoch = epoch;
+    if (this.phase === 'live') void this.catchUp('new leader');
+  }
+
+  /** Replication lag in ms: age of the oldest entry we know of and have not applied. */
+  lagMs(): number {
+    if (this.ctx.store.lastLsn >= Math.max(this.leaderLsn, this.received)) return 0;
+    const since = this.firstUnappliedTs || this.ctx.store.lastTimestamp;
+    return since ? Math.max(0, this.ctx.clock.now() - since) : 0;
+  }
+
+  /** The leader's heartbeat tells its last LSN even when no entry flows. */
+  noteLeaderLsn(lsn: number, ts: number): void {
+    if (lsn > this.leaderLsn) {
+      this.leaderLsn = lsn;
+      if (!this.firstUnappliedTs && lsn > this.ctx.store.lastLsn) this.firstUnappliedTs = ts;
+    }
+  }
+
+  // ---- live stream ----------------------------------------------------------------------------
+
+  private onBatch(data: Uint8Array): void {
+    if (this.stopped) return;
+    let batch: LogBatch;
+    try {
+      batch = decodeLogBatch(data);
+    } catch (err) {
+      this.refuse(`malformed batch: ${(err as Error).message}`);
+      return;
+    }
+    if (batch.epoch < this.epoch) {
+      this.refuse(`entries from epoch ${batch.epoch} of ${batch.leader}, older than ours (${this.epoch})`);
+      return;
+    }
+    if (batch.epoch > this.epoch) {
+      // A newer leader than the lease told us of yet: its entries are the truth from now on.
+      this.ctx.log.info('following newer epoch seen on the stream', { leader: batch.leader, epoch: batch.epoch });
+      this.epoch = batch.epoch;
+      this.leader = batch.leader;
+    }
+    const entries: LogEntry[] = [];
+    for (const w of batch.entries) {
+      const e = fromWire(w);
+      if (e.epoch > batch.epoch) {
+        this.refuse(`entry ${e.lsn} has epoch ${e.epoch}, newer than its batch (${batch.epoch})`);
+        return;
+      }
+      if (payloadCrc(e.payload) !== e.crc) {
+        this.refuse(`entry ${e.lsn}: bad checksum`);
+        void this.catchUp('bad checksum');
+        return;
+      }
+      entries.push(e);
+    }
+    if (entries.length === 0) return;
+    const lastOfBatch = entries[entries.length - 1];
+    this.received = Math.max(this.received, lastOfBatch.lsn);
+    if (lastOfBatch.lsn > this.leaderLsn) this.leaderLsn = lastOfBatch.lsn;
+    if (!this.firstUnappliedTs) this.firstUnappliedTs = entries[0].ts;
+    if (this.phase !== 'live') {
+      this.buffer(entries);
+      return;
+    }
+    for (const e of entries) this.accept(e);
+  }
+
+  /** Takes one live entry in order; a gap switches to catch-up. */
+  private accept(e: LogEntry): void {
+    const expected = this.nextExpected();
+    if (e.lsn < expected) return; // already have it
+    if (e.lsn > expected) {
+      this.ctx.log.info('gap in the live stream', { expected, got: e.lsn });
+      this.buffer([e]);
+      void this.catchUp('gap');
+      return;
+    }
+    this.pending.push(e);
+    if (!this.applyScheduled) {
+      this.applyScheduled = true;
+      setImmediate(() => this.applyPending());
+    }
+  }
+
+  private nextExpected(): number {
+    const p = this.pending;
+    return (p.length ? p[p.length - 1].lsn : this.ctx.store.lastLsn) + 1;
+  }
+
+  private buffer(entries: LogEntry[]): void {
+    for (const e of entries) {
+      if (this.buffered.length >= CATCHUP_BUFFER_ENTRIES_MAX) {
+        this.buffered = []; // the catch-up will fetch them from the log instead
+      }
+      this.buffered.push(e);
+    }
+  }
+
+  private applyPending(): void {
+    this.applyScheduled = false;
+    if (this.stopped || this.pending.length === 0) return;
+    const entries = this.pending;
+    this.pending = [];
+    this.apply(entries);
+  }
+
+  /** Applies entries in one transaction and acknowledges. A divergence is fatal. */
+  private apply(entries: LogEntry[]): void {
+    try {
+      this.ctx.store.applyEntries(entries);
+    } catch (err) {
+      const e = err as Error;
+      this.ctx.log.error('apply failed: this replica cannot follow the log', { err: e.message, lsn: entries[0]?.lsn });
+      this.ctx.fatal(err instanceof DivergenceError ? err : new DivergenceError(e.message));
+      return;
+    }
+    const last = this.ctx.store.lastLsn;
+    this.firstUnappliedTs = 0;
+    if (this.received > last && this.buffered.length + this.pending.length > 0) {
+      const next = this.pending[0] ?? this.buffered[0];
+      this.firstUnappliedTs = next?.ts ?? 0;
+    }
+    this.sendAck();
+    this.onApplied();
+  }
+
+  sendAck(): void {
+    const lsn = String(this.ctx.store.lastLsn);
+    const ack: AckMessage = {
+      type: 'ack',
+      v: PROTOCOL_VERSION,
+      node: this.ctx.node,
+      epoch: this.epoch,
+      received: String(Math.max(this.received, this.ctx.store.lastLsn)),
+      flushed: lsn,
+      applied: lsn,
+    };
+    this.ctx.transport.publish(this.ctx.subjects.ack, encode(ack));
+  }
+
+  // ---- catch-up -------------------------------------------------------------------------------
+
+  private async catchUp(reason: string): Promise<void> {
+    if (this.phase === 'catching-up' && reason !== 'start') return;
+    if (this.phase === 'seeding') return;
+    this.phase = 'catching-up';
+    const { store, log, transport, subjects, clock, counters } = this.ctx;
+    // Entries already queued for apply go first, so the position we ask from is exact.
+    this.applyPending();
+    const from = store.lastLsn;
+    const started = clock.monotonic();
+    let fetched = 0;
+    let announced = false;
+    while (!this.stopped) {
+      const req: CatchupRequest = { type: 'catchup', v: PROTOCOL_VERSION, node: this.ctx.node, epoch: this.epoch, after: String(store.lastLsn), maxBytes: CATCHUP_REQUEST_BYTES };
+      try {
+        const reply = decodeCatchupReply(await transport.request(subjects.catchup, encode(req), this.ctx.config.requestTimeoutMs));
+        if (reply.epoch < this.epoch) throw new FlotillaError(ErrorCode.STALE_EPOCH, `catch-up answered by ${reply.leader} at old epoch ${reply.epoch}`);
+        store.mergeEpochHistory(reply.epochs);
+        this.leaderLsn = Math.max(this.leaderLsn, parseLsn(reply.leaderLsn));
+        if (!announced && this.leaderLsn > store.lastLsn) {
+          announced = true;
+          counters.inc('catchups');
+          log.info('catch-up started', { reason, from, leaderLsn: this.leaderLsn, leader: reply.leader });
+        }
+        const entries = reply.entries.map(fromWire).filter((e) => e.lsn > store.lastLsn);
+        for (const e of entries) if (payloadCrc(e.payload) !== e.crc) throw new FlotillaError(ErrorCode.BAD_REQUEST, `catch-up entry ${e.lsn}: bad checksum`);
+        if (entries.length > 0) {
+          this.apply(entries);
+          if (this.stopped) return;
+          fetched += entries.length;
+          counters.inc('catchupEntries', entries.length);
+        }
+        if (entries.length === 0 || store.lastLsn >= parseLsn(reply.leaderLsn)) break;
+      } catch (err) {
+        if (err instanceof FlotillaError && err.code === ErrorCode.SNAPSHOT_NEEDED) {
+          await this.seed(err.message);
+          continue;
+        }
+        const quiet = err instanceof TransportError;
+        if (!quiet) log.warn('catch-up request failed; retrying', { err: (err as Error).message });
+        await this.delay(RETRY_DELAY_MS);
+      }
+    }
+    if (this.stopped) return;
+    // Back to live: first whatever arrived meanwhile, in order.
+    const buffered = this.buffered.sort((a, b) => a.lsn - b.lsn);
+    this.buffered = [];
+    this.phase = 'live';
+    if (announced) log.info('catch-up finished', { entries: fetched, lsn: store.lastLsn, ms: Math.round(clock.monotonic() - started) });
+    for (const e of buffered) this.accept(e);
+    this.sendAck();
+  }
+
+  // ---- snapshot seeding -----------------------------------------------------------------------
+
+  private async seed(reason: string): Promise<void> {
+    const { store, log, transport, subjects, clock, counters, node } = this.ctx;
+    this.phase = 'seeding';
+    const started = clock.monotonic();
+    log.info('snapshot seeding started', { reason, lsn: store.lastLsn });
+    const tmp = store.file + '.snapshot.tmp';
+    try {
+      const info = decodeEnvelope(await transport.request(subjects.snapshot, encode({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node }), 120_000));
+      throwIfError(info);
+      const snap = info as unknown as SnapshotInfo;
+      log.info('snapshot offered', { id: snap.id, lsn: snap.lsn, bytes: snap.bytes, chunks: snap.chunks });
+      fs.rmSync(tmp, { force: true });
+      const fd = fs.openSync(tmp, 'w');
+      const hash = crypto.createHash('sha256');
+      this.seedProgress = { bytes: snap.bytes, done: 0 };
+      let lastReport = 0;
+      try {
+        const fetchChunk = (index: number) =>
+          transport.request(subjects.snapshot, encode({ type: 'snapshot-chunk', v: PROTOCOL_VERSION, id: snap.id, index }), this.ctx.config.requestTimeoutMs);
+        const inFlight: Promise<Uint8Array>[] = [];
+        let next = 0;
+        for (let i = 0; i < snap.chunks; i++) {
+          while (next < snap.chunks && inFlight.length < SNAPSHOT_CHUNKS_IN_FLIGHT) inFlight.push(fetchChunk(next++));
+          const data = await inFlight.shift()!;
+          const expect = Math.min(snap.chunkBytes, snap.bytes - i * snap.chunkBytes);
+          if (data.length !== expect) {
+            // An error reply is JSON, not a chunk of the expected size.
+            throwIfError(decodeEnvelope(data));
+            throw new Error(`chunk ${i}: ${data.length} bytes, expected ${expect}`);
+          }
+          fs.writeSync(fd, data);
+          hash.update(data);
+          this.seedProgress.done += data.length;
+          const pct = Math.floor((100 * this.seedProgress.done) / Math.max(1, snap.bytes));
+          if (pct >= lastReport + 10) {
+            lastReport = pct - (pct % 10);
+            log.info('snapshot progress', { percent: lastReport, bytes: this.seedProgress.done });
+          }
+        }
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (hash.digest('hex') !== snap.sha256) throw new Error('snapshot checksum mismatch');
+      await transport.request(subjects.snapshot, encode({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: snap.id }), 5000).catch(() => undefined);
+      store.replaceWithSnapshot(tmp);
+      counters.inc('snapshotsInstalled');
+      this.received = Math.max(this.received, store.lastLsn);
+      const ms = Math.round(clock.monotonic() - started);
+      log.info('snapshot seeding finished', { lsn: store.lastLsn, bytes: snap.bytes, ms, mbPerS: +(snap.bytes / 1e6 / Math.max(ms / 1000, 0.001)).toFixed(1) });
+    } catch (err) {
+      log.warn('snapshot seeding failed; retrying', { err: (err as Error).message });
+      fs.rmSync(tmp, { force: true });
+      await this.delay(RETRY_DELAY_MS * 4);
+    } finally {
+      this.seedProgress = null;
+      this.phase = 'catching-up';
+    }
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((r) => this.ctx.clock.setTimeout(r, ms));
+  }
+
+  private refuse(reason: string): void {
+    this.ctx.counters.inc('refused');
+    this.ctx.log.warn('refused message', { channel: 'log', reason });
+  }
+}
+
+function fromWire(w: WireEntry): LogEntry {
+  return { lsn: parseLsn(w.lsn), epoch: w.epoch, ts: w.ts, crc: w.crc, payload: w.payload };
+}
+

@@ -1,0 +1,7 @@
+export * from './cluster-view';
+export * from './context';
+export * from './leader';
+export * from './follower';
+export * from './replica-node';
+export * from './retention';
+export * from './validate';

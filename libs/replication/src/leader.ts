@@ -1,0 +1,322 @@
+/**
+ * The leader role: takes writes, commits them in groups, publishes the change stream, answers
+ * catch-up and snapshot requests, and tracks follower positions.
+ *
+ * Hot path: write request → queue → one SQLite transaction for everything queued (group commit,
+ * a savepoint per request) → publish the new entries as one message → reply to each client.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import {
+  AckMessage,
+  CatchupReply,
+  decodeAck,
+  decodeCatchupRequest,
+  decodeEnvelope,
+  encode,
+  ErrorCode,
+  errorReply,
+  FlotillaError,
+  LogBatch,
+  parseLsn,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  SnapshotInfo,
+  WireEntry,
+  WriteReply,
+  WriteRequest,
+} from '@flotilla/protocol';
+import type { LogEntry, SnapshotFile, WriteOutcome } from '@flotilla/storage';
+import type { Subscription } from '@flotilla/transport';
+import type { RoleContext } from './context';
+import { validateWriteRequest } from './validate';
+
+/** Most requests committed in one group. */
+export const GROUP_COMMIT_REQUESTS_MAX = 512;
+/** Largest change-stream message; NATS refuses payloads over 1 MiB by default. */
+export const LOG_MESSAGE_BYTES_MAX = 768 * 1024;
+/** A snapshot nobody asked a chunk of for this long is deleted. */
+export const SNAPSHOT_IDLE_MS = 60_000;
+
+export interface FollowerPosition {
+  node: string;
+  received: number;
+  flushed: number;
+  applied: number;
+  /** Monotonic time of the last ack. */
+  seenAtMono: number;
+}
+
+interface QueuedWrite {
+  req: WriteRequest;
+  respond: (data: Uint8Array) => void;
+}
+
+interface ServedSnapshot {
+  info: SnapshotInfo;
+  file: string;
+  fd: number;
+  lastUseMono: number;
+}
+
+export class LeaderRole {
+  private subs: Subscription[] = [];
+  private queue: QueuedWrite[] = [];
+  private flushScheduled = false;
+  private stopped = false;
+  readonly followers = new Map<string, FollowerPosition>();
+  private snapshots = new Map<string, ServedSnapshot>();
+  private snapshotInProgress: Promise<SnapshotFile> | null = null;
+
+  constructor(
+    private readonly ctx: RoleContext,
+    readonly epoch: number,
+    /** True while the lease is held and cannot have expired elsewhere. */
+    private readonly leaseValid: () => boolean,
+  ) {}
+
+  start(): void {
+    const { transport, subjects } = this.ctx;
+    this.subs.push(transport.subscribe(subjects.write, (m) => this.onWrite(m.data, m.respond)));
+    this.subs.push(transport.subscribe(subjects.ack, (m) => this.onAck(m.data)));
+    this.subs.push(transport.subscribe(subjects.catchup, (m) => this.onCatchup(m.data, m.respond)));
+    this.subs.push(transport.subscribe(subjects.snapshot, (m) => void this.onSnapshot(m.data, m.respond)));
+  }
+
+  /** Stops taking writes; queued ones are answered NOT_LEADER (they were never applied). */
+  stop(): void {
+    this.stopped = true;
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+    const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' }));
+    for (const q of this.queue) q.respond(err);
+    this.queue = [];
+    for (const s of this.snapshots.values()) this.dropSnapshot(s);
+  }
+
+  // ---- writes ---------------------------------------------------------------------------------
+
+  private onWrite(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
+    if (!respond) return;
+    let req: WriteRequest;
+    try {
+      req = validateWriteRequest(decodeEnvelope(data));
+    } catch (err) {
+      this.refuse('write', err);
+      respond(encode(errorReply({ code: ErrorCode.BAD_REQUEST, message: (err as Error).message })));
+      return;
+    }
+    this.queue.push({ req, respond });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.stopped) return;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, GROUP_COMMIT_REQUESTS_MAX);
+      if (!this.leaseValid()) {
+        const err = encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the leader could not renew its lease; retry shortly' }));
+        for (const q of batch) q.respond(err);
+        continue;
+      }
+      let outcomes: WriteOutcome[];
+      try {
+        outcomes = this.ctx.store.executeBatch(
+          batch.map((q) => ({ statements: q.req.statements, idempotencyKey: q.req.idempotencyKey })),
+          this.epoch,
+        );
+      } catch (err) {
+        this.ctx.log.error('group commit failed; nothing of it was applied', { err: (err as Error).message, requests: batch.length });
+        const e = encode(errorReply({ code: ErrorCode.UNAVAILABLE, message: `commit failed: ${(err as Error).message}` }));
+        for (const q of batch) q.respond(e);
+        continue;
+      }
+      const entries: LogEntry[] = [];
+      for (const o of outcomes) if (o.ok && o.entry) entries.push(o.entry);
+      this.publish(entries);
+      outcomes.forEach((o, i) => batch[i].respond(encode(this.replyOf(o))));
+    }
+  }
+
+  private replyOf(o: WriteOutcome): WriteReply | ReturnType<typeof errorReply> {
+    if (!o.ok) return errorReply(o.error.toWire());
+    const reply: WriteReply = { type: 'write-reply', v: PROTOCOL_VERSION, lsn: String(o.lsn), epoch: o.epoch, results: o.results };
+    if (o.replayed) reply.replayed = true;
+    return reply;
+  }
+
+  /** Publishes entries on the live stream, split so no message exceeds LOG_MESSAGE_BYTES_MAX. */
+  publish(entries: LogEntry[]): void {
+    let chunk: WireEntry[] = [];
+    let bytes = 0;
+    const send = () => {
+      if (chunk.length === 0) return;
+      const batch: LogBatch = { type: 'entries', v: PROTOCOL_VERSION, epoch: this.epoch, leader: this.ctx.node, entries: chunk };
+      this.ctx.transport.publish(this.ctx.subjects.log, encode(batch));
+      chunk = [];
+      bytes = 0;
+    };
+    for (const e of entries) {
+      const size = e.payload.length + 100;
+      if (bytes + size > LOG_MESSAGE_BYTES_MAX) send();
+      chunk.push(toWire(e));
+      bytes += size;
+    }
+    send();
+  }
+
+  // ---- follower positions ---------------------------------------------------------------------
+
+  private onAck(data: Uint8Array): void {
+    let ack: AckMessage;
+    try {
+      ack = decodeAck(data);
+    } catch (err) {
+      this.refuse('ack', err);
+      return;
+    }
+    if (ack.epoch < this.epoch) return; // from before this leader's time; positions are re-sent
+    if (ack.epoch > this.epoch) {
+      this.ctx.log.warn('ack from a newer epoch: another leader exists', { from: ack.node, theirEpoch: ack.epoch });
+      return;
+    }
+    const p: FollowerPosition = {
+      node: ack.node,
+      received: parseLsn(ack.received),
+      flushed: parseLsn(ack.flushed),
+      applied: parseLsn(ack.applied),
+      seenAtMono: this.ctx.clock.monotonic(),
+    };
+    this.followers.set(ack.node, p);
+  }
+
+  // ---- catch-up -------------------------------------------------------------------------------
+
+  private onCatchup(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
+    if (!respond) return;
+    const { store, log } = this.ctx;
+    try {
+      const req = decodeCatchupRequest(data);
+      const after = parseLsn(req.after);
+      if (req.epoch > this.epoch) {
+        throw new FlotillaError(ErrorCode.STALE_EPOCH, `this leader is at epoch ${this.epoch}, you know epoch ${req.epoch}`);
+      }
+      if (after > store.lastLsn) {
+        throw new FlotillaError(ErrorCode.CONFLICT, `you are at ${after}, ahead of this leader's log end ${store.lastLsn}: your log has diverged`);
+      }
+      const oldest = store.oldestLsn();
+      if ((after === 0 && store.lastLsn > 0) || after + 1 < oldest) {
+        log.info('catch-up refused: snapshot needed', { follower: req.node, after, oldestRetained: oldest });
+        throw new FlotillaError(ErrorCode.SNAPSHOT_NEEDED, `entries after ${after} are no longer kept (oldest is ${oldest}); seed from a snapshot`);
+      }
+      const entries = store.readLogAfter(after, Math.min(req.maxBytes, LOG_MESSAGE_BYTES_MAX));
+      const reply: CatchupReply = {
+        type: 'catchup-reply',
+        v: PROTOCOL_VERSION,
+        epoch: this.epoch,
+        leader: this.ctx.node,
+        leaderLsn: String(store.lastLsn),
+        entries: entries.map(toWire),
+        epochs: store.epochHistory(),
+      };
+      respond(encode(reply));
+    } catch (err) {
+      if (err instanceof ProtocolError) this.refuse('catchup', err);
+      const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.BAD_REQUEST, message: (err as Error).message };
+      respond(encode(errorReply(wire)));
+    }
+  }
+
+  // ---- snapshots ------------------------------------------------------------------------------
+
+  private async onSnapshot(data: Uint8Array, respond?: (d: Uint8Array) => void): Promise<void> {
+    if (!respond) return;
+    try {
+      const m = decodeEnvelope(data);
+      this.expireSnapshots();
+      if (m.type === 'snapshot-begin') {
+        respond(encode(await this.beginSnapshot(String(m.node))));
+      } else if (m.type === 'snapshot-chunk') {
+        const s = this.snapshots.get(String(m.id));
+        const index = Number(m.index);
+        if (!s) throw new FlotillaError(ErrorCode.NOT_FOUND, `no snapshot ${String(m.id)}; begin a new one`);
+        if (!Number.isInteger(index) || index < 0 || index >= s.info.chunks) throw new FlotillaError(ErrorCode.BAD_REQUEST, `chunk ${String(m.index)} out of range`);
+        s.lastUseMono = this.ctx.clock.monotonic();
+        const size = Math.min(s.info.chunkBytes, s.info.bytes - index * s.info.chunkBytes);
+        const buf = Buffer.allocUnsafe(size);
+        fs.readSync(s.fd, buf, 0, size, index * s.info.chunkBytes);
+        respond(buf);
+      } else if (m.type === 'snapshot-end') {
+        const s = this.snapshots.get(String(m.id));
+        if (s) this.dropSnapshot(s);
+        respond(encode({ type: 'ok', v: PROTOCOL_VERSION }));
+      } else {
+        throw new ProtocolError(`unknown snapshot request ${m.type}`);
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) this.refuse('snapshot', err);
+      else if (!(err instanceof FlotillaError)) this.ctx.log.error('snapshot failed', { err: (err as Error).message });
+      const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.UNAVAILABLE, message: (err as Error).message };
+      respond(encode(errorReply(wire)));
+    }
+  }
+
+  private async beginSnapshot(forNode: string): Promise<SnapshotInfo> {
+    const { store, log, config, clock } = this.ctx;
+    const dir = path.join(path.dirname(store.file), 'snapshots');
+    fs.mkdirSync(dir, { recursive: true });
+    const id = randomUUID();
+    const started = clock.monotonic();
+    log.info('snapshot started', { for: forNode, id, lsn: store.lastLsn });
+    // One snapshot at a time: concurrent requests wait for it and get their own copy of the file.
+    while (this.snapshotInProgress) await this.snapshotInProgress.catch(() => undefined);
+    const p = store.snapshotTo(path.join(dir, `${id}.sqlite`));
+    this.snapshotInProgress = p;
+    let snap: SnapshotFile;
+    try {
+      snap = await p;
+    } finally {
+      this.snapshotInProgress = null;
+    }
+    const chunkBytes = config.snapshotChunkBytes;
+    const info: SnapshotInfo = {
+      type: 'snapshot-info',
+      v: PROTOCOL_VERSION,
+      id,
+      lsn: String(snap.lsn),
+      epoch: snap.epoch,
+      bytes: snap.bytes,
+      sha256: snap.sha256,
+      chunkBytes,
+      chunks: Math.max(1, Math.ceil(snap.bytes / chunkBytes)),
+    };
+    this.snapshots.set(id, { info, file: snap.file, fd: fs.openSync(snap.file, 'r'), lastUseMono: clock.monotonic() });
+    log.info('snapshot ready', { for: forNode, id, lsn: snap.lsn, bytes: snap.bytes, ms: Math.round(clock.monotonic() - started) });
+    return info;
+  }
+
+  private expireSnapshots(): void {
+    const now = this.ctx.clock.monotonic();
+    for (const s of this.snapshots.values()) if (now - s.lastUseMono > SNAPSHOT_IDLE_MS) this.dropSnapshot(s);
+  }
+
+  private dropSnapshot(s: ServedSnapshot): void {
+    this.snapshots.delete(s.info.id);
+    fs.closeSync(s.fd);
+    fs.rmSync(s.file, { force: true });
+  }
+
+  private refuse(channel: string, err: unknown): void {
+    this.ctx.counters.inc('refused');
+    this.ctx.log.warn('refused message', { channel, reason: (err as Error).message });
+  }
+}
+
+export function toWire(e: LogEntry): WireEntry {
+  return { lsn: String(e.lsn), epoch: e.epoch, ts: e.ts, crc: e.crc, payload: e.payload };
+}

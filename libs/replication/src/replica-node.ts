@@ -1,0 +1,283 @@
+/**
+ * One database node. Plays the leader or the follower role as the lease says, changing role
+ * in-process; answers reads and control requests in any role; heartbeats; trims its log.
+ * Every role transition is one log line: "role change" {from, to, epoch, leader, lsn}.
+ */
+import {
+  ChecksumsReply,
+  decodeEnvelope,
+  decodeHeartbeat,
+  encode,
+  ErrorCode,
+  errorReply,
+  FlotillaError,
+  Heartbeat,
+  parseLsn,
+  PROTOCOL_VERSION,
+  QueryReply,
+  Role,
+  StatusReply,
+} from '@flotilla/protocol';
+import type { LeadershipView } from '@flotilla/election';
+import type { Subscription } from '@flotilla/transport';
+import type { Timer } from '@flotilla/logging';
+import { RoleContext } from './context';
+import { FollowerRole } from './follower';
+import { LeaderRole } from './leader';
+import { retentionPoint } from './retention';
+import { validateQueryRequest } from './validate';
+
+/** How often the log is trimmed. */
+export const RETENTION_INTERVAL_MS = 2000;
+/** Oldest entries looked at per trim round. */
+export const RETENTION_WINDOW_ENTRIES = 20_000;
+
+export interface LeaseView {
+  isValidLeader(): boolean;
+  validForMs(): number;
+  readonly leadership: LeadershipView;
+}
+
+interface ReadWaiter {
+  lsn: number;
+  resolve: (ok: boolean) => void;
+  timer: Timer;
+}
+
+export class ReplicaNode {
+  private role: Role = Role.STARTING;
+  private epoch = 0;
+  private leaderName: string | null = null;
+  private leader: LeaderRole | null = null;
+  private follower: FollowerRole | null = null;
+  private subs: Subscription[] = [];
+  private timers: Timer[] = [];
+  private waiters: ReadWaiter[] = [];
+  /** Followers' last known applied LSN, kept across leader terms for retention. */
+  private readonly followerApplied = new Map<string, number>();
+  private readonly baseLog: RoleContext['log'];
+
+  constructor(
+    private readonly ctx: RoleContext,
+    private readonly lease: LeaseView,
+    private readonly version: string,
+  ) {
+    this.baseLog = ctx.log;
+  }
+
+  start(): void {
+    const { transport, subjects, node, config, clock } = this.ctx;
+    this.epoch = this.ctx.store.knownEpoch();
+    this.subs.push(transport.subscribe(subjects.read(node), (m) => void this.onRead(m.data, m.respond)));
+    this.subs.push(transport.subscribe(subjects.control(node), (m) => this.onControl(m.data, m.respond)));
+    this.subs.push(transport.subscribe(subjects.heartbeatAll, (m) => this.onHeartbeat(m.data)));
+    this.timers.push(clock.setInterval(() => this.heartbeat(), config.heartbeatIntervalMs));
+    this.timers.push(clock.setInterval(() => this.trimLog(), RETENTION_INTERVAL_MS));
+    this.ctx.log.info('replica started', { lsn: this.ctx.store.lastLsn, epoch: this.epoch });
+  }
+
+  /** Called by the lease keeper with each new leadership view. */
+  onLeadership(view: LeadershipView): void {
+    const from = this.role;
+    const { store, log } = this.ctx;
+    if (view.isLeader) {
+      if (this.leader && this.leader.epoch === view.epoch) return;
+      this.follower?.stop();
+      this.follower = null;
+      this.leader?.stop();
+      store.startCapture();
+      store.beginEpoch(view.epoch);
+      this.epoch = view.epoch;
+      this.leaderName = this.ctx.node;
+      this.leader = new LeaderRole(this.ctx, view.epoch, () => this.lease.isValidLeader());
+      this.leader.start();
+      this.role = Role.LEADER;
+    } else {
+      this.leader?.stop();
+      this.leader = null;
+      if (store.capturing) store.stopCapture();
+      this.epoch = Math.max(this.epoch, view.epoch);
+      this.leaderName = view.leader;
+      if (this.follower) this.follower.repoint(view.leader ?? '', view.epoch);
+      else {
+        this.follower = new FollowerRole(this.ctx, view.epoch, view.leader ?? '', () => this.wakeReaders());
+        this.follower.start();
+      }
+      this.role = Role.FOLLOWER;
+    }
+    log.info('role change', { from, to: this.role, epoch: this.epoch, leader: this.leaderName, lsn: store.lastLsn });
+    this.ctx.log = this.baseLog.child({ role: this.role, epoch: this.epoch });
+    this.heartbeat();
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) t.cancel();
+    for (const s of this.subs) s.unsubscribe();
+    this.leader?.stop();
+    this.follower?.stop();
+    for (const w of this.waiters) {
+      w.timer.cancel();
+      w.resolve(false);
+    }
+    this.waiters = [];
+  }
+
+  // ---- status ---------------------------------------------------------------------------------
+
+  /** Ready to serve reads: leading with a valid lease, or following the live stream. */
+  isReady(): boolean {
+    if (this.role === Role.LEADER) return this.lease.isValidLeader();
+    return this.follower?.state === 'live';
+  }
+
+  get currentRole(): Role {
+    if (this.follower?.state === 'seeding') return Role.SEEDING;
+    return this.role;
+  }
+
+  heartbeatMessage(): Heartbeat {
+    const { store, config, node, clock } = this.ctx;
+    const lsn = String(store.lastLsn);
+    const hb: Heartbeat = {
+      type: 'hb',
+      v: PROTOCOL_VERSION,
+      node,
+      role: this.currentRole,
+      epoch: this.epoch,
+      leader: this.leaderName,
+      lsn,
+      appliedLsn: lsn,
+      flushedLsn: lsn,
+      lagMs: this.follower ? this.follower.lagMs() : 0,
+      sync: false,
+      mode: config.mode,
+      logFormat: 'logical',
+      version: this.version,
+      ts: clock.now(),
+    };
+    if (config.httpPort) hb.httpUrl = `http://${config.httpHost}:${config.httpPort}`;
+    if (this.role === Role.LEADER && !this.lease.isValidLeader()) hb.problem = 'lease not valid: writes refused';
+    return hb;
+  }
+
+  private heartbeat(): void {
+    this.ctx.transport.publish(this.ctx.subjects.heartbeat(this.ctx.node), encode(this.heartbeatMessage()));
+    // Followers re-send their position with every heartbeat, so a new leader learns it at once.
+    this.follower?.sendAck();
+  }
+
+  private onHeartbeat(data: Uint8Array): void {
+    if (!this.follower) return;
+    try {
+      const hb = decodeHeartbeat(data);
+      if (hb.role === Role.LEADER && hb.node === this.follower.leader && hb.epoch >= this.epoch) {
+        this.follower.noteLeaderLsn(parseLsn(hb.lsn), hb.ts);
+      }
+    } catch {
+      /* a malformed heartbeat is not ours to judge here; the monitor and gateway log them */
+    }
+  }
+
+  counters(): Record<string, number> {
+    return { ...this.ctx.counters.values };
+  }
+
+  // ---- reads ----------------------------------------------------------------------------------
+
+  private async onRead(data: Uint8Array, respond?: (d: Uint8Array) => void): Promise<void> {
+    if (!respond) return;
+    try {
+      const req = validateQueryRequest(decodeEnvelope(data));
+      if (req.requireLeader && !(this.role === Role.LEADER && this.lease.isValidLeader())) {
+        throw new FlotillaError(ErrorCode.NOT_LEADER, `${this.ctx.node} is not a leader with a valid lease`, { leaderHint: this.leaderName ?? undefined });
+      }
+      if (this.currentRole === Role.SEEDING || this.currentRole === Role.STARTING) {
+        throw new FlotillaError(ErrorCode.UNAVAILABLE, `${this.ctx.node} is ${this.currentRole} and cannot serve reads yet`);
+      }
+      if (req.minLsn !== undefined) {
+        const min = parseLsn(req.minLsn, 'minLsn');
+        if (this.ctx.store.lastLsn < min && !(await this.waitApplied(min, req.waitMs ?? 0))) {
+          throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} has not applied LSN ${min} yet (at ${this.ctx.store.lastLsn})`);
+        }
+      }
+      const r = this.ctx.store.query(req.sql, req.params);
+      const reply: QueryReply = { type: 'query-reply', v: PROTOCOL_VERSION, rows: r.rows, lsn: String(r.lsn), servedBy: this.ctx.node };
+      const bytes = encode(reply);
+      if (bytes.length > 1024 * 1024 - 1024) throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, 'the result is larger than 1 MiB; add a LIMIT');
+      respond(bytes);
+    } catch (err) {
+      const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.BAD_REQUEST, message: (err as Error).message };
+      respond(encode(errorReply(wire)));
+    }
+  }
+
+  private waitApplied(lsn: number, waitMs: number): Promise<boolean> {
+    if (waitMs <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w: ReadWaiter = {
+        lsn,
+        resolve,
+        timer: this.ctx.clock.setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve(false);
+        }, waitMs),
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  private wakeReaders(): void {
+    if (this.waiters.length === 0) return;
+    const applied = this.ctx.store.lastLsn;
+    this.waiters = this.waiters.filter((w) => {
+      if (w.lsn > applied) return true;
+      w.timer.cancel();
+      w.resolve(true);
+      return false;
+    });
+  }
+
+  // ---- control --------------------------------------------------------------------------------
+
+  private onControl(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
+    if (!respond) return;
+    try {
+      const m = decodeEnvelope(data);
+      if (m.type === 'status') {
+        const reply: StatusReply = { type: 'status-reply', v: PROTOCOL_VERSION, heartbeat: this.heartbeatMessage(), counters: this.counters() };
+        respond(encode(reply));
+      } else if (m.type === 'checksums') {
+        const reply: ChecksumsReply = { type: 'checksums-reply', v: PROTOCOL_VERSION, appliedLsn: String(this.ctx.store.lastLsn), tables: this.ctx.store.tableChecksums() };
+        respond(encode(reply));
+      } else {
+        throw new FlotillaError(ErrorCode.BAD_REQUEST, `unknown control request ${m.type}`);
+      }
+    } catch (err) {
+      this.ctx.log.warn('refused message', { channel: 'control', reason: (err as Error).message });
+      const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.BAD_REQUEST, message: (err as Error).message };
+      respond(encode(errorReply(wire)));
+    }
+  }
+
+  // ---- log retention --------------------------------------------------------------------------
+
+  private trimLog(): void {
+    const { store, config, clock, log } = this.ctx;
+    if (this.leader) for (const f of this.leader.followers.values()) this.followerApplied.set(f.node, f.applied);
+    if (this.follower?.state === 'seeding') return;
+    const through = retentionPoint(
+      {
+        lastLsn: store.lastLsn,
+        logBytes: store.logSizeBytes,
+        followerApplied: this.leader ? [...this.followerApplied.values()] : [],
+        oldest: store.oldestEntries(RETENTION_WINDOW_ENTRIES),
+        nowMs: clock.now(),
+      },
+      { retainEntries: config.logRetentionEntries, maxBytes: config.logRetentionBytes, maxAgeMs: config.logRetentionMs },
+    );
+    if (through >= store.oldestLsn()) {
+      const n = store.truncateLogThrough(through);
+      if (n > 0) log.debug('log trimmed', { through, entries: n, oldest: store.oldestLsn() });
+    }
+  }
+}
