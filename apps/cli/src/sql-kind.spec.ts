@@ -1,4 +1,4 @@
-import { isReadStatement, leadingKeyword } from './sql-kind';
+import { isReadStatement, leadingKeyword, splitStatements } from './sql-kind';
 
 describe('isReadStatement', () => {
   it.each([
@@ -23,5 +23,23 @@ describe('isReadStatement', () => {
 
   it('finds the leading keyword past comments', () => {
     expect(leadingKeyword('/* x */ -- y\n  insert into t values (1)')).toBe('INSERT');
+  });
+});
+
+describe('splitStatements', () => {
+  it('splits at top-level semicolons only', () => {
+    expect(splitStatements("INSERT INTO t VALUES ('a;b'); -- x; y\nUPDATE t SET \"c;d\" = 1; /* ; */ ;")).toEqual([
+      "INSERT INTO t VALUES ('a;b')",
+      '-- x; y\nUPDATE t SET "c;d" = 1',
+    ]);
+  });
+
+  it('keeps a single statement whole', () => {
+    expect(splitStatements('DELETE FROM t')).toEqual(['DELETE FROM t']);
+  });
+
+  it('leaves a trigger definition whole', () => {
+    const sql = 'CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; END;';
+    expect(splitStatements(sql)).toEqual([sql]);
   });
 });

@@ -16,6 +16,13 @@ describe('sqlRequest', () => {
     });
   });
 
+  it('runs a script of several statements as one transaction', () => {
+    expect(sqlRequest('CREATE TABLE t (a); INSERT INTO t VALUES (1);', {}).body).toEqual({
+      statements: [{ sql: 'CREATE TABLE t (a)' }, { sql: 'INSERT INTO t VALUES (1)' }],
+    });
+    expect(() => sqlRequest('INSERT INTO t VALUES (?); INSERT INTO t VALUES (?)', { params: [1] })).toThrow(/single statement/);
+  });
+
   it('obeys --read / --write', () => {
     expect(sqlRequest('SELECT 1', { force: 'write' }).path).toBe('/v1/execute');
     expect(sqlRequest('INSERT INTO t VALUES (1)', { force: 'read' }).path).toBe('/v1/query');
@@ -36,5 +43,6 @@ describe('reply formatting', () => {
     expect(formatExecuteReply({ lsn: '8', epoch: 2, results: [{ changes: 1, lastInsertRowid: { $i: '5' } }] })).toEqual([
       'OK, 1 row changed, last insert rowid 5 (lsn 8, epoch 2)',
     ]);
+    expect(formatExecuteReply({ lsn: '9', epoch: 2, results: [{ changes: 0, lastInsertRowid: 5 }] })).toEqual(['OK, 0 rows changed (lsn 9, epoch 2)']);
   });
 });

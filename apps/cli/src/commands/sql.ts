@@ -1,6 +1,6 @@
 import { CliError, callGateway } from '../gateway-client';
 import { Io } from '../io';
-import { isReadStatement } from '../sql-kind';
+import { isReadStatement, splitStatements } from '../sql-kind';
 import { columnsOf, formatTable } from '../table';
 
 export interface SqlOptions {
@@ -35,9 +35,16 @@ export function sqlRequest(sql: string, options: Pick<SqlOptions, 'params' | 'co
     return { path: '/v1/query', body };
   }
   if (options.consistency) throw new CliError('BAD_REQUEST', '--consistency applies to reads only');
-  const statement: Record<string, unknown> = { sql };
-  if (options.params !== undefined) statement.params = options.params;
-  return { path: '/v1/execute', body: { statements: [statement] } };
+  const pieces = splitStatements(sql);
+  if (pieces.length > 1 && options.params !== undefined) {
+    throw new CliError('BAD_REQUEST', '--params needs a single statement (the script has ' + pieces.length + ')');
+  }
+  const statements = pieces.map((piece) => {
+    const statement: Record<string, unknown> = { sql: piece };
+    if (options.params !== undefined) statement.params = options.params;
+    return statement;
+  });
+  return { path: '/v1/execute', body: { statements } };
 }
 
 /** Lines printed for a query answer. */
@@ -51,7 +58,8 @@ export function formatQueryReply(reply: QueryReply): string[] {
 /** Lines printed for a write answer. */
 export function formatExecuteReply(reply: ExecuteReply): string[] {
   return (reply.results ?? []).map((r) => {
-    const rowid = r.lastInsertRowid !== undefined && r.lastInsertRowid !== null ? `, last insert rowid ${formatRowid(r.lastInsertRowid)}` : '';
+    // SQLite keeps the connection's last rowid across statements: only meaningful when rows changed.
+    const rowid = r.changes > 0 && r.lastInsertRowid !== undefined && r.lastInsertRowid !== null ? `, last insert rowid ${formatRowid(r.lastInsertRowid)}` : '';
     return `OK, ${r.changes} row${r.changes === 1 ? '' : 's'} changed${rowid} (lsn ${reply.lsn}, epoch ${reply.epoch})`;
   });
 }
@@ -61,7 +69,10 @@ function formatRowid(value: unknown): string {
   return String(value);
 }
 
-/** `flotilla sql "<SQL>"`: a write goes to /v1/execute, a read to /v1/query; prints the result. */
+/**
+ * `flotilla sql "<SQL>"`: a write goes to /v1/execute (several statements separated by `;` run as
+ * one transaction), a read to /v1/query; prints the result.
+ */
 export async function runSql(sql: string, options: SqlOptions, io: Io): Promise<number> {
   if (sql.trim() === '') throw new CliError('BAD_REQUEST', 'empty SQL statement');
   const request = sqlRequest(sql, options);
