@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClusterFile, ClusterProcessInfo, isAlive, readClusterFile } from '@flotilla/local-cluster';
-import { freePort, httpJson, startLocalCluster, startNatsServer, stopAll, waitFor } from '@flotilla/testing';
+import { freePort, httpJson, startLocalCluster, startNatsServer, stopAll, TcpProxy, waitFor } from '@flotilla/testing';
 
 jest.setTimeout(90_000);
 
@@ -160,10 +160,15 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
 
   it('reuses a given NATS server, and with restart off leaves a dead replica down', async () => {
     const nats = await startNatsServer({ jetstream: true });
-    const { cluster } = await startLocalCluster({ replicas: 1, command, natsUrl: nats.url, restart: false });
+    const proxy = await TcpProxy.start(nats.port);
+    const natsUrlFor = (name: string) => (name === 'replica-0' ? proxy.natsUrl : undefined);
+    const { cluster } = await startLocalCluster({ replicas: 1, command, natsUrl: nats.url, restart: false, natsUrlFor });
     const file = readClusterFile(cluster.dataDir)!;
     expect(file.processes.map((p) => p.name)).toEqual(['replica-0', 'gateway']);
     expect(file.natsUrl).toBe(nats.url);
+    await cluster.waitUntilReady(20_000);
+    expect((await httpJson('GET', `${cluster.httpUrl('replica-0')}/env`)).body.FLOTILLA_NATS_URL).toBe(proxy.natsUrl);
+    expect((await httpJson('GET', `${cluster.gatewayUrl}/env`)).body.FLOTILLA_NATS_URL).toBe(nats.url);
 
     const pid = cluster.pid('replica-0')!;
     cluster.killReplica('replica-0', 'SIGKILL');
@@ -180,6 +185,7 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
 
     await cluster.stop();
     expect(nats.running).toBe(true);
+    await proxy.close();
     await nats.stop();
   });
 

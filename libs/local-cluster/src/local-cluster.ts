@@ -45,6 +45,11 @@ export interface LocalClusterOptions {
   replicaEnv?: Record<string, string>;
   /** Run the failover monitor: true, false, or 'auto' (when dist/apps/monitor is built). Default 'auto'. */
   monitor?: boolean | 'auto';
+  /**
+   * NATS URL for one process instead of the cluster's, e.g. through a per-replica TcpProxy so a
+   * fault test can partition that replica alone; undefined keeps the cluster's URL.
+   */
+  natsUrlFor?: (name: string) => string | undefined;
   /** Supervisor log; JSON lines on stdout by default. */
   logger?: Logger;
   /** Repository root holding dist/ (found from this file by default). */
@@ -442,7 +447,7 @@ export class LocalCluster {
           ...this.options.env,
           ...(app === 'replica' ? this.options.replicaEnv : {}),
           FLOTILLA_CLUSTER: this.clusterName,
-          FLOTILLA_NATS_URL: this.natsUrl,
+          FLOTILLA_NATS_URL: this.options.natsUrlFor?.(name) ?? this.natsUrl,
           FLOTILLA_HTTP_PORT: String(httpPort),
         };
         if (dataDir) {
