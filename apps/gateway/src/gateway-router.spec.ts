@@ -12,7 +12,7 @@ import {
   WriteRequest,
 } from '@flotilla/protocol';
 import { ClusterView } from '../../../libs/replication/src/cluster-view';
-import { GatewayRouter, QueryInput, WRITE_RETRY_MAX_DELAY_MS } from './gateway-router';
+import { GatewayRouter, QueryInput, WRITE_ATTEMPT_MIN_MS, WRITE_RETRY_MAX_DELAY_MS } from './gateway-router';
 import { RequestFailure, RequestFailureKind, Requester } from './requester';
 
 const subjects = subjectsFor('unit');
@@ -107,7 +107,9 @@ describe('GatewayRouter.execute', () => {
     const gaps = requester.sent.slice(1).map((s, i) => s.at - requester.sent[i].at);
     expect(gaps.slice(0, 5)).toEqual([50, 100, 200, 400, 500]);
     expect(Math.max(...gaps)).toBe(WRITE_RETRY_MAX_DELAY_MS);
-    expect(requester.sent[requester.sent.length - 1].at).toBeLessThan(REQUEST_TIMEOUT_MS);
+    // No attempt is sent with less than WRITE_ATTEMPT_MIN_MS left: it could only time out.
+    expect(requester.sent[requester.sent.length - 1].at).toBeLessThanOrEqual(REQUEST_TIMEOUT_MS - WRITE_ATTEMPT_MIN_MS);
+    expect(requester.sent[requester.sent.length - 1].timeoutMs).toBeGreaterThanOrEqual(WRITE_ATTEMPT_MIN_MS);
   });
 
   it('succeeds once a leader appears during the retries', async () => {

@@ -34,6 +34,11 @@ import { RequestFailure, Requester } from './requester';
 /** First pause between write retries; doubles each time up to {@link WRITE_RETRY_MAX_DELAY_MS}. */
 export const WRITE_RETRY_FIRST_DELAY_MS = 50;
 export const WRITE_RETRY_MAX_DELAY_MS = 500;
+/**
+ * A retry is only sent with at least this much of the budget left: a shorter attempt could only
+ * time out, turning a certain "not applied" (no responders) into an uncertain answer.
+ */
+export const WRITE_ATTEMPT_MIN_MS = 50;
 /** Nodes tried at most for one read whose node did not answer (any/bounded). */
 export const READ_ATTEMPTS_MAX = 3;
 /** Extra time a waiting follower gets beyond readWaitMs to send its answer. */
@@ -87,7 +92,7 @@ export class GatewayRouter {
     let failure: FlotillaError | undefined;
     for (let attempt = 1; ; attempt++) {
       const remainingMs = deadline - this.o.clock.monotonic();
-      if (failure && remainingMs <= 0) throw failure;
+      if (failure && remainingMs < WRITE_ATTEMPT_MIN_MS) throw failure;
       let retryable: boolean;
       try {
         const reply = await this.o.requester.request(this.o.subjects.write, data, Math.max(1, remainingMs));
@@ -104,9 +109,9 @@ export class GatewayRouter {
         }
       }
       const leftMs = deadline - this.o.clock.monotonic();
-      if (!retryable || leftMs <= 0) throw failure;
+      if (!retryable || leftMs < WRITE_ATTEMPT_MIN_MS) throw failure;
       this.o.logger.debug('write retry', { attempt, code: failure.code, delayMs, keyed });
-      await this.sleep(Math.min(delayMs, leftMs));
+      await this.sleep(Math.min(delayMs, leftMs - WRITE_ATTEMPT_MIN_MS));
       delayMs = Math.min(delayMs * 2, WRITE_RETRY_MAX_DELAY_MS);
     }
   }
