@@ -231,6 +231,8 @@ export interface StatusReply {
   heartbeat: Heartbeat;
   /** Counters a test or operator can use to tell what happened (snapshots used, catch-ups run). */
   counters: Record<string, number>;
+  /** The node's replication log: what it still keeps. */
+  log: { oldestLsn: string; lastLsn: string; bytes: number };
 }
 
 export interface ChecksumsReply {

@@ -244,7 +244,10 @@ export class ReplicaNode {
     try {
       const m = decodeEnvelope(data);
       if (m.type === 'status') {
-        const reply: StatusReply = { type: 'status-reply', v: PROTOCOL_VERSION, heartbeat: this.heartbeatMessage(), counters: this.counters() };
+        const reply: StatusReply = { type: 'status-reply', v: PROTOCOL_VERSION, heartbeat: this.heartbeatMessage(),
+          counters: this.counters(),
+          log: { oldestLsn: String(this.ctx.store.oldestLsn()), lastLsn: String(this.ctx.store.lastLsn), bytes: this.ctx.store.logSizeBytes },
+        };
         respond(encode(reply));
       } else if (m.type === 'checksums') {
         const reply: ChecksumsReply = { type: 'checksums-reply', v: PROTOCOL_VERSION, appliedLsn: String(this.ctx.store.lastLsn), tables: this.ctx.store.tableChecksums() };

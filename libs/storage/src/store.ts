@@ -61,6 +61,11 @@ export interface QueryResult {
 /** Limits, each named with its unit. */
 export const STATEMENT_CACHE_MAX = 256;
 export const QUERY_ROWS_MAX = 10_000;
+/**
+ * Largest log entry payload. An entry travels whole in one NATS message (1 MiB by default), so a
+ * bigger transaction is refused with PAYLOAD_TOO_LARGE and rolled back: split it.
+ */
+export const ENTRY_PAYLOAD_BYTES_MAX = 900 * 1024;
 
 export interface StoreOptions {
   /** Wall clock for entry timestamps. */
@@ -299,6 +304,12 @@ export class Store {
         `{"format":"logical","changes":[${changes.join(',')}],"cols":${JSON.stringify(cols)}` +
         (req.idempotencyKey !== undefined ? `,"idem":${JSON.stringify(req.idempotencyKey)}` : '') +
         `,"results":${JSON.stringify(results.map(stripRows))}}`;
+      if (payload.length > ENTRY_PAYLOAD_BYTES_MAX / 3 && Buffer.byteLength(payload) > ENTRY_PAYLOAD_BYTES_MAX) {
+        throw new FlotillaError(
+          ErrorCode.PAYLOAD_TOO_LARGE,
+          `the transaction's changes take ${Buffer.byteLength(payload)} bytes in the log, more than ${ENTRY_PAYLOAD_BYTES_MAX}; split it into smaller requests`,
+        );
+      }
       const entry: LogEntry = { lsn, epoch, ts, crc: payloadCrc(payload), payload };
       this.q.appendLog.run(lsn, epoch, ts, entry.crc, payload);
       if (req.idempotencyKey !== undefined) this.q.idemPut.run(req.idempotencyKey, lsn, epoch, JSON.stringify(results.map(stripRows)));
