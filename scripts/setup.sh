@@ -7,7 +7,8 @@
 #   scripts/setup.sh --bench   also PostgreSQL 15 server binaries (pg_ctl, postgres) for bench/
 #
 # nats-server is found as the code finds it: $FLOTILLA_NATS_SERVER, else PATH, else
-# ~/.cache/flotilla/bin/nats-server; apt-get runs only when none of them exists.
+# ~/.cache/flotilla/bin/nats-server, else /usr/sbin or /usr/local/sbin; apt-get runs only when
+# none of them exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,9 +57,12 @@ elif command -v nats-server >/dev/null 2>&1; then
   say "nats-server: $(command -v nats-server)"
 elif [ -x "$HOME/.cache/flotilla/bin/nats-server" ]; then
   say "nats-server: $HOME/.cache/flotilla/bin/nats-server"
+elif [ -x /usr/sbin/nats-server ] || [ -x /usr/local/sbin/nats-server ]; then
+  # Debian installs it in /usr/sbin, often not on a user's PATH; the code looks there too.
+  say "nats-server: $(ls /usr/sbin/nats-server /usr/local/sbin/nats-server 2>/dev/null | head -1)"
 else
   apt_install nats-server
-  say "nats-server: $(command -v nats-server)"
+  say "nats-server: $(command -v nats-server || ls /usr/sbin/nats-server 2>/dev/null || echo '?')"
 fi
 
 # 2. PostgreSQL 15 server binaries, for benchmarks only

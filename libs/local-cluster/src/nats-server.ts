@@ -10,9 +10,12 @@ export const NATS_START_TIMEOUT_MS = 15_000;
 /** Attempts with a new free port when the chosen one was taken in the meantime. */
 const NATS_START_ATTEMPTS = 3;
 
+const SYSTEM_LOCATIONS = ['/usr/sbin/nats-server', '/usr/local/sbin/nats-server'];
+
 /**
  * The nats-server binary: `FLOTILLA_NATS_SERVER` if set, else `nats-server` on PATH, else
- * ~/.cache/flotilla/bin/nats-server. Throws a message that says how to install it.
+ * ~/.cache/flotilla/bin/nats-server, else /usr/sbin or /usr/local/sbin (where apt puts it).
+ * Throws a message that says how to install it.
  */
 export function findNatsServerBinary(env: NodeJS.ProcessEnv = process.env): string {
   if (env.FLOTILLA_NATS_SERVER) {
@@ -24,6 +27,8 @@ export function findNatsServerBinary(env: NodeJS.ProcessEnv = process.env): stri
   }
   const cached = path.join(os.homedir(), '.cache', 'flotilla', 'bin', 'nats-server');
   if (isExecutable(cached)) return cached;
+  // Debian's package installs it in /usr/sbin, which is not on a normal user's PATH.
+  for (const file of SYSTEM_LOCATIONS) if (isExecutable(file)) return file;
   throw new Error('nats-server not found: run scripts/setup.sh (installs it with apt-get), or set FLOTILLA_NATS_SERVER to its path');
 }
 
