@@ -138,6 +138,14 @@ describe('GatewayRouter.execute', () => {
     expect(requester.sent).toHaveLength(3);
   });
 
+  it('with a key, retries a LEASE_EXPIRED refusal (the old leader during a failover)', async () => {
+    const { clock, requester, router } = setup();
+    let refusals = 0;
+    requester.answer = () => (refusals++ < 1 ? errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'lease lapsed' }) : writeReply('4'));
+    expect((await settle(router.execute(write('key')), clock)).lsn).toBe('4');
+    expect(requester.sent).toHaveLength(2);
+  });
+
   it('never retries other error codes, keyed or not', async () => {
     const { clock, requester, router } = setup();
     requester.answer = () => errorReply({ code: ErrorCode.CONSTRAINT, message: 'UNIQUE constraint failed' });
@@ -198,6 +206,15 @@ describe('GatewayRouter.query', () => {
     expect(new Set(nodesAsked(requester)).size).toBe(3);
   });
 
+  it('any: tries another node when one answers UNAVAILABLE (starting or seeding)', async () => {
+    const { clock, requester, router } = cluster();
+    requester.answer = (subject) =>
+      subject.endsWith('replica-0') ? errorReply({ code: ErrorCode.UNAVAILABLE, message: 'replica-0 is seeding' }) : queryReply(subject.split('.').pop() ?? '');
+    const served = (await settle(router.query(read()), clock)).servedBy;
+    expect(nodesAsked(requester)).toEqual(['replica-0', served]);
+    expect(served).not.toBe('replica-0');
+  });
+
   it('passes replica errors through (WRITE_IN_QUERY) without trying another node', async () => {
     const { clock, requester, router } = cluster();
     requester.answer = () => errorReply({ code: ErrorCode.WRITE_IN_QUERY, message: 'writes are refused here' });
@@ -220,7 +237,8 @@ describe('GatewayRouter.query', () => {
   it('read-your-writes: falls back to the leader on TIMEOUT, NO_REPLICA or silence', async () => {
     for (const refusal of [
       errorReply({ code: ErrorCode.TIMEOUT, message: 'lsn 19 not applied within 300 ms' }),
-      errorReply({ code: ErrorCode.NO_REPLICA, message: 'seeding' }),
+      errorReply({ code: ErrorCode.NO_REPLICA, message: 'no replica' }),
+      errorReply({ code: ErrorCode.UNAVAILABLE, message: 'replica-2 is seeding' }),
       new RequestFailure(RequestFailureKind.TIMEOUT, 'silent'),
     ]) {
       const { clock, requester, router } = cluster();

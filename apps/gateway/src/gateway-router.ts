@@ -4,7 +4,7 @@
  * Plain TypeScript: NATS comes in as a {@link Requester}, time as a {@link Clock}.
  *
  * Retry rules for writes (a write must never be applied twice):
- * - with an idempotencyKey, NOT_LEADER / NO_LEADER replies and transport failures are retried with
+ * - with an idempotencyKey, NOT_LEADER / NO_LEADER / LEASE_EXPIRED replies and transport failures are retried with
  *   backoff until `requestTimeoutMs` is spent: the leader recognises the key and replays its answer;
  * - without one, only a request that certainly reached nobody (no responders, not connected) is
  *   resent; anything else is reported to the client.
@@ -71,9 +71,15 @@ export interface QueryInput {
   maxLagMs?: number;
 }
 
-const RETRYABLE_WRITE_CODES: ReadonlySet<string> = new Set([ErrorCode.NOT_LEADER, ErrorCode.NO_LEADER]);
-/** Replies after which a read-your-writes read goes to the leader instead. */
-const FALLBACK_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.TIMEOUT, ErrorCode.NO_REPLICA]);
+/**
+ * Replies to a keyed write that are retried: the leader refused it without applying it (it is not,
+ * or no longer, the leader; or its lease lapsed during a failover).
+ */
+const RETRYABLE_WRITE_CODES: ReadonlySet<string> = new Set([ErrorCode.NOT_LEADER, ErrorCode.NO_LEADER, ErrorCode.LEASE_EXPIRED]);
+/** Replies after which a read-your-writes read goes to the leader instead (not there yet, or seeding). */
+const FALLBACK_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.TIMEOUT, ErrorCode.NO_REPLICA, ErrorCode.UNAVAILABLE]);
+/** Replies after which an any/bounded read tries another node (this one is starting or seeding). */
+const NEXT_NODE_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE]);
 
 export class GatewayRouter {
   constructor(private readonly o: GatewayRouterOptions) {
@@ -146,7 +152,7 @@ export class GatewayRouter {
   /** any / bounded (and read-your-writes without minLsn): another node when one does not answer. */
   private async queryAnyNode(input: QueryInput, deadline: number): Promise<QueryReply> {
     const tried: string[] = [];
-    let last: RequestFailure | undefined;
+    let last: RequestFailure | FlotillaError | undefined;
     while (tried.length < READ_ATTEMPTS_MAX) {
       const node = this.o.view.pickForRead({ consistency: input.consistency, maxLagMs: input.maxLagMs, exclude: tried });
       if (node === undefined) break;
@@ -155,14 +161,15 @@ export class GatewayRouter {
       try {
         return await this.ask(node, this.baseQuery(input), remainingMs);
       } catch (err) {
-        if (!(err instanceof RequestFailure)) throw err;
-        this.o.logger.debug('read node did not answer', { node, kind: err.kind });
+        const nextNode = err instanceof RequestFailure || (err instanceof FlotillaError && NEXT_NODE_READ_CODES.has(err.code));
+        if (!nextNode) throw err;
+        this.o.logger.debug('read node could not serve', { node, why: err instanceof RequestFailure ? err.kind : err.code });
         tried.push(node);
         last = err;
       }
     }
     const what = input.consistency === 'bounded' ? `with lag <= ${input.maxLagMs} ms` : 'that is healthy';
-    const why = last ? ` (tried ${tried.join(', ')}: ${last.kind})` : '';
+    const why = last ? ` (tried ${tried.join(', ')}: ${last instanceof RequestFailure ? last.kind : last.message})` : '';
     throw new FlotillaError(ErrorCode.NO_REPLICA, `no replica ${what} can serve this read${why}; retry shortly`, { cause: last });
   }
 
