@@ -198,6 +198,13 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
     await nats.stop();
   });
 
+  it('refuses a NATS URL where no server answers, and starts nothing', async () => {
+    const natsUrl = `nats://127.0.0.1:${await freePort()}`;
+    const dataDir = tempDir('flotilla-cluster-');
+    await expect(startLocalCluster({ dataDir, command, natsUrl })).rejects.toThrow(`no NATS server answers at ${natsUrl}`);
+    expect(readClusterFile(dataDir)?.processes).toEqual([]);
+  });
+
   it('refuses a data dir held by a live supervisor, and kills what a dead supervisor left behind', async () => {
     const nats = await startNatsServer({ jetstream: true });
     const dataDir = tempDir('flotilla-cluster-');

@@ -14,7 +14,7 @@ import { restartDelayMs, RESTART_BACKOFF_RESET_AFTER_MS } from './backoff';
 import { ChildHandle, ExitStatus, isAlive, spawnChild, STOP_GRACE_MS } from './child-process';
 import { ClusterFile, ClusterProcessInfo, ProcessKind, ProcessState, readClusterFile, writeClusterFile } from './cluster-file';
 import { freePort } from './free-port';
-import { findNatsServerBinary, launchNatsServer, NatsServer, startNatsServer } from './nats-server';
+import { findNatsServerBinary, NatsServer, probeNats, startNatsServer } from './nats-server';
 import { AppName, appEntry, findRepoRoot } from './repo-root';
 
 /** Default number of replicas of `flotilla up`. */
@@ -23,6 +23,8 @@ export const DEFAULT_REPLICAS = 3;
 export const DEFAULT_GATEWAY_PORT = 8080;
 /** Most replicas a local cluster runs (each is a node process; the machine is the limit). */
 export const MAX_REPLICAS = 32;
+/** How long a given NATS URL gets to answer before start() gives up. */
+const NATS_PROBE_TIMEOUT_MS = 3000;
 /** How long {@link LocalCluster.waitUntilReady} waits by default. */
 export const READY_TIMEOUT_MS = 60_000;
 
@@ -392,6 +394,11 @@ export class LocalCluster {
 
   private async startNats(): Promise<void> {
     if (this.options.natsUrl) {
+      // Fail now with a clear message rather than let every replica crash-loop on it.
+      const url = new URL(this.options.natsUrl);
+      if (url.protocol === 'nats:' && !(await probeNats(Number(url.port || 4222), NATS_PROBE_TIMEOUT_MS, url.hostname))) {
+        throw new LocalClusterError(`no NATS server answers at ${this.options.natsUrl}: start one, or leave out the NATS URL to let the cluster start its own`);
+      }
       this.natsUrlValue = this.options.natsUrl;
       return;
     }

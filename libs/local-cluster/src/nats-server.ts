@@ -73,10 +73,10 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-/** Resolves once a TCP client can connect to 127.0.0.1:port and reads the server's INFO line. */
-export function probeNats(port: number, timeoutMs = 1000): Promise<boolean> {
+/** True when a TCP client can connect to host:port and reads a NATS server's INFO line in time. */
+export function probeNats(port: number, timeoutMs = 1000, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
+    const socket = net.connect({ host, port });
     const done = (ok: boolean) => {
       clearTimeout(timer);
       socket.destroy();
