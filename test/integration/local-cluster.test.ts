@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClusterFile, ClusterProcessInfo, isAlive, readClusterFile } from '@flotilla/local-cluster';
@@ -144,6 +145,25 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
     await waitFor(() => procState(pid1) === 'T', { what: 'replica-1 stopped by SIGSTOP' });
     cluster.resume('replica-1');
     await waitFor(() => procState(pid1) !== 'T', { what: 'replica-1 continued' });
+
+    // Stopped on purpose, it stays down; if its port is taken meanwhile it comes back on another.
+    const port1 = processOf(readClusterFile(cluster.dataDir), 'replica-1')!.ports.http;
+    await cluster.stopProcess('replica-1');
+    expect(processOf(readClusterFile(cluster.dataDir), 'replica-1')).toMatchObject({ pid: null, state: 'stopped' });
+    expect(isGone(pid1)).toBe(true);
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(port1, '127.0.0.1', () => resolve()));
+    try {
+      await cluster.startProcess('replica-1');
+      const moved = processOf(readClusterFile(cluster.dataDir), 'replica-1')!;
+      expect(moved.state).toBe('running');
+      expect(moved.ports.http).not.toBe(port1);
+      await waitFor(async () => (await httpJson('GET', `${cluster.httpUrl('replica-1')}/env`)).body.FLOTILLA_HTTP_PORT === String(moved.ports.http), {
+        what: 'replica-1 serving on its new port',
+      });
+    } finally {
+      squatter.close();
+    }
 
     // Scale out.
     expect(await cluster.addReplica()).toBe('replica-2');

@@ -227,6 +227,7 @@ export class LocalCluster {
     clearTimeout(proc.restartTimer);
     proc.restartTimer = undefined;
     proc.crashes = 0;
+    await this.repickPortIfTaken(proc);
     await this.startApp(proc);
   }
 
@@ -455,7 +456,7 @@ export class LocalCluster {
           ...(app === 'replica' ? this.options.replicaEnv : {}),
           FLOTILLA_CLUSTER: this.clusterName,
           FLOTILLA_NATS_URL: this.options.natsUrlFor?.(name) ?? this.natsUrl,
-          FLOTILLA_HTTP_PORT: String(httpPort),
+          FLOTILLA_HTTP_PORT: String(proc.ports.http),
         };
         if (dataDir) {
           env.FLOTILLA_NODE = name;
@@ -524,8 +525,21 @@ export class LocalCluster {
       proc.restartTimer = undefined;
       if (!proc.wanted || this.stopping) return;
       proc.restarts++;
-      void this.startApp(proc);
+      void this.repickPortIfTaken(proc).then(() => this.startApp(proc));
     }, delayMs);
+  }
+
+  /**
+   * While a replica or monitor was down, something else may have bound its HTTP port (ports are
+   * only "free a moment ago"): then it gets a new free port rather than crash-looping on the old
+   * one. nats-server and the gateway keep theirs: clients are configured with them.
+   */
+  private async repickPortIfTaken(proc: Supervised): Promise<void> {
+    if (proc.kind !== 'replica' && proc.kind !== 'monitor') return;
+    const port = proc.ports.http;
+    if (await isPortFree(port)) return;
+    proc.ports.http = await freePort();
+    this.log.warn('http port taken while the process was down: using another', { process: proc.name, from: port, to: proc.ports.http });
   }
 
   private info(p: Supervised): ClusterProcessInfo {
@@ -561,6 +575,14 @@ function looksLikeOurs(pid: number): boolean {
     // No /proc (macOS): trust the pid.
     return true;
   }
+}
+
+function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 async function httpOk(url: string): Promise<boolean> {
