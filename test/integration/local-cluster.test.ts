@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ClusterFile, ClusterProcessInfo, isAlive, readClusterFile } from '@flotilla/local-cluster';
+import { ClusterFile, ClusterProcessInfo, isAlive, probeNats, readClusterFile } from '@flotilla/local-cluster';
 import { freePort, httpJson, startLocalCluster, startNatsServer, stopAll, TcpProxy, waitFor } from '@flotilla/testing';
 
 jest.setTimeout(90_000);
@@ -164,6 +164,20 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
     } finally {
       squatter.close();
     }
+
+    // nats-server dies too: it comes back on the same port (clients are configured with it).
+    const natsBefore = processOf(readClusterFile(cluster.dataDir), 'nats')!;
+    cluster.signal('nats', 'SIGKILL');
+    const natsAfter = await waitFor(
+      () => {
+        const p = processOf(readClusterFile(cluster.dataDir), 'nats');
+        return p?.state === 'running' && p.restarts === 1 ? p : undefined;
+      },
+      { what: 'nats-server restarted' },
+    );
+    expect(natsAfter.pid).not.toBe(natsBefore.pid);
+    expect(natsAfter.ports).toEqual(natsBefore.ports);
+    expect(await probeNats(natsAfter.ports.client)).toBe(true);
 
     // Scale out.
     expect(await cluster.addReplica()).toBe('replica-2');
