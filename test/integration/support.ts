@@ -85,3 +85,61 @@ export function startLoad(gatewayUrl: string, table: string, opts: { clients: nu
     done,
   };
 }
+
+const WRITER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const http = require('node:http');
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+let stop = false;
+parentPort.on('message', (m) => { if (m === 'stop') stop = true; });
+const post = (body) => new Promise((resolve) => {
+  const data = JSON.stringify(body);
+  const req = http.request(workerData.url + '/v1/execute', { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+    let text = ''; res.on('data', (c) => (text += c)); res.on('end', () => resolve({ status: res.statusCode, text }));
+  });
+  req.on('error', (e) => resolve({ status: 0, text: String(e) }));
+  req.end(data);
+});
+(async () => {
+  const samples = [];
+  let key = workerData.firstKey, acked = 0, failed = 0;
+  while (!stop) {
+    const k = key++;
+    const t0 = performance.now() + performance.timeOrigin;
+    const r = await post({ statements: [{ sql: 'INSERT INTO ' + workerData.table + '(k, v) VALUES (?, ?)', params: [k, 'value-' + k] }], idempotencyKey: workerData.table + '-' + k });
+    samples.push([t0, performance.now() + performance.timeOrigin - t0]);
+    if (r.status === 200) acked++; else failed++;
+    if (samples.length % 50 === 0) parentPort.postMessage({ progress: acked });
+  }
+  parentPort.postMessage({ done: true, samples, acked, failed });
+})();
+`;
+
+/**
+ * One client writing one row at a time in its own thread (its own event loop), so the latencies it
+ * records are the cluster's, not stalls of the test process. Times are ms since the Unix epoch.
+ */
+export function startWriterThread(gatewayUrl: string, table: string, firstKey = 0) {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { url: gatewayUrl, table, firstKey } });
+  let acked = 0;
+  let resolveDone!: (r: { samples: [number, number][]; acked: number; failed: number }) => void;
+  const done = new Promise<{ samples: [number, number][]; acked: number; failed: number }>((r) => (resolveDone = r));
+  worker.on('message', (m: { progress?: number; done?: boolean; samples: [number, number][]; acked: number; failed: number }) => {
+    if (m.progress !== undefined) acked = m.progress;
+    if (m.done) {
+      resolveDone(m);
+      void worker.terminate();
+    }
+  });
+  return {
+    get acked() {
+      return acked;
+    },
+    async stop() {
+      worker.postMessage('stop');
+      return done;
+    },
+  };
+}

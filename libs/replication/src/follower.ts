@@ -38,6 +38,8 @@ export const CATCHUP_REQUEST_BYTES = 512 * 1024;
 /** Snapshot chunks requested ahead of the one being written. */
 export const SNAPSHOT_CHUNKS_IN_FLIGHT = 4;
 export const RETRY_DELAY_MS = 250;
+/** A seeding follower flushes the snapshot file to disk every this many bytes. */
+export const SNAPSHOT_FSYNC_EVERY_BYTES = 16 * 1024 * 1024;
 
 type Phase = 'live' | 'catching-up' | 'seeding';
 
@@ -311,6 +313,9 @@ export class FollowerRole {
           fs.writeSync(fd, data);
           hash.update(data);
           this.seedProgress.done += data.length;
+          // Flush as we go: one fsync of the whole file at the end would stall every other
+          // fsync on the same disk (the leader's commits, if it shares it) for seconds.
+          if (this.seedProgress.done % SNAPSHOT_FSYNC_EVERY_BYTES < data.length) fs.fdatasyncSync(fd);
           const pct = Math.floor((100 * this.seedProgress.done) / Math.max(1, snap.bytes));
           if (pct >= lastReport + 10) {
             lastReport = pct - (pct % 10);

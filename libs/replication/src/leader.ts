@@ -308,7 +308,8 @@ export class LeaderRole {
   private dropSnapshot(s: ServedSnapshot): void {
     this.snapshots.delete(s.info.id);
     fs.closeSync(s.fd);
-    fs.rmSync(s.file, { force: true });
+    // Unlinking a large file can take a while: never on the event loop that commits writes.
+    void fs.promises.rm(s.file, { force: true });
   }
 
   private refuse(channel: string, err: unknown): void {

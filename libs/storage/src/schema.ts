@@ -15,6 +15,8 @@ export function createSchema(db: Database.Database): void {
       epoch INTEGER NOT NULL,
       ts INTEGER NOT NULL,
       crc INTEGER NOT NULL,
+      -- Payload length, so retention never reads payloads (length() of TEXT reads the whole value).
+      size INTEGER NOT NULL,
       payload TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS _flotilla_epochs(epoch INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS _flotilla_idem(

@@ -120,10 +120,10 @@ export class Store {
     this.lastTs = m.applied_ts ?? 0;
     this.lastEpoch = m.applied_epoch ?? 0;
     const maxLog = (this.db.prepare('SELECT max(lsn) AS lsn FROM _flotilla_log').get() as { lsn: number | null }).lsn ?? 0;
-    if (maxLog !== this.last) {
+    if (maxLog > this.last || (maxLog > 0 && maxLog !== this.last)) {
       throw new DivergenceError(`${this.file}: log ends at ${maxLog} but applied_lsn is ${this.last}`);
     }
-    this.logBytes = (this.db.prepare('SELECT coalesce(sum(length(payload)), 0) AS b FROM _flotilla_log').get() as { b: number }).b;
+    this.logBytes = (this.db.prepare('SELECT coalesce(sum(size), 0) AS b FROM _flotilla_log').get() as { b: number }).b;
   }
 
   private prepareInternal() {
@@ -133,7 +133,7 @@ export class Store {
       setApplied: db.prepare(
         "UPDATE _flotilla_meta SET value = CASE key WHEN 'applied_lsn' THEN @lsn WHEN 'applied_ts' THEN @ts ELSE @epoch END WHERE key IN ('applied_lsn', 'applied_ts', 'applied_epoch')",
       ),
-      appendLog: db.prepare('INSERT INTO _flotilla_log(lsn, epoch, ts, crc, payload) VALUES (?, ?, ?, ?, ?)'),
+      appendLog: db.prepare('INSERT INTO _flotilla_log(lsn, epoch, ts, crc, size, payload) VALUES (?, ?, ?, ?, ?, ?)'),
       idemGet: db.prepare('SELECT lsn, epoch, results FROM _flotilla_idem WHERE key = ?'),
       idemPut: db.prepare('INSERT INTO _flotilla_idem(key, lsn, epoch, results) VALUES (?, ?, ?, ?)'),
       epochPut: db.prepare('INSERT OR IGNORE INTO _flotilla_epochs(epoch, start_lsn) VALUES (?, ?)'),
@@ -311,7 +311,7 @@ export class Store {
         );
       }
       const entry: LogEntry = { lsn, epoch, ts, crc: payloadCrc(payload), payload };
-      this.q.appendLog.run(lsn, epoch, ts, entry.crc, payload);
+      this.q.appendLog.run(lsn, epoch, ts, entry.crc, payload.length, payload);
       if (req.idempotencyKey !== undefined) this.q.idemPut.run(req.idempotencyKey, lsn, epoch, JSON.stringify(results.map(stripRows)));
       this.db.exec('RELEASE req');
       this.last = lsn;
@@ -368,7 +368,7 @@ export class Store {
           this.q.epochPut.run(e.epoch, e.lsn);
           knownEpoch = e.epoch;
         }
-        this.q.appendLog.run(e.lsn, e.epoch, e.ts, e.crc, e.payload);
+        this.q.appendLog.run(e.lsn, e.epoch, e.ts, e.crc, e.payload.length, e.payload);
         if (p.idem !== undefined) this.q.idemPut.run(p.idem, e.lsn, e.epoch, JSON.stringify(p.results));
         this.last = e.lsn;
         this.lastTs = e.ts;
@@ -420,7 +420,7 @@ export class Store {
     const oldest = this.oldestLsn();
     const end = Math.min(upTo, oldest + maxRows - 1);
     if (end < oldest) return 0;
-    const bytes = (this.db.prepare('SELECT coalesce(sum(length(payload)), 0) AS b FROM _flotilla_log WHERE lsn <= ?').get(end) as { b: number }).b;
+    const bytes = (this.db.prepare('SELECT coalesce(sum(size), 0) AS b FROM _flotilla_log WHERE lsn <= ?').get(end) as { b: number }).b;
     const r = this.db.prepare('DELETE FROM _flotilla_log WHERE lsn <= ?').run(end);
     this.db.prepare('DELETE FROM _flotilla_idem WHERE lsn <= ?').run(end);
     this.logBytes -= bytes;
@@ -429,7 +429,7 @@ export class Store {
 
   /** Log entries (LSN, ts, bytes) from the oldest, for retention decisions; at most `limit`. */
   oldestEntries(limit: number): { lsn: number; ts: number; bytes: number }[] {
-    return this.db.prepare('SELECT lsn, ts, length(payload) AS bytes FROM _flotilla_log ORDER BY lsn LIMIT ?').all(limit) as {
+    return this.db.prepare('SELECT lsn, ts, size AS bytes FROM _flotilla_log ORDER BY lsn LIMIT ?').all(limit) as {
       lsn: number;
       ts: number;
       bytes: number;
