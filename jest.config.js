@@ -8,5 +8,14 @@ module.exports = {
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts'] },
     { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'] },
     { ...common, displayName: 'fault', testMatch: ['<rootDir>/test/fault/**/*.test.ts'] },
+    // Against a real kube-apiserver + etcd (scripts/k8s-tools.sh). @kubernetes/client-node 1.x and
+    // its OIDC dependencies are ES modules: this project alone transforms them to CommonJS.
+    {
+      ...common,
+      displayName: 'k8s',
+      testMatch: ['<rootDir>/test/k8s/**/*.test.ts'],
+      transform: { '^.+\\.(ts|js|mjs)$': swc },
+      transformIgnorePatterns: ['/node_modules/(?!(@kubernetes/client-node|openid-client|oauth4webapi|jose)/)'],
+    },
   ],
 };

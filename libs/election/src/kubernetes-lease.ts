@@ -41,6 +41,8 @@ export const DEFAULT_WATCH_RESYNC_MS = 1000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2000;
 /** Pause before re-opening a watch that ended or failed. */
 const WATCH_RETRY_MS = 200;
+/** Field manager recorded in managedFields for our writes. */
+export const FIELD_MANAGER = 'flotilla';
 /** Where a pod finds its namespace when running in-cluster. */
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -132,8 +134,11 @@ export class KubernetesLeaser implements Leaser {
     try {
       const stored =
         expected === null
-          ? await this.api.createNamespacedLease({ namespace: this.options.namespace, body }, this.requestOptions())
-          : await this.api.replaceNamespacedLease({ name: this.options.name, namespace: this.options.namespace, body }, this.requestOptions());
+          ? await this.api.createNamespacedLease({ namespace: this.options.namespace, body, fieldManager: FIELD_MANAGER }, this.requestOptions())
+          : await this.api.replaceNamespacedLease(
+              { name: this.options.name, namespace: this.options.namespace, body, fieldManager: FIELD_MANAGER },
+              this.requestOptions(),
+            );
       this.lastSeen = stored;
       return toRecord(stored);
     } catch (err) {
@@ -146,9 +151,12 @@ export class KubernetesLeaser implements Leaser {
   }
 
   /**
-   * Push: a Kubernetes watch on this one Lease (fieldSelector metadata.name) delivers each change
-   * at once. Pull: a read every resyncMs covers a watch lost with the connection, and re-delivers
-   * the current value (callers may see the same revision again).
+   * Push: list-then-watch on this one Lease (fieldSelector metadata.name), the informer pattern:
+   * the list gives the current value and a resourceVersion, the watch from that resourceVersion
+   * delivers each later change at once with no gap. (A watch without a resourceVersion would also
+   * need the API server's RequestWatchProgress storage feature, which etcd < 3.4.31 lacks.) A watch
+   * that ends or fails (410 Gone included) is re-listed and re-opened. Pull: a read every resyncMs
+   * covers a watch stuck on a dead connection. Callers may see the same revision more than once.
    */
   watch(onChange: (record: LeaseRecord | null) => void): LeaseWatch {
     let stopped = false;
@@ -157,20 +165,33 @@ export class KubernetesLeaser implements Leaser {
     const emit = (record: LeaseRecord | null) => {
       if (!stopped) onChange(record);
     };
+    const fieldSelector = `metadata.name=${this.options.name}`;
     const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.options.namespace)}/leases`;
-    const startWatch = () => {
+    const scheduleRestart = () => {
+      if (stopped || retry) return;
+      retry = setTimeout(() => {
+        retry = null;
+        void startWatch();
+      }, WATCH_RETRY_MS);
+    };
+    const startWatch = async () => {
       if (stopped) return;
-      const scheduleRestart = () => {
-        if (stopped || retry) return;
-        retry = setTimeout(() => {
-          retry = null;
-          startWatch();
-        }, WATCH_RETRY_MS);
-      };
-      new (kubernetesClient().Watch)(this.options.kubeConfig)
-        .watch(
+      let resourceVersion: string | undefined;
+      try {
+        const list = await this.api.listNamespacedLease({ namespace: this.options.namespace, fieldSelector }, this.requestOptions());
+        resourceVersion = list.metadata?.resourceVersion;
+        const lease = list.items[0] ?? null;
+        if (lease) this.lastSeen = lease;
+        emit(lease ? toRecord(lease) : null);
+      } catch {
+        scheduleRestart();
+        return;
+      }
+      if (stopped) return;
+      try {
+        const controller = await new (kubernetesClient().Watch)(this.options.kubeConfig).watch(
           path,
-          { fieldSelector: `metadata.name=${this.options.name}`, allowWatchBookmarks: true },
+          { fieldSelector, resourceVersion, allowWatchBookmarks: true },
           (phase, object: V1Lease) => {
             if (phase === 'ADDED' || phase === 'MODIFIED') {
               this.lastSeen = object;
@@ -178,19 +199,17 @@ export class KubernetesLeaser implements Leaser {
             } else if (phase === 'DELETED') {
               emit(null);
             }
-            // BOOKMARK carries no lease; ERROR is followed by the end of the stream (restart).
-          },
-          () => scheduleRestart(),
-        )
-        .then(
-          (controller) => {
-            abort = controller;
-            if (stopped) controller.abort();
+            // BOOKMARK carries no lease; ERROR (e.g. 410 Gone) is followed by the end of the stream.
           },
           () => scheduleRestart(),
         );
+        abort = controller;
+        if (stopped) controller.abort();
+      } catch {
+        scheduleRestart();
+      }
     };
-    startWatch();
+    void startWatch();
     const resync = setInterval(() => {
       this.read().then(emit, () => undefined);
     }, this.resyncMs);

@@ -9,7 +9,7 @@
  * caller and not remembered, so the next call retries it.
  */
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { kubernetesClient } from './kubernetes-lease';
+import { FIELD_MANAGER, kubernetesClient } from './kubernetes-lease';
 
 /** The label key the chart's Services select on. */
 export const ROLE_LABEL = 'flotilla.io/role';
@@ -54,7 +54,7 @@ export class PodRoleLabeler {
     const { namespace, podName } = this.options;
     try {
       await this.api.patchNamespacedPod(
-        { name: podName, namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } } },
+        { name: podName, namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } }, fieldManager: FIELD_MANAGER },
         kubernetesClient().setHeaderOptions('Content-Type', kubernetesClient().PatchStrategy.MergePatch),
       );
     } catch (err) {
