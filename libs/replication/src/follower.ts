@@ -156,7 +156,7 @@ export class FollowerRole {
     const expected = this.nextExpected();
     if (e.lsn < expected) return; // already have it
     if (e.lsn > expected) {
-      this.ctx.log.info('gap in the live stream', { expected, got: e.lsn });
+      this.refuse(`entry ${e.lsn} out of order: expected ${expected}; catching up from the leader`);
       this.buffer([e]);
       void this.catchUp('gap');
       return;
@@ -274,7 +274,17 @@ export class FollowerRole {
     this.buffered = [];
     this.phase = 'live';
     if (announced) log.info('catch-up finished', { entries: fetched, lsn: store.lastLsn, ms: Math.round(clock.monotonic() - started) });
-    for (const e of buffered) this.accept(e);
+    // Entries that still do not follow are dropped, not chased: the next genuine entry of the
+    // stream starts a new catch-up if one is needed, so a stray message cannot cause a loop.
+    for (const e of buffered) {
+      const expected = this.nextExpected();
+      if (e.lsn < expected) continue;
+      if (e.lsn > expected) {
+        this.refuse(`entry ${e.lsn} out of order after catch-up (at ${expected - 1}, leader at ${this.leaderLsn}): dropped`);
+        break;
+      }
+      this.accept(e);
+    }
     this.sendAck();
   }
 

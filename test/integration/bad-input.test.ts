@@ -1,0 +1,135 @@
+/**
+ * Bad input against a real cluster (gateway, two replicas, nats-server): each gets its status and
+ * an {error:{code,message}} body, nothing is applied or half-applied, no process dies, and later
+ * requests work. Log entries a follower must refuse (out of order, older epoch, bad checksum) are
+ * published straight onto the change stream.
+ */
+import * as fs from 'node:fs';
+import type { NatsConnection } from 'nats';
+import { LocalCluster } from '@flotilla/local-cluster';
+import { encode, LogBatch, payloadCrc, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
+import { fileChecksums, natsClient, statusOf } from './support';
+
+jest.setTimeout(120_000);
+
+let cluster: LocalCluster;
+let nc: NatsConnection;
+let leader: string;
+let follower: string;
+
+async function raw(method: string, path: string, body: string, contentType = 'application/json') {
+  const res = await fetch(`${cluster.gatewayUrl}${path}`, { method, body, headers: { 'content-type': contentType } });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { unparsable: text };
+  }
+  return { status: res.status, body: json, retryAfter: res.headers.get('retry-after') };
+}
+
+/** Everything a bad request must leave as it was. */
+async function state() {
+  const s = await statusOf(nc, leader);
+  return {
+    lsn: s.heartbeat.lsn,
+    leader: fileChecksums(cluster.replicaDbFile(leader)).tables,
+    pids: cluster.replicaNames.map((n) => cluster.pid(n)).concat(cluster.pid('gateway')),
+  };
+}
+
+beforeAll(async () => {
+  ({ cluster } = await startLocalCluster({ replicas: 2, monitor: false, env: { FLOTILLA_MAX_BODY_BYTES: String(64 * 1024) } }));
+  await cluster.waitUntilReady();
+  nc = await natsClient(cluster.natsUrl);
+  const c = await waitFor(async () => {
+    const r = await httpJson('GET', `${cluster.gatewayUrl}/v1/cluster`);
+    return r.body?.leader && r.body.nodes?.length === 2 ? r.body : null;
+  }, { what: 'leader and 2 nodes' });
+  leader = c.leader;
+  follower = cluster.replicaNames.find((n) => n !== leader)!;
+  const setup = await httpJson('POST', `${cluster.gatewayUrl}/v1/execute`, {
+    statements: [
+      { sql: 'CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL UNIQUE, balance INTEGER NOT NULL CHECK (balance >= 0))' },
+      { sql: "INSERT INTO accounts(owner, balance) VALUES ('ann', 100), ('bob', 50)" },
+    ],
+  });
+  expect(setup.status).toBe(200);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await stopAll();
+});
+
+const cases: [string, () => Promise<{ status: number; body: any }>, number, string][] = [
+  ['malformed JSON', () => raw('POST', '/v1/execute', '{"statements": [{"sql": "INSERT'), 400, 'BAD_REQUEST'],
+  ['missing statements', () => raw('POST', '/v1/execute', '{}'), 400, 'BAD_REQUEST'],
+  ['statements of the wrong type', () => raw('POST', '/v1/execute', '{"statements": "DELETE FROM accounts"}'), 400, 'BAD_REQUEST'],
+  ['sql of the wrong type', () => raw('POST', '/v1/execute', '{"statements": [{"sql": 42}]}'), 400, 'BAD_REQUEST'],
+  ['params of the wrong type', () => raw('POST', '/v1/execute', '{"statements": [{"sql": "DELETE FROM accounts WHERE id = ?", "params": [true]}]}'), 400, 'BAD_REQUEST'],
+  ['an oversized body', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('x', 1)", params: [], pad: 'x'.repeat(100_000) }] })), 413, 'PAYLOAD_TOO_LARGE'],
+  ['a SQL syntax error', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'UPDAT accounts SET balance = 0' }] })), 400, 'SQL_ERROR'],
+  ['an unknown table', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'DELETE FROM nosuch' }] })), 400, 'NO_SUCH_TABLE'],
+  ['an unknown table in a query', () => raw('POST', '/v1/query', JSON.stringify({ sql: 'SELECT * FROM nosuch' })), 400, 'NO_SUCH_TABLE'],
+  ['a write sent to /v1/query', () => raw('POST', '/v1/query', JSON.stringify({ sql: 'DELETE FROM accounts' })), 400, 'WRITE_IN_QUERY'],
+  ['a write sent to /v1/query with strong consistency', () => raw('POST', '/v1/query', JSON.stringify({ sql: "UPDATE accounts SET balance = 0", consistency: 'strong' })), 400, 'WRITE_IN_QUERY'],
+  [
+    'a transaction whose second statement fails (the first must not be applied)',
+    () =>
+      raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "UPDATE accounts SET balance = balance - 70 WHERE owner = 'ann'" }, { sql: "UPDATE accounts SET balance = balance - 70 WHERE owner = 'bob'" }] })),
+    409,
+    'CONSTRAINT',
+  ],
+  ['a duplicate key', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('ann', 1)" }] })), 409, 'CONSTRAINT'],
+  ['transaction control', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'BEGIN' }] })), 400, 'BAD_REQUEST'],
+  ['a reserved table', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'DELETE FROM _flotilla_log' }] })), 400, 'BAD_REQUEST'],
+];
+
+test.each(cases)('%s: answered with its status, nothing applied, every process alive', async (_name, send, status, code) => {
+  const before = await state();
+  const r = await send();
+  expect({ status: r.status, code: r.body?.error?.code }).toEqual({ status, code });
+  expect(typeof r.body.error.message).toBe('string');
+  expect(JSON.stringify(r.body)).not.toMatch(/\bat .*\.(js|ts):\d+/); // no stack trace
+  expect(await state()).toEqual(before);
+  // And the cluster still takes good requests.
+  const ok = await httpJson('POST', `${cluster.gatewayUrl}/v1/query`, { sql: 'SELECT sum(balance) AS total FROM accounts', consistency: 'strong' });
+  expect(ok.status).toBe(200);
+  expect(ok.body.rows).toEqual([{ total: 150 }]);
+});
+
+test('log entries out of order, from an older epoch or with a bad checksum are refused, logged, and not applied', async () => {
+  const subjects = subjectsFor('flotilla');
+  const s = await statusOf(nc, follower);
+  const lsn = Number(s.heartbeat.lsn);
+  const epoch = s.heartbeat.epoch;
+  const payload = JSON.stringify({ format: 'logical', changes: [{ op: 'ins', t: 'accounts', rid: '99', row: [99, 'mallory', 1_000_000] }], cols: { accounts: ['id', 'owner', 'balance'] }, results: [] });
+  const entry = (over: Partial<{ lsn: string; epoch: number; crc: number }>) => ({ lsn: String(lsn + 1), epoch, ts: Date.now(), crc: payloadCrc(payload), payload, ...over });
+  const batch = (epochOfBatch: number, entries: unknown[]): LogBatch => ({ type: 'entries', v: PROTOCOL_VERSION, epoch: epochOfBatch, leader: 'impostor', entries: entries as LogBatch['entries'] });
+  const before = fileChecksums(cluster.replicaDbFile(follower));
+  nc.publish(subjects.log, encode(batch(epoch, [entry({ lsn: String(lsn + 5) })])));
+  nc.publish(subjects.log, encode(batch(epoch - 1, [entry({ epoch: epoch - 1 })])));
+  nc.publish(subjects.log, encode(batch(epoch, [entry({ crc: 12345 })])));
+  nc.publish(subjects.log, new TextEncoder().encode('{"type":"entries","v":1,"epoch":"x"}'));
+  const logFile = `${cluster.dataDir}/logs/${follower}.log`;
+  const refusals = await waitFor(
+    () => {
+      const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"refused message"'));
+      return lines.length >= 4 ? lines.map((l) => JSON.parse(l).reason as string) : null;
+    },
+    { what: '4 refusals in the follower log', timeoutMs: 10_000 },
+  );
+  expect(refusals.some((r) => /out of order/.test(r))).toBe(true);
+  expect(refusals.some((r) => /older than ours/.test(r))).toBe(true);
+  expect(refusals.some((r) => /bad checksum/.test(r))).toBe(true);
+  expect(refusals.some((r) => /malformed/.test(r))).toBe(true);
+  expect(fileChecksums(cluster.replicaDbFile(follower))).toEqual(before);
+  // Still following: a genuine write reaches it.
+  const w = await httpJson('POST', `${cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('cy', 5)" }] });
+  expect(w.status).toBe(200);
+  await waitFor(async () => Number((await statusOf(nc, follower)).heartbeat.lsn) === Number(w.body.lsn), { what: 'follower applied the genuine write' });
+  expect(fileChecksums(cluster.replicaDbFile(follower)).tables).toEqual(fileChecksums(cluster.replicaDbFile(leader)).tables);
+});
