@@ -1,0 +1,101 @@
+{{/* Prefix of every object name: fullnameOverride or the release name. */}}
+{{- define "flotilla.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Cluster name (FLOTILLA_CLUSTER). */}}
+{{- define "flotilla.cluster" -}}
+{{- default .Release.Name .Values.cluster -}}
+{{- end -}}
+
+{{- define "flotilla.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "flotilla.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "flotilla.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+
+{{/* NATS address: nats.url, or the bundled NATS Service. */}}
+{{- define "flotilla.natsUrl" -}}
+{{- if .Values.nats.url -}}
+{{ .Values.nats.url }}
+{{- else -}}
+nats://{{ include "flotilla.fullname" . }}-nats:4222
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "flotilla.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: flotilla
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component: call with (dict "root" $ "component" "replica"). */}}
+{{- define "flotilla.selectorLabels" -}}
+app.kubernetes.io/name: flotilla
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/*
+Environment shared by every Flotilla process: FLOTILLA_<SETTING> for each setting of libs/config
+that the chart exposes, under the same (camelCase) value name.
+*/}}
+{{- define "flotilla.env" -}}
+- name: FLOTILLA_CLUSTER
+  value: {{ include "flotilla.cluster" . | quote }}
+- name: FLOTILLA_NATS_URL
+  value: {{ include "flotilla.natsUrl" . | quote }}
+- name: FLOTILLA_HTTP_PORT
+  value: {{ .Values.httpPort | quote }}
+- name: FLOTILLA_HTTP_HOST
+  value: "0.0.0.0"
+- name: FLOTILLA_LEASE_BACKEND
+  value: kubernetes
+{{- range $key := list "mode" "syncFollowers" "syncTimeoutMs" "syncPolicy" "leaseTtlMs" "leaseRenewMs" "heartbeatIntervalMs" "logRetentionEntries" "logRetentionBytes" "logRetentionMs" "snapshotChunkBytes" "maxBodyBytes" "readWaitMs" "requestTimeoutMs" "logLevel" }}
+- name: FLOTILLA_{{ regexReplaceAll "([A-Z])" $key "_${1}" | upper }}
+  {{- $value := index $.Values $key }}
+  {{- /* YAML numbers arrive as float64; print them as integers, not 2.68435456e+08. */}}
+  value: {{ if kindIs "float64" $value }}{{ int64 $value | toString | quote }}{{ else }}{{ $value | toString | quote }}{{ end }}
+{{- end }}
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end -}}
+
+{{/* Probes on the process's own HTTP server. */}}
+{{- define "flotilla.probes" -}}
+startupProbe:
+  httpGet: { path: /healthz, port: http }
+  periodSeconds: 2
+  failureThreshold: 60
+livenessProbe:
+  httpGet: { path: /healthz, port: http }
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 3
+readinessProbe:
+  httpGet: { path: /readyz, port: http }
+  periodSeconds: 2
+  timeoutSeconds: 2
+  failureThreshold: 2
+{{- end -}}
+
+{{/* Cross-field rules that values.schema.json cannot express (the same as libs/config). */}}
+{{- define "flotilla.validate" -}}
+{{- if gt (mul (int .Values.leaseRenewMs) 2) (int .Values.leaseTtlMs) -}}
+{{- fail (printf "leaseRenewMs (%d) must be at most half of leaseTtlMs (%d)" (int .Values.leaseRenewMs) (int .Values.leaseTtlMs)) -}}
+{{- end -}}
+{{- if and (ne .Values.mode "async") (ge (int .Values.syncFollowers) (int .Values.replicas)) -}}
+{{- fail (printf "mode %s needs syncFollowers (%d) < replicas (%d): the leader is not its own follower" .Values.mode (int .Values.syncFollowers) (int .Values.replicas)) -}}
+{{- end -}}
+{{- end -}}
