@@ -28,10 +28,20 @@ export const DEFAULTS = {
   syncTimeoutMs: 2000,
   syncPolicy: 'block' as SyncPolicy,
   leaseBackend: 'nats-kv' as LeaseBackend,
-  /** Lease time to live: a dead leader's lease is taken over after at most this long. */
-  leaseTtlMs: 3000,
-  /** How often the leader renews its lease (well inside leaseTtlMs so one lost renewal is harmless). */
-  leaseRenewMs: 500,
+  /**
+   * Lease time to live: a dead leader's lease can be handed to another node only after this long,
+   * so it bounds failover time from below. Too short: a GC pause or a slow disk deposes a healthy
+   * leader; too long: a longer outage when the leader really dies.
+   */
+  leaseTtlMs: 1500,
+  /** How often the leader renews its lease (at most half of leaseTtlMs, so one lost renewal is harmless). */
+  leaseRenewMs: 300,
+  /** The monitor calls a leader dead after this long without a heartbeat (and with its lease run out). */
+  failureTimeoutMs: 1000,
+  /** A follower further behind than this many LSNs (of the last leader position seen) is never promoted. */
+  maxLagOnFailover: 10_000,
+  /** How often the monitor evaluates the cluster. */
+  monitorIntervalMs: 100,
   heartbeatIntervalMs: 250,
   /** Log entries kept after every follower has them, at most (older ones are dropped first). */
   logRetentionEntries: 100_000,
@@ -88,6 +98,15 @@ export class FlotillaConfig {
 
   @Transform(toInt) @IsInt() @Min(50) @Max(60_000)
   leaseRenewMs: number = DEFAULTS.leaseRenewMs;
+
+  @Transform(toInt) @IsInt() @Min(100) @Max(600_000)
+  failureTimeoutMs: number = DEFAULTS.failureTimeoutMs;
+
+  @Transform(toInt) @IsInt() @Min(0)
+  maxLagOnFailover: number = DEFAULTS.maxLagOnFailover;
+
+  @Transform(toInt) @IsInt() @Min(10) @Max(60_000)
+  monitorIntervalMs: number = DEFAULTS.monitorIntervalMs;
 
   @Transform(toInt) @IsInt() @Min(20) @Max(60_000)
   heartbeatIntervalMs: number = DEFAULTS.heartbeatIntervalMs;
