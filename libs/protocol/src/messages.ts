@@ -223,7 +223,61 @@ export interface ErrorReply {
 
 export type ControlRequest =
   | { type: 'status'; v: typeof PROTOCOL_VERSION }
-  | { type: 'checksums'; v: typeof PROTOCOL_VERSION };
+  | { type: 'checksums'; v: typeof PROTOCOL_VERSION }
+  /** To the leader: stop writes, wait for `to` to catch up, hand it the lease (planned, no data loss). */
+  | { type: 'switchover'; v: typeof PROTOCOL_VERSION; to: string; timeoutMs?: number }
+  /** To any replica: the transactions it discarded when it rewound after a failover. */
+  | { type: 'discarded'; v: typeof PROTOCOL_VERSION }
+  /** To a replica leading in an older epoch than the sender has seen: step down now. */
+  | { type: 'step-down'; v: typeof PROTOCOL_VERSION; epoch: number; leader: string };
+
+export interface SwitchoverReply {
+  type: 'switchover-reply';
+  v: typeof PROTOCOL_VERSION;
+  from: string;
+  to: string;
+  /** Epoch of the new leader. */
+  epoch: number;
+  /** Last LSN of the old leader, which the new leader had when it took over. */
+  lsn: string;
+}
+
+/** A transaction a replica had but the new leader did not: undone, and kept here. */
+export interface DiscardedTransaction {
+  node: string;
+  lsn: string;
+  epoch: number;
+  /** Leader commit time of the transaction, ms. */
+  ts: number;
+  /** When it was undone, ms. */
+  discardedAt: number;
+  changes: Change[];
+  cols: Record<string, string[]>;
+}
+
+export interface DiscardedReply {
+  type: 'discarded-reply';
+  v: typeof PROTOCOL_VERSION;
+  node: string;
+  transactions: DiscardedTransaction[];
+}
+
+// ---- monitor ----------------------------------------------------------------------------------
+
+/** What the active monitor sees and decided; published every monitorIntervalMs. */
+export interface MonitorStatus {
+  type: 'monitor-status';
+  v: typeof PROTOCOL_VERSION;
+  monitor: string;
+  active: boolean;
+  leader: string | null;
+  epoch: number;
+  /** ok: a leader is serving; failing-over: promoting; no-candidate: leader dead and nobody eligible. */
+  state: 'ok' | 'failing-over' | 'no-candidate' | 'standby';
+  reason?: string;
+  lastFailover?: { from: string | null; to: string; epoch: number; detectedAt: number; promotedAt: number };
+  ts: number;
+}
 
 export interface StatusReply {
   type: 'status-reply';

@@ -22,6 +22,8 @@ export interface Subjects {
   control(node: string): string;
   /** Broadcast to every replica ({@link ControlRequest}). */
   readonly controlAll: string;
+  /** Monitor status ({@link MonitorStatus}), published by every monitor. */
+  readonly monitorStatus: string;
 }
 
 /** Cluster names become NATS subject tokens, so they are restricted to a safe alphabet. */
@@ -45,5 +47,6 @@ export function subjectsFor(cluster: string): Subjects {
     read: (node) => `${p}read.${node}`,
     control: (node) => `${p}control.${node}`,
     controlAll: `${p}control`,
+    monitorStatus: `${p}monitor.status`,
   };
 }
