@@ -18,6 +18,7 @@ import {
   ROLE_LABEL,
   TTL_MS_ANNOTATION,
 } from '@flotilla/election';
+import { TcpProxy } from '../../libs/testing/src/tcp-proxy';
 import { ControlPlane, startControlPlane } from './control-plane';
 import { freePort, runTool, waitFor } from './support';
 
@@ -191,6 +192,41 @@ describe('KubernetesLeaser', () => {
     await expect(leaser.read()).rejects.toBeInstanceOf(LeaseUnavailableError);
     await expect(leaser.compareAndSwap(null, { holder: 'replica-0', epoch: 1, ttlMs: 3000 })).rejects.toBeInstanceOf(LeaseUnavailableError);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  test('through a partition requests fail fast as unavailable, and the watch catches up once it heals', async () => {
+    const name = `flotilla-partition-${++leaseCounter}`;
+    const proxy = await TcpProxy.start(Number(new URL(plane.server).port));
+    try {
+      const viaProxy = loadKubeConfig(plane.kubeconfig);
+      viaProxy.loadFromClusterAndUser({ ...viaProxy.getCurrentCluster()!, server: `https://127.0.0.1:${proxy.port}` }, viaProxy.getCurrentUser()!);
+      // Resync too slow to matter: catching up is the stream's own recovery (re-list, re-watch).
+      const partitioned = newLeaser(name, { kubeConfig: viaProxy, requestTimeoutMs: 500, resyncMs: SLOW_RESYNC_MS });
+      const writer = newLeaser(name);
+      let current = await writer.compareAndSwap(null, { holder: 'replica-0', epoch: 1, ttlMs: 3000 });
+      const seen: (LeaseRecord | null)[] = [];
+      const watch = partitioned.watch((r) => seen.push(r));
+      try {
+        await waitFor('the watch through the proxy to see replica-0', () => seen.some((r) => r?.holder === 'replica-0'), 5_000);
+        proxy.blackhole();
+        const started = Date.now();
+        await expect(partitioned.read()).rejects.toBeInstanceOf(LeaseUnavailableError);
+        await expect(partitioned.compareAndSwap(current, { holder: 'replica-0', epoch: 1, ttlMs: 3000 })).rejects.toBeInstanceOf(LeaseUnavailableError);
+        // Bounded by requestTimeoutMs (two requests of 500 ms), so a leader can demote in time.
+        expect(Date.now() - started).toBeLessThan(2_000);
+        current = await writer.compareAndSwap(current, { holder: 'replica-1', epoch: 2, ttlMs: 3000 });
+        proxy.heal();
+        await waitFor('the watch to see replica-1 after the partition', () => seen.some((r) => r?.revision === current.revision), 5_000);
+        // And the stream works again: the next change arrives too.
+        current = await writer.compareAndSwap(current, { holder: 'replica-2', epoch: 3, ttlMs: 3000 });
+        await waitFor('the watch to see replica-2', () => seen.some((r) => r?.revision === current.revision), 5_000);
+        expect(await partitioned.read()).toEqual(current);
+      } finally {
+        watch.stop();
+      }
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('a user without RBAC rights gets LeaseUnavailableError, not a conflict', async () => {

@@ -39,6 +39,8 @@ export const TTL_MS_ANNOTATION = 'flotilla.io/ttl-ms';
 export const DEFAULT_WATCH_RESYNC_MS = 1000;
 /** Default limit on one API request; a hung request is reported as unavailable after this. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2000;
+/** Resyncs in a row that find a revision the watch did not deliver before the watch is restarted. */
+const WATCH_STALE_RESYNCS = 2;
 /** Pause before re-opening a watch that ended or failed. */
 const WATCH_RETRY_MS = 200;
 /** Field manager recorded in managedFields for our writes. */
@@ -155,68 +157,104 @@ export class KubernetesLeaser implements Leaser {
    * the list gives the current value and a resourceVersion, the watch from that resourceVersion
    * delivers each later change at once with no gap. (A watch without a resourceVersion would also
    * need the API server's RequestWatchProgress storage feature, which etcd < 3.4.31 lacks.) A watch
-   * that ends or fails (410 Gone included) is re-listed and re-opened. Pull: a read every resyncMs
-   * covers a watch stuck on a dead connection. Callers may see the same revision more than once.
+   * that ends, fails (410 Gone included) or does not open within requestTimeoutMs is re-listed and
+   * re-opened. Pull: a read every resyncMs; when two resyncs in a row find a revision the stream
+   * did not deliver, the stream is presumed stuck on a silent connection and restarted.
+   * Callers may see the same revision more than once.
    */
   watch(onChange: (record: LeaseRecord | null) => void): LeaseWatch {
     let stopped = false;
+    /** Incremented for each stream opened; callbacks of older streams are ignored. */
+    let generation = 0;
     let abort: AbortController | null = null;
     let retry: NodeJS.Timeout | null = null;
+    /** Revision last delivered by list or watch (not by resync). */
+    let streamRevision: string | null = null;
+    let staleResyncs = 0;
     const emit = (record: LeaseRecord | null) => {
       if (!stopped) onChange(record);
     };
+    const fromStream = (record: LeaseRecord | null) => {
+      streamRevision = record?.revision ?? null;
+      staleResyncs = 0;
+      emit(record);
+    };
     const fieldSelector = `metadata.name=${this.options.name}`;
     const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.options.namespace)}/leases`;
-    const scheduleRestart = () => {
+    const restart = () => {
+      generation++; // whatever the current stream still says is ignored from now on
+      abort?.abort();
+      abort = null;
       if (stopped || retry) return;
       retry = setTimeout(() => {
         retry = null;
-        void startWatch();
+        void open();
       }, WATCH_RETRY_MS);
     };
-    const startWatch = async () => {
+    const open = async () => {
       if (stopped) return;
+      const mine = ++generation;
       let resourceVersion: string | undefined;
       try {
         const list = await this.api.listNamespacedLease({ namespace: this.options.namespace, fieldSelector }, this.requestOptions());
+        if (mine !== generation) return;
         resourceVersion = list.metadata?.resourceVersion;
         const lease = list.items[0] ?? null;
         if (lease) this.lastSeen = lease;
-        emit(lease ? toRecord(lease) : null);
+        fromStream(lease ? toRecord(lease) : null);
       } catch {
-        scheduleRestart();
+        if (mine === generation) restart();
         return;
       }
-      if (stopped) return;
-      try {
-        const controller = await new (kubernetesClient().Watch)(this.options.kubeConfig).watch(
+      // Watch.watch resolves only once the response headers arrive: bound that wait.
+      const openTimer = setTimeout(() => {
+        if (mine === generation && abort === null) restart();
+      }, this.requestTimeoutMs);
+      new (kubernetesClient().Watch)(this.options.kubeConfig)
+        .watch(
           path,
           { fieldSelector, resourceVersion, allowWatchBookmarks: true },
           (phase, object: V1Lease) => {
+            if (mine !== generation) return;
             if (phase === 'ADDED' || phase === 'MODIFIED') {
               this.lastSeen = object;
-              emit(toRecord(object));
+              fromStream(toRecord(object));
             } else if (phase === 'DELETED') {
-              emit(null);
+              fromStream(null);
             }
             // BOOKMARK carries no lease; ERROR (e.g. 410 Gone) is followed by the end of the stream.
           },
-          () => scheduleRestart(),
+          () => {
+            if (mine === generation) restart();
+          },
+        )
+        .then(
+          (controller) => {
+            clearTimeout(openTimer);
+            if (mine === generation && !stopped) abort = controller;
+            else controller.abort();
+          },
+          () => {
+            clearTimeout(openTimer);
+            if (mine === generation) restart();
+          },
         );
-        abort = controller;
-        if (stopped) controller.abort();
-      } catch {
-        scheduleRestart();
-      }
     };
-    void startWatch();
+    void open();
     const resync = setInterval(() => {
-      this.read().then(emit, () => undefined);
+      this.read().then((record) => {
+        if ((record?.revision ?? null) !== streamRevision && ++staleResyncs >= WATCH_STALE_RESYNCS) {
+          staleResyncs = 0;
+          restart();
+        }
+        emit(record);
+      }, () => undefined);
     }, this.resyncMs);
     const handle: LeaseWatch = {
       stop: () => {
         if (stopped) return;
         stopped = true;
+        generation++;
         clearInterval(resync);
         if (retry) clearTimeout(retry);
         abort?.abort();
