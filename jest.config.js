@@ -14,6 +14,7 @@ module.exports = {
       ...common,
       displayName: 'k8s',
       testMatch: ['<rootDir>/test/k8s/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/k8s/global-setup.ts',
       transform: { '^.+\\.(ts|js|mjs)$': swc },
       transformIgnorePatterns: ['/node_modules/(?!(@kubernetes/client-node|openid-client|oauth4webapi|jose)/)'],
     },
