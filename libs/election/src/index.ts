@@ -4,3 +4,6 @@ export * from './nats-kv-lease';
 export * from './kubernetes-lease';
 export * from './pod-role-labeler';
 export * from './lease-keeper';
+export * from './failure-detector';
+export * from './candidate';
+export * from './monitor';

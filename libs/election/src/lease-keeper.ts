@@ -5,10 +5,12 @@
  * node checks {@link LeaseKeeper.isValidLeader} before every write and strong read.
  *
  * Taking over an expired lease of another holder is the failover monitor's decision, not the
- * replica's: the keeper only takes a lease that is absent, released, or its own.
+ * replica's: by default the keeper only takes a lease that is absent, released, or its own.
+ * With `takeExpired` (the monitors' own lease, key `monitor`) it also takes a lease whose holder
+ * let it run out, so a standby monitor becomes active when the active one dies.
  */
 import type { Clock, Logger, Timer } from '@flotilla/logging';
-import { LeaseConflictError, LeaseRecord, Leaser, LeaseWatch } from './lease';
+import { isLeaseExpired, LeaseConflictError, LeaseRecord, Leaser, LeaseWatch } from './lease';
 
 export interface LeaseKeeperOptions {
   node: string;
@@ -18,6 +20,12 @@ export interface LeaseKeeperOptions {
   safetyMarginMs: number;
   /** Highest epoch this node's data knows: a new lease starts above it. */
   knownEpoch: () => number;
+  /**
+   * Also take a lease held by another node once it is expired by the wall clock (isLeaseExpired).
+   * Default false: replicas never do this (the monitor decides failovers); monitors do, for the
+   * monitor lease.
+   */
+  takeExpired?: boolean;
 }
 
 export interface LeadershipView {
@@ -75,6 +83,32 @@ export class LeaseKeeper {
     } catch (err) {
       this.log.warn('lease release failed', { err: (err as Error).message });
     }
+  }
+
+  /**
+   * Planned switchover: hands the lease to `to` with the next epoch (compare-and-swap on our own
+   * lease) and stops leading. Throws when the lease is not ours or changed meanwhile.
+   */
+  async handOver(to: string): Promise<LeadershipView> {
+    if (!this.view.isLeader || !this.current) throw new Error('handOver: this node does not hold the lease');
+    const epoch = this.current.epoch + 1;
+    // Writes stop counting as valid from here: the new holder may lead as soon as the swap lands.
+    this.validUntilMono = 0;
+    const r = await this.leaser.compareAndSwap(this.current, { holder: to, epoch, ttlMs: this.options.ttlMs });
+    this.current = r;
+    const view = { leader: to, epoch, isLeader: false };
+    this.setView(view);
+    this.log.info('lease handed over', { to, epoch });
+    return view;
+  }
+
+  /** A newer leader exists (seen on the wire before the lease told us): stop leading at once. */
+  yieldTo(leader: string, epoch: number): void {
+    if (epoch <= this.view.epoch && !this.view.isLeader) return;
+    if (epoch <= this.view.epoch) return;
+    this.validUntilMono = 0;
+    this.log.warn('stepping down: a leader of a newer epoch exists', { leader, epoch, ourEpoch: this.view.epoch });
+    this.setView({ leader, epoch, isLeader: false });
   }
 
   stop(): void {
@@ -136,8 +170,9 @@ export class LeaseKeeper {
           return;
         }
       }
-      if (record === null || record.holder === null || (record.holder === me && !this.view.isLeader)) {
-        // Free, or ours from before a restart: take it with a new epoch.
+      const expiredElsewhere = this.options.takeExpired === true && record !== null && record.holder !== me && isLeaseExpired(record, this.clock.now());
+      if (record === null || record.holder === null || (record.holder === me && !this.view.isLeader) || expiredElsewhere) {
+        // Free, ours from before a restart, or (takeExpired) run out by its holder: take it with a new epoch.
         const epoch = Math.max(record?.epoch ?? 0, this.options.knownEpoch()) + 1;
         const sentAt = this.clock.monotonic();
         try {

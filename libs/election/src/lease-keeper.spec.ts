@@ -1,0 +1,63 @@
+import { FakeClock, MemoryLogger } from '@flotilla/logging';
+import { LeaseKeeper, LeadershipView } from './lease-keeper';
+import { MemoryLeaseStore } from './memory-lease';
+
+const TTL_MS = 1500;
+const RENEW_MS = 300;
+
+function keeper(store: MemoryLeaseStore, clock: FakeClock, node: string, takeExpired?: boolean) {
+  const views: LeadershipView[] = [];
+  const k = new LeaseKeeper(
+    store.leaser(),
+    clock,
+    new MemoryLogger(),
+    { node, ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 0, ...(takeExpired === undefined ? {} : { takeExpired }) },
+    (v) => views.push(v),
+  );
+  return { k, views };
+}
+
+/** Lets the promise chains started by timers settle. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+}
+
+async function advance(clock: FakeClock, ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 50) {
+    clock.advance(50);
+    await settle();
+  }
+}
+
+describe('LeaseKeeper takeExpired', () => {
+  it('by default never takes a lease another holder let run out (that is the monitor\'s decision)', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    store.cas(null, { holder: 'replica-0', epoch: 1, ttlMs: TTL_MS });
+    const { k } = keeper(store, clock, 'replica-1');
+    await k.start();
+    await advance(clock, 3 * TTL_MS);
+    expect(store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+    expect(k.leadership.isLeader).toBe(false);
+    k.stop();
+  });
+
+  it('with takeExpired, a standby takes the lease once its holder stops renewing, with epoch + 1', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const a = keeper(store, clock, 'monitor-0', true);
+    const b = keeper(store, clock, 'monitor-1', true);
+    await a.k.start();
+    await b.k.start();
+    await advance(clock, 2 * TTL_MS);
+    expect(store.record).toMatchObject({ holder: 'monitor-0', epoch: 1 });
+    expect(b.k.leadership).toEqual({ leader: 'monitor-0', epoch: 1, isLeader: false });
+    a.k.stop(); // dies: no more renewals
+    await advance(clock, TTL_MS - RENEW_MS);
+    expect(store.record?.holder).toBe('monitor-0');
+    await advance(clock, 2 * RENEW_MS);
+    expect(store.record).toMatchObject({ holder: 'monitor-1', epoch: 2 });
+    expect(b.k.isValidLeader()).toBe(true);
+    b.k.stop();
+  });
+});

@@ -1,0 +1,273 @@
+import { FakeClock, MemoryLogger } from '@flotilla/logging';
+import type { ControlRequest, Heartbeat, MonitorStatus } from '@flotilla/protocol';
+import { LeaseRecord } from './lease';
+import { MemoryLeaseStore } from './memory-lease';
+import { FailoverMonitor, MonitorLink } from './monitor';
+
+const FAILURE_TIMEOUT_MS = 1000;
+const LEASE_TTL_MS = 1500;
+const TICK_MS = 100;
+
+class FakeLink implements MonitorLink {
+  readonly sent: { node: string; request: ControlRequest }[] = [];
+  readonly statuses: MonitorStatus[] = [];
+  sendControl(node: string, request: ControlRequest): void {
+    this.sent.push({ node, request });
+  }
+  publishStatus(status: MonitorStatus): void {
+    this.statuses.push(status);
+  }
+  get last(): MonitorStatus {
+    return this.statuses[this.statuses.length - 1];
+  }
+}
+
+interface NodeState {
+  role: Heartbeat['role'];
+  epoch: number;
+  lsn: number;
+  sync?: boolean;
+  alive: boolean;
+}
+
+/** A scripted cluster: nodes heartbeat every tick while alive; the holder renews while alive. */
+class Scenario {
+  readonly clock = new FakeClock();
+  readonly store = new MemoryLeaseStore(this.clock);
+  readonly log = new MemoryLogger();
+  readonly nodes = new Map<string, NodeState>();
+  readonly monitors: { monitor: FailoverMonitor; link: FakeLink }[] = [];
+
+  constructor(options: { maxLagOnFailover?: number; monitors?: number; leaderDeadForMs?: number } = {}) {
+    this.store.cas(null, { holder: 'replica-0', epoch: 1, ttlMs: LEASE_TTL_MS });
+    this.nodes.set('replica-0', { role: 'leader', epoch: 1, lsn: 100, alive: options.leaderDeadForMs === undefined });
+    if (options.leaderDeadForMs !== undefined) this.clock.advance(options.leaderDeadForMs);
+    this.nodes.set('replica-1', { role: 'follower', epoch: 1, lsn: 98, alive: true });
+    this.nodes.set('replica-2', { role: 'follower', epoch: 1, lsn: 99, alive: true });
+    for (let i = 0; i < (options.monitors ?? 1); i++) {
+      const link = new FakeLink();
+      const monitor = new FailoverMonitor(
+        { name: `monitor-${i}`, failureTimeoutMs: FAILURE_TIMEOUT_MS, maxLagOnFailover: options.maxLagOnFailover ?? 10, leaseTtlMs: LEASE_TTL_MS },
+        { clock: this.clock, log: this.log.child({ monitor: `monitor-${i}` }), leaser: this.store.leaser(), link },
+      );
+      monitor.onLease(this.store.record);
+      this.monitors.push({ monitor, link });
+    }
+  }
+
+  get monitor(): FailoverMonitor {
+    return this.monitors[0].monitor;
+  }
+  get link(): FakeLink {
+    return this.monitors[0].link;
+  }
+
+  /** Advances time by `ms` in ticks: heartbeats, renewal by a live holder, then every monitor ticks. */
+  async run(ms: number, options: { watch?: boolean } = {}): Promise<void> {
+    for (let t = 0; t < ms; t += TICK_MS) {
+      this.clock.advance(TICK_MS);
+      for (const [name, n] of this.nodes) {
+        if (!n.alive) continue;
+        const hb: Heartbeat = {
+          type: 'hb', v: 1, node: name, role: n.role, epoch: n.epoch, leader: null, lsn: String(n.lsn), appliedLsn: String(n.lsn),
+          flushedLsn: String(n.lsn), lagMs: 0, sync: n.sync ?? false, mode: 'async', logFormat: 'logical', version: 't', ts: this.clock.now(),
+        };
+        for (const m of this.monitors) m.monitor.onHeartbeat(hb);
+      }
+      const rec = this.store.record;
+      if (rec?.holder && this.nodes.get(rec.holder)?.alive) {
+        const n = this.nodes.get(rec.holder)!;
+        // A live holder renews, and a node handed the lease starts leading in its epoch.
+        this.store.cas(rec, { holder: rec.holder, epoch: rec.epoch, ttlMs: LEASE_TTL_MS });
+        n.role = 'leader';
+        n.epoch = rec.epoch;
+      }
+      for (const m of this.monitors) {
+        if (options.watch !== false) m.monitor.onLease(this.store.record);
+        await m.monitor.tick();
+      }
+    }
+  }
+
+  kill(name: string): void {
+    this.nodes.get(name)!.alive = false;
+  }
+
+  lines(msg: string) {
+    return this.log.lines.filter((l) => l.msg === msg);
+  }
+}
+
+describe('FailoverMonitor', () => {
+  it('does nothing while the leader heartbeats and renews', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(5000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+    expect(s.link.last).toMatchObject({ type: 'monitor-status', monitor: 'monitor-0', active: true, leader: 'replica-0', epoch: 1, state: 'ok' });
+    expect(s.link.statuses.length).toBe(50);
+    expect(s.lines('leader failure detected')).toHaveLength(0);
+  });
+
+  it('promotes the most advanced follower exactly once, with epoch + 1, after silence and lease expiry', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(2000);
+    s.kill('replica-0');
+    const killedAt = s.clock.now();
+    await s.run(1000);
+    // Silent for 1 s, but the lease (renewed just before the kill) is still valid.
+    expect(s.store.record?.holder).toBe('replica-0');
+    expect(s.link.last.state).toBe('ok');
+    expect(s.link.last.reason).toMatch(/leader replica-0 silent as leader for \d+ ms; its lease is valid for \d+ ms more/);
+    await s.run(5000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.lines('leader failure detected')).toHaveLength(1);
+    expect(s.lines('promoting')).toHaveLength(1);
+    expect(s.lines('promoted')).toHaveLength(1);
+    expect(s.lines('promoted')[0].fields).toMatchObject({ from: 'replica-0', to: 'replica-2', epoch: 2 });
+    expect(s.monitor.failovers).toBe(1);
+    const last = s.link.last;
+    expect(last).toMatchObject({ state: 'ok', leader: 'replica-2', epoch: 2, lastFailover: { from: 'replica-0', to: 'replica-2', epoch: 2 } });
+    expect(last.lastFailover!.promotedAt - killedAt).toBeGreaterThanOrEqual(LEASE_TTL_MS - 300);
+    expect(last.lastFailover!.promotedAt - killedAt).toBeLessThanOrEqual(LEASE_TTL_MS + 2 * TICK_MS);
+  });
+
+  it('does not fail over a leader that heartbeats although its lease ran out', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(1000);
+    // The lease stops being renewed (the leader cannot reach the backend) but it keeps heartbeating.
+    const stuck = s.store.record!;
+    s.store.unreachable = true;
+    for (let i = 0; i < 30; i++) {
+      s.clock.advance(TICK_MS);
+      s.monitor.onHeartbeat({ type: 'hb', v: 1, node: 'replica-0', role: 'leader', epoch: 1, leader: 'replica-0', lsn: '100', appliedLsn: '100', flushedLsn: '100', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 't', ts: 0 });
+      await s.monitor.tick();
+    }
+    s.store.unreachable = false;
+    expect(s.store.record).toEqual(stuck);
+    expect(s.lines('leader failure detected')).toHaveLength(0);
+  });
+
+  it('two active monitors racing on the same lease promote only once (the loser sees a conflict and re-reads)', async () => {
+    const s = new Scenario({ monitors: 2 });
+    for (const m of s.monitors) m.monitor.setActive(true);
+    await s.run(1000);
+    s.kill('replica-0');
+    // Without the watch, the loser's record is stale when it tries its compare-and-swap.
+    await s.run(4000, { watch: false });
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.lines('promoted')).toHaveLength(1);
+    expect(s.lines('lease changed under us: someone else acted; re-reading it')).toHaveLength(1);
+    expect(s.monitors.map((m) => m.monitor.failovers).sort()).toEqual([0, 1]);
+  });
+
+  it('a conflict because the old leader came back and took its lease again means no promotion', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(1000);
+    s.kill('replica-0');
+    await s.run(1500, { watch: false });
+    // The restarted old leader re-takes its expired lease with a new epoch before the monitor acts.
+    const old = s.store.record!;
+    s.store.cas(old, { holder: 'replica-0', epoch: 2, ttlMs: LEASE_TTL_MS });
+    s.nodes.get('replica-0')!.alive = true;
+    await s.run(3000, { watch: false });
+    expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 2 });
+    expect(s.lines('promoted')).toHaveLength(0);
+  });
+
+  it('with every follower lagging more than maxLagOnFailover: no promotion, the reason in the status, logged once', async () => {
+    const s = new Scenario({ maxLagOnFailover: 0 });
+    s.monitor.setActive(true);
+    await s.run(1000);
+    s.kill('replica-0');
+    await s.run(5000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+    expect(s.link.last.state).toBe('no-candidate');
+    expect(s.link.last.reason).toBe(
+      'no eligible candidate: replica-0 is the failed leader; ' +
+        'replica-1 lags 2 LSNs behind the last leader position 100 (maxLagOnFailover 0); ' +
+        'replica-2 lags 1 LSNs behind the last leader position 100 (maxLagOnFailover 0)',
+    );
+    expect(s.lines('no eligible candidate')).toHaveLength(1);
+    expect(s.lines('no eligible candidate')[0].fields.reason).toBe(s.link.last.reason);
+  });
+
+  it('skips a seeding follower and an unhealthy one', async () => {
+    const s = new Scenario();
+    s.nodes.get('replica-2')!.role = 'seeding';
+    s.monitor.setActive(true);
+    await s.run(1000);
+    s.kill('replica-0');
+    s.kill('replica-1');
+    await s.run(4000);
+    expect(s.link.last.state).toBe('no-candidate');
+    expect(s.link.last.reason).toMatch(/replica-1 is unhealthy .*replica-2 is seeding, not a follower/);
+    s.nodes.get('replica-2')!.role = 'follower';
+    await s.run(500);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+  });
+
+  it('a standby monitor observes but never acts, and says standby', async () => {
+    const s = new Scenario();
+    await s.run(1000);
+    s.kill('replica-0');
+    await s.run(5000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+    expect(s.link.last).toMatchObject({ active: false, state: 'standby' });
+    expect(s.log.lines).toHaveLength(0);
+    // Made active (the other monitor died), it fails over at once: it kept listening meanwhile.
+    s.monitor.setActive(true);
+    await s.run(TICK_MS);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.lines('monitor active')).toHaveLength(1);
+  });
+
+  it('does not decide before it has listened for a full failure window', async () => {
+    // Started when the leader is already dead and its lease expired: it has heard nobody yet.
+    const s = new Scenario({ leaderDeadForMs: LEASE_TTL_MS + 1 });
+    s.monitor.setActive(true);
+    await s.run(FAILURE_TIMEOUT_MS - 2 * TICK_MS);
+    expect(s.link.last.reason).toMatch(/warming up/);
+    expect(s.store.record?.holder).toBe('replica-0');
+    await s.run(4 * TICK_MS);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+  });
+
+  it('a handed-over lease that the candidate never takes up is handed on after it runs out', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(1000);
+    s.kill('replica-0');
+    // replica-2 will be chosen but dies at once (before it can renew or heartbeat as leader).
+    await s.run(1500);
+    await waitForHolder(s, 'replica-2');
+    s.kill('replica-2');
+    await s.run(4000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-1', epoch: 3 });
+    expect(s.lines('promoted').map((l) => l.fields.to)).toEqual(['replica-2', 'replica-1']);
+  });
+
+  it('tells the older of two leaders to step down, at most once per failure timeout', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    s.nodes.get('replica-1')!.role = 'leader';
+    s.nodes.get('replica-1')!.epoch = 0;
+    await s.run(2000);
+    const downs = s.link.sent.filter((x) => x.request.type === 'step-down');
+    expect(downs.length).toBeGreaterThanOrEqual(1);
+    expect(downs.length).toBeLessThanOrEqual(2);
+    expect(downs[0]).toEqual({ node: 'replica-1', request: { type: 'step-down', v: 1, epoch: 1, leader: 'replica-0' } });
+    expect(s.lines('split brain: telling the older leader to step down')[0].fields).toMatchObject({ node: 'replica-1', leader: 'replica-0' });
+  });
+});
+
+async function waitForHolder(s: Scenario, holder: string): Promise<LeaseRecord> {
+  for (let i = 0; i < 50; i++) {
+    if (s.store.record?.holder === holder) return s.store.record;
+    await s.run(TICK_MS);
+  }
+  throw new Error(`lease never went to ${holder}`);
+}

@@ -1,0 +1,311 @@
+/**
+ * The failover monitor as an actor: fed heartbeats, replica-lease records and "you are active /
+ * standby" from the outside; on every {@link FailoverMonitor.tick} it decides, acts through the
+ * injected {@link Leaser} (compare-and-swap of the replica lease) and {@link MonitorLink}
+ * (control messages, status), and publishes a {@link MonitorStatus}. No clock or timer of its own:
+ * the process calls tick() every monitorIntervalMs; unit tests call it with a FakeClock.
+ *
+ * Decisions, only while active (holding the monitor lease):
+ * 1. Split brain: two healthy nodes heartbeat role `leader` → every one of an older epoch gets
+ *    `{type: 'step-down', epoch, leader}` on control.<node> (resent at most once per
+ *    failureTimeoutMs).
+ * 2. Failure: the lease holder has not heartbeated as leader (at the lease epoch or later) for
+ *    failureTimeoutMs AND the lease is expired by the wall clock ({@link isLeaseExpired}).
+ * 3. Choice: {@link chooseCandidate} among the other nodes against the last known leader position.
+ *    Nobody eligible → state `no-candidate` with the reason (logged once per change).
+ * 4. Hand-over: compareAndSwap(record, {holder: candidate, epoch: record.epoch + 1}). A conflict
+ *    means someone else wrote the lease (the old leader came back, the other monitor acted): the
+ *    monitor re-reads it and decides again on the next tick, so it never promotes twice for one
+ *    failure.
+ *
+ * Invariants: the monitor writes the replica lease only with an epoch above every epoch it has
+ * seen, only while active, and only when the holder is both silent and expired.
+ */
+import type { Clock, Logger } from '@flotilla/logging';
+import { ControlRequest, Heartbeat, MonitorStatus, PROTOCOL_VERSION } from '@flotilla/protocol';
+import { CandidateNode, chooseCandidate } from './candidate';
+import { FailureDetector } from './failure-detector';
+import { isLeaseExpired, LeaseConflictError, LeaseRecord, Leaser } from './lease';
+
+/** What the monitor sends out; the process backs it with NATS. */
+export interface MonitorLink {
+  /** Sends a control request to one replica; delivery failures are the link's to log. */
+  sendControl(node: string, request: ControlRequest): void;
+  /** Publishes the monitor's status (subjects.monitorStatus). */
+  publishStatus(status: MonitorStatus): void;
+}
+
+export interface FailoverMonitorOptions {
+  /** This monitor's name (monitor-0). */
+  name: string;
+  /** A leader silent this long (and with its lease run out) is dead. */
+  failureTimeoutMs: number;
+  /** Largest lag in LSNs of a follower that may still be promoted. */
+  maxLagOnFailover: number;
+  /** TTL written into the lease handed to the new leader. */
+  leaseTtlMs: number;
+}
+
+export interface FailoverMonitorDeps {
+  clock: Clock;
+  log: Logger;
+  /** The replica lease (NATS KV key `leader`, or a Kubernetes Lease). */
+  leaser: Leaser;
+  link: MonitorLink;
+}
+
+/** The last failover this monitor performed (wall-clock ms). */
+export type FailoverRecord = NonNullable<MonitorStatus['lastFailover']>;
+
+export type MonitorState = MonitorStatus['state'];
+
+export class FailoverMonitor {
+  private readonly detector: FailureDetector;
+  private lease: LeaseRecord | null = null;
+  private active = false;
+  private ticking = false;
+  private state: MonitorState = 'standby';
+  private reason: string | undefined;
+  private lastFailover: FailoverRecord | undefined;
+  /** Last known leader position: highest (epoch, lsn) seen in a leader heartbeat or handed over. */
+  private leaderPosition = { epoch: -1, lsn: 0n };
+  /** Key of the failure already logged (holder@epoch), so it is logged once. */
+  private failureKey: string | undefined;
+  private detectedAtMs = 0;
+  private lastLoggedNoCandidate: string | undefined;
+  /** node@epoch → monotonic time of the last step-down sent. */
+  private readonly stepDownsSent = new Map<string, number>();
+  private readonly startedAtMono: number;
+  private failoverCount = 0;
+
+  constructor(
+    private readonly options: FailoverMonitorOptions,
+    private readonly deps: FailoverMonitorDeps,
+  ) {
+    if (!(options.leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${options.leaseTtlMs}`);
+    if (!(options.maxLagOnFailover >= 0)) throw new RangeError(`maxLagOnFailover must be >= 0, got ${options.maxLagOnFailover}`);
+    this.detector = new FailureDetector(deps.clock, options.failureTimeoutMs);
+    this.startedAtMono = deps.clock.monotonic();
+  }
+
+  /** A decoded, validated heartbeat of a replica. */
+  onHeartbeat(hb: Heartbeat): void {
+    this.detector.observe(hb);
+    if (hb.role === 'leader') this.advanceLeaderPosition(hb.epoch, lsnOf(hb.lsn));
+  }
+
+  /** The replica lease as read or watched. Records of an older epoch than the known one are stale reads. */
+  onLease(record: LeaseRecord | null): void {
+    if (record && this.lease && record.epoch < this.lease.epoch) return;
+    this.lease = record;
+  }
+
+  /** Whether this monitor holds the monitor lease; only an active monitor acts. */
+  setActive(active: boolean): void {
+    if (active === this.active) return;
+    this.active = active;
+    this.deps.log.info(active ? 'monitor active' : 'monitor standby', { monitor: this.options.name });
+    if (!active) this.setState('standby', undefined);
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  /** Failovers this monitor performed since it started. */
+  get failovers(): number {
+    return this.failoverCount;
+  }
+
+  /** One evaluation: decide, act, publish the status. Re-entrant calls while one runs are dropped. */
+  async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      if (this.active) await this.evaluate();
+      else this.setState('standby', undefined);
+      this.deps.link.publishStatus(this.status());
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** The status as published. */
+  status(): MonitorStatus {
+    const s: MonitorStatus = {
+      type: 'monitor-status',
+      v: PROTOCOL_VERSION,
+      monitor: this.options.name,
+      active: this.active,
+      leader: this.lease?.holder ?? null,
+      epoch: this.lease?.epoch ?? 0,
+      state: this.state,
+      ts: this.deps.clock.now(),
+    };
+    if (this.reason !== undefined) s.reason = this.reason;
+    if (this.lastFailover) s.lastFailover = { ...this.lastFailover };
+    return s;
+  }
+
+  // ---- decisions ----------------------------------------------------------------------------
+
+  private async evaluate(): Promise<void> {
+    const { failureTimeoutMs } = this.options;
+    if (this.deps.clock.monotonic() - this.startedAtMono < failureTimeoutMs) {
+      // Not yet a full failure window of heartbeats: silence now means "not heard yet", not "dead".
+      this.setState('ok', `warming up: listening to heartbeats for ${failureTimeoutMs} ms before deciding`);
+      return;
+    }
+    this.checkSplitBrain();
+    const record = this.lease;
+    if (!record || record.holder === null) {
+      this.setState('ok', 'no replica holds the leader lease: a replica takes a free lease itself');
+      return;
+    }
+    const holder = record.holder;
+    const silentMs = this.detector.silentAsLeaderForMs(holder, record.epoch);
+    const expired = isLeaseExpired(record, this.deps.clock.now());
+    if (silentMs < failureTimeoutMs || !expired) {
+      this.failureKey = undefined;
+      this.lastLoggedNoCandidate = undefined;
+      if (silentMs >= failureTimeoutMs) {
+        const leftMs = record.renewedAtMs + record.ttlMs - this.deps.clock.now();
+        this.setState('ok', `leader ${holder} silent as leader for ${fmtMs(silentMs)}; its lease is valid for ${Math.max(0, Math.round(leftMs))} ms more`);
+      } else {
+        this.setState('ok', undefined);
+      }
+      return;
+    }
+    const key = `${holder}@${record.epoch}`;
+    if (this.failureKey !== key) {
+      this.failureKey = key;
+      this.detectedAtMs = this.deps.clock.now();
+      this.deps.log.warn('leader failure detected', {
+        monitor: this.options.name,
+        leader: holder,
+        epoch: record.epoch,
+        silentAsLeaderForMs: Number.isFinite(silentMs) ? Math.round(silentMs) : null,
+        leaseExpiredForMs: Math.round(this.deps.clock.now() - record.renewedAtMs - record.ttlMs),
+        lastLeaderLsn: String(this.lastLeaderLsn()),
+      });
+    }
+    const choice = chooseCandidate(this.candidateNodes(), {
+      lastLeaderLsn: String(this.lastLeaderLsn()),
+      maxLagOnFailover: this.options.maxLagOnFailover,
+      exclude: [holder],
+    });
+    if (!choice.candidate) {
+      this.setState('no-candidate', choice.reason);
+      if (this.lastLoggedNoCandidate !== choice.reason) {
+        this.lastLoggedNoCandidate = choice.reason;
+        this.deps.log.warn('no eligible candidate', { monitor: this.options.name, leader: holder, epoch: record.epoch, reason: choice.reason, excluded: choice.excluded });
+      }
+      return;
+    }
+    this.lastLoggedNoCandidate = undefined;
+    await this.promote(record, choice.candidate, choice.excluded);
+  }
+
+  private async promote(record: LeaseRecord, candidate: CandidateNode, excluded: unknown): Promise<void> {
+    const epoch = Math.max(record.epoch, candidate.epoch, this.leaderPosition.epoch) + 1;
+    const from = record.holder;
+    this.setState('failing-over', `promoting ${candidate.name} to epoch ${epoch} (leader ${from} failed)`);
+    this.deps.log.info('promoting', {
+      monitor: this.options.name,
+      from,
+      to: candidate.name,
+      epoch,
+      flushedLsn: candidate.flushedLsn,
+      lastLeaderLsn: String(this.lastLeaderLsn()),
+      sync: candidate.sync,
+      excluded,
+    });
+    let stored: LeaseRecord;
+    try {
+      stored = await this.deps.leaser.compareAndSwap(record, { holder: candidate.name, epoch, ttlMs: this.options.leaseTtlMs });
+    } catch (err) {
+      if (err instanceof LeaseConflictError) {
+        this.deps.log.info('lease changed under us: someone else acted; re-reading it', { monitor: this.options.name, to: candidate.name, epoch });
+        try {
+          this.lease = await this.deps.leaser.read();
+        } catch (readErr) {
+          this.deps.log.warn('lease re-read failed', { err: (readErr as Error).message });
+        }
+        this.failureKey = undefined;
+        this.setState('ok', 'the leader lease changed while promoting: re-evaluating');
+        return;
+      }
+      this.deps.log.warn('promotion failed: lease backend unavailable; retrying next tick', { monitor: this.options.name, to: candidate.name, err: (err as Error).message });
+      this.setState('failing-over', `cannot write the leader lease: ${(err as Error).message}`);
+      return;
+    }
+    this.lease = stored;
+    this.advanceLeaderPosition(epoch, lsnOf(candidate.flushedLsn));
+    const promotedAt = this.deps.clock.now();
+    this.lastFailover = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs, promotedAt };
+    this.failoverCount++;
+    this.failureKey = undefined;
+    this.deps.log.info('promoted', { monitor: this.options.name, from, to: candidate.name, epoch, detectedToPromotedMs: promotedAt - this.detectedAtMs });
+    this.setState('ok', undefined);
+  }
+
+  /** Two healthy leaders: tell every one of an older epoch (or, on a tie, not the lease holder) to step down. */
+  private checkSplitBrain(): void {
+    const leaders = this.detector.nodes().filter((n) => n.healthy && n.hb.role === 'leader');
+    if (leaders.length < 2) return;
+    const top = leaders.reduce((a, b) => (b.hb.epoch > a.hb.epoch || (b.hb.epoch === a.hb.epoch && b.hb.node === this.lease?.holder) ? b : a));
+    const now = this.deps.clock.monotonic();
+    for (const l of leaders) {
+      if (l === top) continue;
+      const key = `${l.hb.node}@${l.hb.epoch}`;
+      const last = this.stepDownsSent.get(key);
+      if (last !== undefined && now - last < this.options.failureTimeoutMs) continue;
+      this.stepDownsSent.set(key, now);
+      const epoch = Math.max(top.hb.epoch, this.lease?.epoch ?? 0);
+      this.deps.log.warn('split brain: telling the older leader to step down', {
+        monitor: this.options.name,
+        node: l.hb.node,
+        nodeEpoch: l.hb.epoch,
+        leader: top.hb.node,
+        epoch,
+      });
+      this.deps.link.sendControl(l.hb.node, { type: 'step-down', v: PROTOCOL_VERSION, epoch, leader: top.hb.node });
+    }
+    if (this.stepDownsSent.size > 1000) this.stepDownsSent.clear(); // bounded: keys are node@epoch
+  }
+
+  private candidateNodes(): CandidateNode[] {
+    return this.detector.nodes().map((n) => ({
+      name: n.hb.node,
+      role: n.hb.role,
+      epoch: n.hb.epoch,
+      flushedLsn: typeof n.hb.flushedLsn === 'string' ? n.hb.flushedLsn : n.hb.lsn,
+      sync: n.hb.sync === true,
+      healthy: n.healthy,
+    }));
+  }
+
+  /** The last leader position, or (never having seen a leader) the highest position any node reports. */
+  private lastLeaderLsn(): bigint {
+    if (this.leaderPosition.epoch >= 0) return this.leaderPosition.lsn;
+    return this.detector.nodes().reduce((max, n) => (lsnOf(n.hb.lsn) > max ? lsnOf(n.hb.lsn) : max), 0n);
+  }
+
+  private advanceLeaderPosition(epoch: number, lsn: bigint): void {
+    const p = this.leaderPosition;
+    if (epoch > p.epoch || (epoch === p.epoch && lsn > p.lsn)) this.leaderPosition = { epoch, lsn };
+  }
+
+  private setState(state: MonitorState, reason: string | undefined): void {
+    this.state = state;
+    this.reason = reason;
+  }
+}
+
+function lsnOf(v: unknown): bigint {
+  return typeof v === 'string' && /^(0|[1-9][0-9]*)$/.test(v) ? BigInt(v) : 0n;
+}
+
+function fmtMs(ms: number): string {
+  return Number.isFinite(ms) ? `${Math.round(ms)} ms` : 'ever (no leader heartbeat seen)';
+}
