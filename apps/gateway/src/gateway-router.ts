@@ -79,7 +79,7 @@ const RETRYABLE_WRITE_CODES: ReadonlySet<string> = new Set([ErrorCode.NOT_LEADER
 /** Replies after which a read-your-writes read goes to the leader instead (not there yet, or seeding). */
 const FALLBACK_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.TIMEOUT, ErrorCode.NO_REPLICA, ErrorCode.UNAVAILABLE]);
 /** Replies after which an any/bounded read tries another node (this one is starting or seeding). */
-const NEXT_NODE_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE]);
+const NEXT_NODE_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT]);
 
 export class GatewayRouter {
   constructor(private readonly o: GatewayRouterOptions) {

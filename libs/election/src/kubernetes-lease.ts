@@ -18,7 +18,9 @@
  * Errors: 409 (conflict, already exists) and 404 on replace (deleted since `expected`) →
  * {@link LeaseConflictError}; anything else (network, timeout, 403, 5xx) → {@link LeaseUnavailableError}.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import type { ConfigurationOptions, CoordinationV1Api, KubeConfig, ObservableMiddleware, V1Lease } from '@kubernetes/client-node';
 import { LeaseConflictError, LeaseProposal, LeaseRecord, Leaser, LeaseUnavailableError, LeaseWatch } from './lease';
 
@@ -64,15 +66,33 @@ export interface KubernetesLeaserOptions {
 }
 
 /**
- * Loads the connection settings: the kubeconfig file `kubeconfigPath` if given, else the
- * standard lookup (KUBECONFIG, ~/.kube/config), else the pod's service-account token (in-cluster).
- * In a pod (KUBERNETES_SERVICE_HOST set) without KUBECONFIG, in-cluster settings are used.
+ * Loads the connection settings: the kubeconfig file `kubeconfigPath` if given; else in a pod
+ * (KUBERNETES_SERVICE_HOST set) without KUBECONFIG, the pod's service-account token (in-cluster);
+ * else KUBECONFIG (several files separated by ':' are merged, the first one's context wins), else
+ * ~/.kube/config. Throws when none applies, rather than guessing http://localhost:8080.
  */
 export function loadKubeConfig(kubeconfigPath?: string, env: NodeJS.ProcessEnv = process.env): KubeConfig {
-  const kc = new (kubernetesClient().KubeConfig)();
-  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-  else if (env.KUBERNETES_SERVICE_HOST && !env.KUBECONFIG) kc.loadFromCluster();
-  else kc.loadFromDefault();
+  const { KubeConfig } = kubernetesClient();
+  const kc = new KubeConfig();
+  const files = kubeconfigPath ? [kubeconfigPath] : (env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
+  if (files.length === 0 && env.KUBERNETES_SERVICE_HOST) {
+    kc.loadFromCluster();
+    return kc;
+  }
+  if (files.length === 0) {
+    const home = env.HOME ?? homedir();
+    const fallback = join(home, '.kube', 'config');
+    if (!existsSync(fallback)) {
+      throw new LeaseUnavailableError('no Kubernetes connection: set KUBECONFIG, create ~/.kube/config, or run in a pod');
+    }
+    files.push(fallback);
+  }
+  kc.loadFromFile(files[0]);
+  for (const file of files.slice(1)) {
+    const more = new KubeConfig();
+    more.loadFromFile(file);
+    kc.mergeConfig(more, true); // as kubectl: the first file that sets current-context wins
+  }
   return kc;
 }
 
@@ -90,6 +110,26 @@ export function currentNamespace(kc: KubeConfig, env: NodeJS.ProcessEnv = proces
   }
   const context = kc.getContextObject(kc.getCurrentContext());
   return context?.namespace || 'default';
+}
+
+/** What a Lease elects: the cluster's leader replica, or its active monitor. */
+export type KubernetesLeaseRole = 'leader' | 'monitor';
+
+/**
+ * Name of a cluster's Lease: `<cluster>-leader` (holder = leader replica pod) or
+ * `<cluster>-monitor` (holder = active monitor pod). One convention for replicas, monitor, docs.
+ */
+export function kubernetesLeaseName(cluster: string, role: KubernetesLeaseRole): string {
+  return `${cluster}-${role}`;
+}
+
+/** Options of {@link KubernetesLeaser.fromEnvironment}. */
+export interface KubernetesEnvironmentOptions {
+  /** A kubeconfig file; default: KUBECONFIG / ~/.kube/config, or in-cluster in a pod. */
+  kubeconfigPath?: string;
+  /** Namespace; default: {@link currentNamespace}. */
+  namespace?: string;
+  env?: NodeJS.ProcessEnv;
 }
 
 export class KubernetesLeaser implements Leaser {
@@ -113,6 +153,19 @@ export class KubernetesLeaser implements Leaser {
     this.now = options.now ?? Date.now;
     this.resyncMs = options.resyncMs ?? DEFAULT_WATCH_RESYNC_MS;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  }
+
+  /**
+   * A leaser on Lease `name`, connected the way a Flotilla process runs: in a pod through its
+   * service-account token, elsewhere through the kubeconfig (see {@link loadKubeConfig}).
+   */
+  static fromEnvironment(
+    name: string,
+    options: KubernetesEnvironmentOptions & Pick<KubernetesLeaserOptions, 'now' | 'resyncMs' | 'requestTimeoutMs'> = {},
+  ): KubernetesLeaser {
+    const kubeConfig = loadKubeConfig(options.kubeconfigPath, options.env);
+    const namespace = options.namespace ?? currentNamespace(kubeConfig, options.env);
+    return new KubernetesLeaser({ name, namespace, kubeConfig, now: options.now, resyncMs: options.resyncMs, requestTimeoutMs: options.requestTimeoutMs });
   }
 
   private get where(): string {

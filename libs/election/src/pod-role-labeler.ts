@@ -9,7 +9,7 @@
  * caller and not remembered, so the next call retries it.
  */
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { FIELD_MANAGER, kubernetesClient } from './kubernetes-lease';
+import { currentNamespace, FIELD_MANAGER, KubernetesEnvironmentOptions, kubernetesClient, loadKubeConfig } from './kubernetes-lease';
 
 /** The label key the chart's Services select on. */
 export const ROLE_LABEL = 'flotilla.io/role';
@@ -38,6 +38,12 @@ export class PodRoleLabeler {
 
   constructor(private readonly options: PodRoleLabelerOptions) {
     this.api = options.kubeConfig.makeApiClient(kubernetesClient().CoreV1Api);
+  }
+
+  /** A labeler for pod `podName` (FLOTILLA_NODE), connected as {@link KubernetesLeaser.fromEnvironment} is. */
+  static fromEnvironment(podName: string, options: KubernetesEnvironmentOptions = {}): PodRoleLabeler {
+    const kubeConfig = loadKubeConfig(options.kubeconfigPath, options.env);
+    return new PodRoleLabeler({ kubeConfig, podName, namespace: options.namespace ?? currentNamespace(kubeConfig, options.env) });
   }
 
   /** The role last written successfully, or null before the first write. */

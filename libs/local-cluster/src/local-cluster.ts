@@ -2,7 +2,7 @@
  * LocalCluster: a process supervisor for a whole Flotilla cluster on one machine, used by
  * `flotilla up` and by integration/fault tests alike. It plays the part Kubernetes plays in
  * production: one nats-server (unless an existing one is given), N replicas (a StatefulSet: stable
- * names replica-<i>, one data dir each), an optional monitor and the gateway. A process that dies is
+ * names replica-<i>, one data dir each), optionally two failover monitors (monitor-0, monitor-1) and the gateway. A process that dies is
  * started again with the same name, port and data dir after a doubling backoff, like a pod.
  * The state of every process is kept in <dataDir>/cluster.json.
  */
@@ -25,6 +25,8 @@ export const DEFAULT_GATEWAY_PORT = 8080;
 export const MAX_REPLICAS = 32;
 /** How long a given NATS URL gets to answer before start() gives up. */
 const NATS_PROBE_TIMEOUT_MS = 3000;
+/** Failover monitors a cluster runs when the monitor is enabled: monitor-0 and monitor-1. */
+export const MONITORS = 2;
 /** How long {@link LocalCluster.waitUntilReady} waits by default. */
 export const READY_TIMEOUT_MS = 60_000;
 
@@ -45,7 +47,7 @@ export interface LocalClusterOptions {
   env?: Record<string, string>;
   /** Extra environment for replicas only (applied after `env`). */
   replicaEnv?: Record<string, string>;
-  /** Run the failover monitor: true, false, or 'auto' (when dist/apps/monitor is built). Default 'auto'. */
+  /** Run the failover monitors (monitor-0, monitor-1): true, false, or 'auto' (when dist/apps/monitor is built). Default 'auto'. */
   monitor?: boolean | 'auto';
   /**
    * NATS URL for one process instead of the cluster's, e.g. through a per-replica TcpProxy so a
@@ -166,7 +168,10 @@ export class LocalCluster {
       await this.startNats();
       this.gatewayPort = this.options.port ? await this.checkPortFree(this.options.port) : await freePort();
       for (let i = 0; i < (this.options.replicas ?? DEFAULT_REPLICAS); i++) await this.addReplica();
-      if (this.monitorWanted()) await this.startApp(this.defineApp('monitor', 'monitor-0', await freePort()));
+      if (this.monitorWanted()) {
+        // Two, as in Kubernetes (a Deployment of 2): one holds the monitor lease and acts, the other stands by.
+        for (let i = 0; i < MONITORS; i++) await this.startApp(this.defineApp('monitor', `monitor-${i}`, await freePort()));
+      }
       await this.startApp(this.defineApp('gateway', 'gateway', this.gatewayPort));
       this.log.info('local cluster started', { dataDir: this.dataDir, gatewayUrl: this.gatewayUrl, natsUrl: this.natsUrl });
     } catch (e) {
@@ -190,7 +195,7 @@ export class LocalCluster {
     this.signal(name, signal);
   }
 
-  /** Sends `signal` to any process of the cluster by name (replica-0, gateway, nats, monitor-0). */
+  /** Sends `signal` to any process of the cluster by name (replica-0, gateway, nats, monitor-0, monitor-1). */
   signal(name: string, signal: NodeJS.Signals): void {
     const proc = this.get(name);
     if (!proc.current?.running) throw new LocalClusterError(`${name} is not running (state ${proc.state})`);

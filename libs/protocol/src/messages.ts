@@ -46,6 +46,16 @@ export interface TxnPayload {
   idem?: string;
   /** What the client was told, so a retried request gets the same answer. */
   results: ExecResult[];
+  /** Cluster settings changed by this entry (replication mode), replicated like data. */
+  settings?: ClusterSettings;
+}
+
+/** Settings that are cluster-wide and changed at run time: stored in every replica's database. */
+export interface ClusterSettings {
+  mode: 'async' | 'semi-sync' | 'sync';
+  syncFollowers: number;
+  syncPolicy: 'block' | 'degrade';
+  syncTimeoutMs: number;
 }
 
 /** A log entry as it travels: `crc` is CRC-32 of the UTF-8 bytes of `payload`. */
@@ -123,6 +133,13 @@ export interface Heartbeat {
   httpUrl?: string;
   /** Why the node cannot serve, if it cannot. */
   problem?: string;
+  /** Leader only: the followers that are synchronous now. */
+  syncSet?: string[];
+  /** Leader only: true while semi-sync/sync runs degraded to async (policy `degrade`). */
+  degraded?: boolean;
+  /** Leader only: the sync settings in force. */
+  syncFollowers?: number;
+  syncPolicy?: string;
 }
 
 // ---- catch-up (request/reply to the leader) -------------------------------------------------
@@ -202,6 +219,8 @@ export interface QueryRequest {
   waitMs?: number;
   /** Leader only, with a valid lease. */
   requireLeader?: boolean;
+  /** Serve only if this node's replication lag is at most this (bounded staleness). */
+  maxLagMs?: number;
 }
 
 export interface QueryReply {
@@ -228,6 +247,8 @@ export type ControlRequest =
   | { type: 'switchover'; v: typeof PROTOCOL_VERSION; to: string; timeoutMs?: number }
   /** To any replica: the transactions it discarded when it rewound after a failover. */
   | { type: 'discarded'; v: typeof PROTOCOL_VERSION }
+  /** To the leader: change the replication mode at run time (replicated, survives failover). */
+  | { type: 'set-mode'; v: typeof PROTOCOL_VERSION; mode: string; syncFollowers?: number; syncPolicy?: string; syncTimeoutMs?: number }
   /** To a replica leading in an older epoch than the sender has seen: step down now. */
   | { type: 'step-down'; v: typeof PROTOCOL_VERSION; epoch: number; leader: string };
 

@@ -54,6 +54,8 @@ export class FollowerRole {
   /** Highest LSN the leader is known to have, and when it was learned. */
   leaderLsn = 0;
   private firstUnappliedTs = 0;
+  /** Monotonic time of the last message from the leader (entries or heartbeat). */
+  private leaderContactMono: number;
   seedProgress: { bytes: number; done: number } | null = null;
 
   constructor(
@@ -64,6 +66,7 @@ export class FollowerRole {
     private readonly onApplied: () => void,
   ) {
     this.received = ctx.store.lastLsn;
+    this.leaderContactMono = ctx.clock.monotonic();
   }
 
   get state(): Phase {
@@ -91,13 +94,17 @@ export class FollowerRole {
 
   /** Replication lag in ms: age of the oldest entry we know of and have not applied. */
   lagMs(): number {
-    if (this.ctx.store.lastLsn >= Math.max(this.leaderLsn, this.received)) return 0;
+    // Not hearing from the leader is lag too: a cut-off follower must not think itself current.
+    const silentMs = this.ctx.clock.monotonic() - this.leaderContactMono;
+    const silence = silentMs > 2 * this.ctx.config.heartbeatIntervalMs ? Math.round(silentMs) : 0;
+    if (this.ctx.store.lastLsn >= Math.max(this.leaderLsn, this.received)) return silence;
     const since = this.firstUnappliedTs || this.ctx.store.lastTimestamp;
-    return since ? Math.max(0, this.ctx.clock.now() - since) : 0;
+    return Math.max(silence, since ? Math.max(0, this.ctx.clock.now() - since) : 0);
   }
 
   /** The leader's heartbeat tells its last LSN even when no entry flows. */
   noteLeaderLsn(lsn: number, ts: number): void {
+    this.leaderContactMono = this.ctx.clock.monotonic();
     if (lsn > this.leaderLsn) {
       this.leaderLsn = lsn;
       if (!this.firstUnappliedTs && lsn > this.ctx.store.lastLsn) this.firstUnappliedTs = ts;
@@ -125,6 +132,7 @@ export class FollowerRole {
       this.epoch = batch.epoch;
       this.leader = batch.leader;
     }
+    this.leaderContactMono = this.ctx.clock.monotonic();
     const entries: LogEntry[] = [];
     for (const w of batch.entries) {
       const e = fromWire(w);

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import {
   AckMessage,
   CatchupReply,
+  ClusterSettings,
   decodeAck,
   decodeCatchupRequest,
   decodeEnvelope,
@@ -29,8 +30,13 @@ import {
 } from '@flotilla/protocol';
 import type { LogEntry, SnapshotFile, WriteOutcome } from '@flotilla/storage';
 import type { Subscription } from '@flotilla/transport';
+import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
+import { SyncTracker } from './sync-tracker';
 import { validateWriteRequest } from './validate';
+
+/** How often waiting writes are checked against syncTimeoutMs. */
+export const SYNC_TICK_MS = 20;
 
 /** Most requests committed in one group. */
 export const GROUP_COMMIT_REQUESTS_MAX = 512;
@@ -68,16 +74,22 @@ export class LeaderRole {
   readonly followers = new Map<string, FollowerPosition>();
   private snapshots = new Map<string, ServedSnapshot>();
   private snapshotInProgress: Promise<SnapshotFile> | null = null;
+  private tickTimer: Timer | null = null;
+  /** Set while a switchover hands the lease on: new writes are refused (NOT_LEADER, retryable). */
+  private handingOverTo: string | null = null;
 
   constructor(
     private readonly ctx: RoleContext,
     readonly epoch: number,
     /** True while the lease is held and cannot have expired elsewhere. */
     private readonly leaseValid: () => boolean,
+    readonly sync: SyncTracker,
   ) {}
 
   start(): void {
-    const { transport, subjects } = this.ctx;
+    const { transport, subjects, clock } = this.ctx;
+    this.sync.noteCommitted(this.ctx.store.lastLsn);
+    this.tickTimer = clock.setInterval(() => this.sync.tick(clock.monotonic()), SYNC_TICK_MS);
     this.subs.push(transport.subscribe(subjects.write, (m) => this.onWrite(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.ack, (m) => this.onAck(m.data)));
     this.subs.push(transport.subscribe(subjects.catchup, (m) => this.onCatchup(m.data, m.respond)));
@@ -87,11 +99,15 @@ export class LeaderRole {
   /** Stops taking writes; queued ones are answered NOT_LEADER (they were never applied). */
   stop(): void {
     this.stopped = true;
+    this.tickTimer?.cancel();
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' }));
     for (const q of this.queue) q.respond(err);
     this.queue = [];
+    // Committed here but not yet durable as required: never reported committed. A retry with
+    // the same idempotency key is answered by the new leader, once, whichever way it went.
+    this.sync.abortAll('this node stopped leading before the write was replicated as required; retry with the same idempotencyKey');
     for (const s of this.snapshots.values()) this.dropSnapshot(s);
   }
 
@@ -117,8 +133,14 @@ export class LeaderRole {
   private flush(): void {
     this.flushScheduled = false;
     if (this.stopped) return;
+    const { clock, store, log } = this.ctx;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, GROUP_COMMIT_REQUESTS_MAX);
+      if (this.handingOverTo !== null) {
+        const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: `switchover to ${this.handingOverTo} in progress; retry shortly`, leaderHint: this.handingOverTo }));
+        for (const q of batch) q.respond(err);
+        continue;
+      }
       if (!this.leaseValid()) {
         const err = encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the leader could not renew its lease; retry shortly' }));
         for (const q of batch) q.respond(err);
@@ -126,12 +148,12 @@ export class LeaderRole {
       }
       let outcomes: WriteOutcome[];
       try {
-        outcomes = this.ctx.store.executeBatch(
+        outcomes = store.executeBatch(
           batch.map((q) => ({ statements: q.req.statements, idempotencyKey: q.req.idempotencyKey })),
           this.epoch,
         );
       } catch (err) {
-        this.ctx.log.error('group commit failed; nothing of it was applied', { err: (err as Error).message, requests: batch.length });
+        log.error('group commit failed; nothing of it was applied', { err: (err as Error).message, requests: batch.length });
         const e = encode(errorReply({ code: ErrorCode.UNAVAILABLE, message: `commit failed: ${(err as Error).message}` }));
         for (const q of batch) q.respond(e);
         continue;
@@ -139,8 +161,60 @@ export class LeaderRole {
       const entries: LogEntry[] = [];
       for (const o of outcomes) if (o.ok && o.entry) entries.push(o.entry);
       this.publish(entries);
-      outcomes.forEach((o, i) => batch[i].respond(encode(this.replyOf(o))));
+      this.sync.noteCommitted(store.lastLsn);
+      // The commit may have run past the lease (a pause, a slow disk): then this node may already
+      // be deposed and these writes may be rewound. Do not acknowledge them.
+      const valid = this.leaseValid();
+      const now = clock.monotonic();
+      outcomes.forEach((o, i) => {
+        const q = batch[i];
+        if (!o.ok) return q.respond(encode(this.replyOf(o)));
+        if (!valid) {
+          return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write committed; it is not acknowledged: retry with the same idempotencyKey' })));
+        }
+        if (!this.sync.mustWait(q.req.durability)) return q.respond(encode(this.replyOf(o)));
+        this.sync.wait(o.lsn, q.req.durability, now, (w) => {
+          if (w.ok) q.respond(encode(this.replyOf(o)));
+          else q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}` })));
+        });
+      });
     }
+  }
+
+  /** Change the replication mode: recorded in the log (replicated), then applied here. */
+  setSettings(settings: ClusterSettings): LogEntry {
+    const entry = this.ctx.store.writeSettings(settings, this.epoch);
+    this.publish([entry]);
+    this.sync.noteCommitted(entry.lsn);
+    this.sync.configure(settings, this.ctx.clock.monotonic());
+    return entry;
+  }
+
+  /**
+   * Planned switchover: refuse new writes, wait until `to` has applied everything, then let the
+   * caller hand over the lease. Resolves with the last LSN; rejects (and resumes writes) on timeout.
+   */
+  async drainFor(to: string, timeoutMs: number): Promise<number> {
+    if (!this.followers.has(to)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${to} is not a follower of this leader`);
+    this.handingOverTo = to;
+    const { clock, store } = this.ctx;
+    const deadline = clock.monotonic() + timeoutMs;
+    // Writes already queued are answered NOT_LEADER by flush(); wait for in-flight ones to commit.
+    await new Promise<void>((r) => setImmediate(r));
+    const target = store.lastLsn;
+    while ((this.followers.get(to)?.applied ?? 0) < target) {
+      if (clock.monotonic() > deadline || this.stopped) {
+        this.handingOverTo = null;
+        throw new FlotillaError(ErrorCode.TIMEOUT, `${to} did not catch up to ${target} within ${timeoutMs} ms; writes resumed`);
+      }
+      await new Promise<void>((r) => clock.setTimeout(r, 5));
+    }
+    return target;
+  }
+
+  /** Writes resume after a failed hand-over. */
+  resumeWrites(): void {
+    this.handingOverTo = null;
   }
 
   private replyOf(o: WriteOutcome): WriteReply | ReturnType<typeof errorReply> {
@@ -193,6 +267,7 @@ export class LeaderRole {
       seenAtMono: this.ctx.clock.monotonic(),
     };
     this.followers.set(ack.node, p);
+    this.sync.onAck(ack.node, p.flushed, p.seenAtMono);
   }
 
   // ---- catch-up -------------------------------------------------------------------------------

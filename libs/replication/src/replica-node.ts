@@ -5,7 +5,9 @@
  */
 import {
   ChecksumsReply,
+  ClusterSettings,
   decodeEnvelope,
+  SwitchoverReply,
   decodeHeartbeat,
   encode,
   ErrorCode,
@@ -25,8 +27,11 @@ import { RoleContext } from './context';
 import { FollowerRole } from './follower';
 import { LeaderRole } from './leader';
 import { retentionPoint } from './retention';
+import { SyncSettings, SyncTracker } from './sync-tracker';
 import { validateQueryRequest } from './validate';
 
+/** How long a switchover waits for the target to catch up. */
+export const SWITCHOVER_TIMEOUT_MS = 10_000;
 /** How often the log is trimmed. */
 export const RETENTION_INTERVAL_MS = 2000;
 /** Oldest entries looked at per trim round. */
@@ -36,6 +41,10 @@ export interface LeaseView {
   isValidLeader(): boolean;
   validForMs(): number;
   readonly leadership: LeadershipView;
+  /** Hands the lease to `to` (switchover); this node then follows. */
+  handOver(to: string): Promise<LeadershipView>;
+  /** A leader of a newer epoch was seen: stop leading now. */
+  yieldTo(leader: string, epoch: number): void;
 }
 
 interface ReadWaiter {
@@ -56,6 +65,9 @@ export class ReplicaNode {
   /** Followers' last known applied LSN, kept across leader terms for retention. */
   private readonly followerApplied = new Map<string, number>();
   private readonly baseLog: RoleContext['log'];
+  /** What the leader's heartbeat says of the sync set and mode (followers report `sync` from it). */
+  private leaderSyncSet: string[] = [];
+  private leaderMode: string | null = null;
 
   constructor(
     private readonly ctx: RoleContext,
@@ -89,7 +101,7 @@ export class ReplicaNode {
       store.beginEpoch(view.epoch);
       this.epoch = view.epoch;
       this.leaderName = this.ctx.node;
-      this.leader = new LeaderRole(this.ctx, view.epoch, () => this.lease.isValidLeader());
+      this.leader = new LeaderRole(this.ctx, view.epoch, () => this.lease.isValidLeader(), new SyncTracker(this.effectiveSettings(), this.ctx.log.child({ component: 'sync' }), () => this.heartbeat()));
       this.leader.start();
       this.role = Role.LEADER;
     } else {
@@ -149,14 +161,22 @@ export class ReplicaNode {
       appliedLsn: lsn,
       flushedLsn: lsn,
       lagMs: this.follower ? this.follower.lagMs() : 0,
-      sync: false,
-      mode: config.mode,
+      sync: this.follower ? this.leaderSyncSet.includes(node) : false,
+      mode: this.leader ? this.leader.sync.mode : this.leaderMode ?? this.effectiveSettings().mode,
       logFormat: 'logical',
       version: this.version,
       ts: clock.now(),
     };
     if (config.httpPort) hb.httpUrl = `http://${config.httpHost}:${config.httpPort}`;
     if (this.role === Role.LEADER && !this.lease.isValidLeader()) hb.problem = 'lease not valid: writes refused';
+    if (this.leader) {
+      const st = this.leader.sync.current;
+      hb.syncSet = [...this.leader.sync.members];
+      hb.degraded = this.leader.sync.degraded;
+      hb.syncFollowers = st.syncFollowers;
+      hb.syncPolicy = st.syncPolicy;
+      if (hb.degraded) hb.problem = `${st.mode} degraded to async: no synchronous follower`;
+    }
     return hb;
   }
 
@@ -167,15 +187,29 @@ export class ReplicaNode {
   }
 
   private onHeartbeat(data: Uint8Array): void {
-    if (!this.follower) return;
     try {
       const hb = decodeHeartbeat(data);
-      if (hb.role === Role.LEADER && hb.node === this.follower.leader && hb.epoch >= this.epoch) {
+      if (hb.role !== Role.LEADER || hb.node === this.ctx.node) return;
+      if (this.leader && hb.epoch > this.epoch) {
+        // Two leaders: the older epoch steps down at once.
+        this.lease.yieldTo(hb.node, hb.epoch);
+        return;
+      }
+      if (this.follower && hb.node === this.follower.leader && hb.epoch >= this.epoch) {
         this.follower.noteLeaderLsn(parseLsn(hb.lsn), hb.ts);
+        this.leaderSyncSet = hb.syncSet ?? [];
+        this.leaderMode = hb.mode;
       }
     } catch {
       /* a malformed heartbeat is not ours to judge here; the monitor and gateway log them */
     }
+  }
+
+  /** Settings set at run time (replicated in the log) win over the start-up configuration. */
+  effectiveSettings(): SyncSettings {
+    const stored = this.ctx.store.readSettings();
+    const c = this.ctx.config;
+    return stored ?? { mode: c.mode, syncFollowers: c.syncFollowers, syncPolicy: c.syncPolicy, syncTimeoutMs: c.syncTimeoutMs };
   }
 
   counters(): Record<string, number> {
@@ -193,6 +227,10 @@ export class ReplicaNode {
       }
       if (this.currentRole === Role.SEEDING || this.currentRole === Role.STARTING) {
         throw new FlotillaError(ErrorCode.UNAVAILABLE, `${this.ctx.node} is ${this.currentRole} and cannot serve reads yet`);
+      }
+      if (req.maxLagMs !== undefined && this.follower) {
+        const lag = this.follower.lagMs();
+        if (lag > req.maxLagMs) throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} lags ${lag} ms, more than ${req.maxLagMs} ms`);
       }
       if (req.minLsn !== undefined) {
         const min = parseLsn(req.minLsn, 'minLsn');
@@ -252,6 +290,17 @@ export class ReplicaNode {
       } else if (m.type === 'checksums') {
         const reply: ChecksumsReply = { type: 'checksums-reply', v: PROTOCOL_VERSION, appliedLsn: String(this.ctx.store.lastLsn), tables: this.ctx.store.tableChecksums() };
         respond(encode(reply));
+      } else if (m.type === 'set-mode') {
+        respond(encode(this.setMode(m)));
+      } else if (m.type === 'switchover') {
+        void this.switchover(String(m.to), typeof m.timeoutMs === 'number' ? m.timeoutMs : SWITCHOVER_TIMEOUT_MS).then(
+          (r) => respond(encode(r)),
+          (err) => respond(encode(errorReply(err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.UNAVAILABLE, message: (err as Error).message }))),
+        );
+      } else if (m.type === 'step-down') {
+        if (typeof m.epoch !== 'number' || typeof m.leader !== 'string') throw new FlotillaError(ErrorCode.BAD_REQUEST, 'step-down needs epoch and leader');
+        if (this.leader && m.epoch > this.epoch) this.lease.yieldTo(m.leader, m.epoch);
+        respond(encode({ type: 'ok', v: PROTOCOL_VERSION }));
       } else {
         throw new FlotillaError(ErrorCode.BAD_REQUEST, `unknown control request ${m.type}`);
       }
@@ -260,6 +309,42 @@ export class ReplicaNode {
       const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.BAD_REQUEST, message: (err as Error).message };
       respond(encode(errorReply(wire)));
     }
+  }
+
+  private setMode(m: Record<string, unknown>): { type: 'ok'; v: typeof PROTOCOL_VERSION; settings: ClusterSettings; lsn: string } {
+    if (!this.leader) throw new FlotillaError(ErrorCode.NOT_LEADER, `${this.ctx.node} is not the leader`, { leaderHint: this.leaderName ?? undefined });
+    const cur = this.leader.sync.current;
+    const next: ClusterSettings = {
+      mode: (m.mode ?? cur.mode) as ClusterSettings['mode'],
+      syncFollowers: (m.syncFollowers ?? cur.syncFollowers) as number,
+      syncPolicy: (m.syncPolicy ?? cur.syncPolicy) as ClusterSettings['syncPolicy'],
+      syncTimeoutMs: (m.syncTimeoutMs ?? cur.syncTimeoutMs) as number,
+    };
+    if (!['async', 'semi-sync', 'sync'].includes(next.mode)) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'mode must be async, semi-sync or sync');
+    if (!Number.isInteger(next.syncFollowers) || next.syncFollowers < 1 || next.syncFollowers > 64) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncFollowers must be 1..64');
+    if (!['block', 'degrade'].includes(next.syncPolicy)) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncPolicy must be block or degrade');
+    if (!Number.isInteger(next.syncTimeoutMs) || next.syncTimeoutMs < 10 || next.syncTimeoutMs > 600_000) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncTimeoutMs must be 10..600000');
+    const entry = this.leader.setSettings(next);
+    this.heartbeat();
+    return { type: 'ok', v: PROTOCOL_VERSION, settings: next, lsn: String(entry.lsn) };
+  }
+
+  /** Planned switchover: no write is lost, none is acknowledged twice. */
+  private async switchover(to: string, timeoutMs: number): Promise<SwitchoverReply> {
+    const leader = this.leader;
+    if (!leader) throw new FlotillaError(ErrorCode.NOT_LEADER, `${this.ctx.node} is not the leader`, { leaderHint: this.leaderName ?? undefined });
+    if (to === this.ctx.node) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${to} already leads`);
+    this.ctx.log.info('switchover started', { to, lsn: this.ctx.store.lastLsn });
+    const lsn = await leader.drainFor(to, timeoutMs);
+    let view: LeadershipView;
+    try {
+      view = await this.lease.handOver(to);
+    } catch (err) {
+      leader.resumeWrites();
+      throw new FlotillaError(ErrorCode.CONFLICT, `switchover to ${to} failed: ${(err as Error).message}; writes resumed`);
+    }
+    this.ctx.log.info('switchover finished', { to, epoch: view.epoch, lsn });
+    return { type: 'switchover-reply', v: PROTOCOL_VERSION, from: this.ctx.node, to, epoch: view.epoch, lsn: String(lsn) };
   }
 
   // ---- log retention --------------------------------------------------------------------------

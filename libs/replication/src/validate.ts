@@ -27,6 +27,13 @@ export function validateWriteRequest(m: Record<string, unknown>): WriteRequest {
   if (m.idempotencyKey !== undefined && (typeof m.idempotencyKey !== 'string' || m.idempotencyKey.length === 0 || m.idempotencyKey.length > IDEMPOTENCY_KEY_CHARS_MAX)) {
     throw new ProtocolError(`idempotencyKey must be a string of 1 to ${IDEMPOTENCY_KEY_CHARS_MAX} characters`);
   }
+  const d = m.durability;
+  if (d !== undefined && d !== 'leader' && d !== 'sync') {
+    const r = (d as { replicas?: unknown } | null)?.replicas;
+    if (typeof d !== 'object' || d === null || Object.keys(d).length !== 1 || typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r > 64) {
+      throw new ProtocolError('durability must be "leader", "sync" or {replicas: 0..64}');
+    }
+  }
   return m as unknown as WriteRequest;
 }
 
@@ -34,6 +41,7 @@ export function validateQueryRequest(m: Record<string, unknown>): QueryRequest {
   if (m.type !== 'query') throw new ProtocolError(`expected query, got ${String(m.type)}`);
   if (typeof m.sql !== 'string' || m.sql.trim() === '') throw new ProtocolError('sql must be a non-empty string');
   checkParams(m.params, 'query');
+  if (m.maxLagMs !== undefined && (typeof m.maxLagMs !== 'number' || m.maxLagMs < 0)) throw new ProtocolError('maxLagMs must be a number >= 0');
   if (m.waitMs !== undefined && (typeof m.waitMs !== 'number' || m.waitMs < 0 || m.waitMs > 60_000)) throw new ProtocolError('waitMs must be 0..60000');
   return m as unknown as QueryRequest;
 }

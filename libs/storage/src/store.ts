@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import {
   Change,
+  ClusterSettings,
   EpochStart,
   ErrorCode,
   ExecResult,
@@ -140,6 +141,8 @@ export class Store {
       epochs: db.prepare('SELECT epoch, start_lsn AS startLsn FROM _flotilla_epochs ORDER BY epoch'),
       readLog: db.prepare('SELECT lsn, epoch, ts, crc, payload FROM _flotilla_log WHERE lsn > ? ORDER BY lsn LIMIT ?'),
       oldest: db.prepare('SELECT min(lsn) AS lsn FROM _flotilla_log'),
+      settingsPut: db.prepare("INSERT OR REPLACE INTO _flotilla_meta(key, value) VALUES ('settings', ?)"),
+      settingsGet: db.prepare("SELECT value FROM _flotilla_meta WHERE key = 'settings'").pluck(),
       appliedRead: this.readDb.prepare("SELECT value FROM _flotilla_meta WHERE key = 'applied_lsn'").pluck(),
     };
   }
@@ -338,6 +341,34 @@ export class Store {
     }
   }
 
+  /** Cluster settings last set at run time (replicated), or null when never set. */
+  readSettings(): ClusterSettings | null {
+    const v = this.q.settingsGet.get() as string | undefined;
+    return v ? (JSON.parse(v) as ClusterSettings) : null;
+  }
+
+  /**
+   * Leader: records new cluster settings as a log entry of their own, so every replica stores
+   * them in the same order as data and a new leader after failover uses them.
+   */
+  writeSettings(settings: ClusterSettings, epoch: number): LogEntry {
+    if (!this.capture) throw new Error('writeSettings on a store that is not leading');
+    const lsn = this.last + 1;
+    const ts = this.now();
+    const payload = JSON.stringify({ format: 'logical', changes: [], cols: {}, results: [], settings } satisfies TxnPayload);
+    const entry: LogEntry = { lsn, epoch, ts, crc: payloadCrc(payload), payload };
+    this.db.transaction(() => {
+      this.q.appendLog.run(lsn, epoch, ts, entry.crc, payload.length, payload);
+      this.q.settingsPut.run(JSON.stringify(settings));
+      this.q.setApplied.run({ lsn, ts, epoch });
+    })();
+    this.last = lsn;
+    this.lastTs = ts;
+    this.lastEpoch = epoch;
+    this.logBytes += payload.length;
+    return entry;
+  }
+
   // ---- follower -------------------------------------------------------------------------------
 
   /**
@@ -364,6 +395,7 @@ export class Store {
             throw new DivergenceError(`apply entry ${e.lsn}: ${(err as Error).message}`);
           }
         }
+        if (p.settings) this.q.settingsPut.run(JSON.stringify(p.settings));
         if (e.epoch > knownEpoch) {
           this.q.epochPut.run(e.epoch, e.lsn);
           knownEpoch = e.epoch;

@@ -1,0 +1,103 @@
+import { MemoryLogger } from '@flotilla/logging';
+import { SyncSettings, SyncTracker, WaitOutcome } from './sync-tracker';
+
+const semi: SyncSettings = { mode: 'semi-sync', syncFollowers: 1, syncTimeoutMs: 1000, syncPolicy: 'block' };
+
+function setup(settings: SyncSettings = semi) {
+  const log = new MemoryLogger();
+  const t = new SyncTracker(settings, log);
+  const outcomes = new Map<number, WaitOutcome>();
+  const wait = (lsn: number, now: number, durability?: Parameters<SyncTracker['wait']>[1]) => {
+    t.noteCommitted(lsn);
+    t.wait(lsn, durability, now, (o) => outcomes.set(lsn, o));
+  };
+  return { t, log, outcomes, wait };
+}
+
+test('semi-sync: the most caught-up follower becomes sync; a write waits for it and only for it', () => {
+  const { t, outcomes, wait } = setup();
+  t.onAck('b', 5, 0);
+  t.onAck('c', 7, 0);
+  expect(t.members).toEqual(['b']); // b was first; c does not displace a healthy member
+  wait(8, 10);
+  t.onAck('c', 8, 20);
+  expect(outcomes.get(8)).toBeUndefined(); // c is async: its flush does not count
+  t.onAck('b', 8, 30);
+  expect(outcomes.get(8)).toEqual({ ok: true });
+});
+
+test('a sync follower slower than syncTimeoutMs is replaced by the most caught-up other one', () => {
+  const { t, outcomes, wait, log } = setup();
+  t.onAck('b', 10, 0);
+  t.onAck('c', 10, 0);
+  wait(11, 100);
+  t.onAck('c', 11, 150);
+  t.tick(900);
+  expect(outcomes.get(11)).toBeUndefined();
+  t.tick(1100);
+  expect(t.members).toEqual(['c']);
+  expect(outcomes.get(11)).toEqual({ ok: true });
+  expect(log.lines.some((l) => l.msg === 'sync followers changed')).toBe(true);
+});
+
+test('block: with no follower able to flush, the write fails after syncTimeoutMs and is never acknowledged', () => {
+  const { t, outcomes, wait } = setup();
+  t.onAck('b', 1, 0);
+  wait(2, 10);
+  t.tick(1009);
+  expect(outcomes.get(2)).toBeUndefined();
+  t.tick(1011);
+  expect(outcomes.get(2)).toMatchObject({ ok: false });
+  expect(t.degraded).toBe(false);
+});
+
+test('degrade: writes continue without a sync follower, loudly, until one catches up again', () => {
+  const { t, outcomes, wait, log } = setup({ ...semi, syncPolicy: 'degrade' });
+  t.onAck('b', 1, 0);
+  wait(2, 10);
+  t.tick(1011);
+  expect(outcomes.get(2)).toEqual({ ok: true });
+  expect(t.degraded).toBe(true);
+  expect(log.lines.some((l) => l.level === 'warn' && /degraded/.test(l.msg))).toBe(true);
+  wait(3, 1020);
+  expect(outcomes.get(3)).toEqual({ ok: true }); // no waiting while degraded
+  t.onAck('b', 3, 1030);
+  t.tick(1040);
+  expect(t.degraded).toBe(false);
+  wait(4, 1050);
+  expect(outcomes.get(4)).toBeUndefined();
+});
+
+test('durability asks for more, never less: {replicas: 3} waits for two followers even in async mode', () => {
+  const { t, outcomes, wait } = setup({ ...semi, mode: 'async' });
+  t.onAck('b', 0, 0);
+  t.onAck('c', 0, 0);
+  wait(1, 0, 'leader');
+  expect(outcomes.get(1)).toEqual({ ok: true });
+  wait(2, 0, { replicas: 3 });
+  t.onAck('b', 2, 1);
+  expect(outcomes.get(2)).toBeUndefined();
+  t.onAck('c', 2, 2);
+  expect(outcomes.get(2)).toEqual({ ok: true });
+});
+
+test('sync mode: every follower must flush; a missing one is not silently dropped', () => {
+  const { t, outcomes, wait } = setup({ ...semi, mode: 'sync' });
+  t.onAck('b', 0, 0);
+  t.onAck('c', 0, 0);
+  expect(t.members).toEqual(['b', 'c']);
+  wait(1, 10);
+  t.onAck('b', 1, 20);
+  t.tick(500);
+  expect(outcomes.get(1)).toBeUndefined();
+  t.tick(1011);
+  expect(outcomes.get(1)).toMatchObject({ ok: false });
+});
+
+test('abortAll fails every waiting write', () => {
+  const { t, outcomes, wait } = setup();
+  t.onAck('b', 0, 0);
+  wait(1, 0);
+  t.abortAll('stepping down');
+  expect(outcomes.get(1)).toEqual({ ok: false, reason: 'stepping down' });
+});

@@ -1,0 +1,233 @@
+/**
+ * Which followers are synchronous, and when a write may be acknowledged. Pure: the leader feeds it
+ * acks and ticks and it answers through callbacks; no timers, no I/O.
+ *
+ * - `async`: nobody waits.
+ * - `semi-sync`: exactly `syncFollowers` followers form the sync set; a write is acknowledged once
+ *   every member has flushed it. A member that is unavailable, or slower than `syncTimeoutMs` on a
+ *   waiting write, is replaced by the most caught-up other follower.
+ * - `sync`: every follower seen this term is in the set.
+ * When nobody can replace a missing member: `block` fails the writes that waited `syncTimeoutMs`
+ * (503 NOT_ENOUGH_REPLICAS: never reported committed), `degrade` acknowledges without it and says so
+ * loudly until a follower catches up again.
+ * Per request, `durability` can ask for more copies than the cluster default, never fewer.
+ */
+import type { ReplicationMode, SyncPolicy } from '@flotilla/config';
+import type { Logger } from '@flotilla/logging';
+import type { Durability } from '@flotilla/protocol';
+
+export interface SyncSettings {
+  mode: ReplicationMode;
+  syncFollowers: number;
+  syncTimeoutMs: number;
+  syncPolicy: SyncPolicy;
+}
+
+interface Follower {
+  node: string;
+  flushed: number;
+  lastAckMono: number;
+}
+
+export type WaitOutcome = { ok: true } | { ok: false; reason: string };
+
+interface Waiter {
+  lsn: number;
+  /** Followers (any) that must have flushed, beyond the sync set. */
+  anyRequired: number;
+  /** True when the cluster's sync set must have flushed. */
+  needsSyncSet: boolean;
+  sinceMono: number;
+  done: (o: WaitOutcome) => void;
+}
+
+export class SyncTracker {
+  private followers = new Map<string, Follower>();
+  private syncSet: string[] = [];
+  private waiters: Waiter[] = [];
+  private degradedSince: number | null = null;
+  private lastCommitted = 0;
+  private committedAtLastTick = 0;
+
+  constructor(
+    private settings: SyncSettings,
+    private readonly log: Logger,
+    /** Called when the degraded state changes (for metrics and heartbeats). */
+    private readonly onChange: () => void = () => undefined,
+  ) {}
+
+  get members(): readonly string[] {
+    return this.syncSet;
+  }
+
+  get degraded(): boolean {
+    return this.degradedSince !== null;
+  }
+
+  get mode(): ReplicationMode {
+    return this.settings.mode;
+  }
+
+  get current(): SyncSettings {
+    return { ...this.settings };
+  }
+
+  /** Changes mode at run time; waiting writes are re-evaluated under the new rules. */
+  configure(settings: SyncSettings, nowMono: number): void {
+    this.settings = settings;
+    this.syncSet = [];
+    this.log.info('replication mode set', { ...settings });
+    this.rebalance(nowMono, new Set());
+    this.release();
+  }
+
+  /** How many follower copies a request needs beyond the sync set: never fewer than the default. */
+  anyRequiredFor(durability: Durability | undefined): number {
+    if (durability === undefined || durability === 'leader') return 0;
+    if (durability === 'sync') return 1;
+    return Math.max(0, durability.replicas - 1);
+  }
+
+  /** True when a write must wait at all. */
+  mustWait(durability: Durability | undefined): boolean {
+    return this.settings.mode !== 'async' || this.anyRequiredFor(durability) > 0;
+  }
+
+  /** The leader committed up to `lsn` (used to tell when a follower has caught up). */
+  noteCommitted(lsn: number): void {
+    this.lastCommitted = Math.max(this.lastCommitted, lsn);
+  }
+
+  onAck(node: string, flushed: number, nowMono: number): void {
+    const f = this.followers.get(node);
+    if (f) {
+      f.flushed = Math.max(f.flushed, flushed);
+      f.lastAckMono = nowMono;
+    } else {
+      this.followers.set(node, { node, flushed, lastAckMono: nowMono });
+      this.rebalance(nowMono, new Set());
+    }
+    this.release();
+  }
+
+  /** Waits until `lsn` is durable as the mode and `durability` demand; calls `done` exactly once. */
+  wait(lsn: number, durability: Durability | undefined, nowMono: number, done: (o: WaitOutcome) => void): void {
+    const w: Waiter = { lsn, anyRequired: this.anyRequiredFor(durability), needsSyncSet: this.settings.mode !== 'async', sinceMono: nowMono, done };
+    if (this.satisfied(w)) {
+      done({ ok: true });
+      return;
+    }
+    // LSNs arrive in order except replays of idempotent requests: keep the list sorted.
+    let i = this.waiters.length;
+    while (i > 0 && this.waiters[i - 1].lsn > lsn) i--;
+    this.waiters.splice(i, 0, w);
+  }
+
+  /** Fails every waiting write (the leader is stepping down): none was acknowledged. */
+  abortAll(reason: string): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.done({ ok: false, reason });
+  }
+
+  /** Time passes: replace unavailable or slow sync followers; apply the timeout policy. */
+  tick(nowMono: number): void {
+    const timeout = this.settings.syncTimeoutMs;
+    const oldest = this.waiters[0];
+    const slow = new Set<string>();
+    if (oldest && nowMono - oldest.sinceMono >= timeout) {
+      for (const m of this.syncSet) if ((this.followers.get(m)?.flushed ?? 0) < oldest.lsn) slow.add(m);
+      for (const f of this.followers.values()) if (f.flushed < oldest.lsn && nowMono - f.lastAckMono >= timeout) slow.add(f.node);
+    }
+    this.rebalance(nowMono, slow);
+    this.release();
+    this.committedAtLastTick = this.lastCommitted;
+    // Whatever still waits past the timeout has nobody to wait for.
+    const expired = this.waiters.filter((w) => nowMono - w.sinceMono >= timeout);
+    if (expired.length === 0) return;
+    if (this.settings.syncPolicy === 'degrade' && expired.every((w) => w.anyRequired === 0)) {
+      if (this.degradedSince === null) {
+        this.degradedSince = nowMono;
+        this.log.warn('replication degraded to async: no follower can be synchronous', {
+          mode: this.settings.mode,
+          syncFollowers: this.settings.syncFollowers,
+          waiting: this.waiters.length,
+        });
+        this.onChange();
+      }
+      this.release();
+      return;
+    }
+    this.waiters = this.waiters.filter((w) => !expired.includes(w));
+    for (const w of expired) {
+      w.done({ ok: false, reason: `no ${w.anyRequired > 0 ? `${w.anyRequired} follower(s)` : 'synchronous follower'} flushed LSN ${w.lsn} within ${timeout} ms` });
+    }
+  }
+
+  private available(f: Follower, nowMono: number): boolean {
+    return nowMono - f.lastAckMono < this.settings.syncTimeoutMs;
+  }
+
+  /** Keeps the sync set at its target size with available followers, most caught-up first. */
+  private rebalance(nowMono: number, slow: Set<string>): void {
+    const { mode } = this.settings;
+    let next: string[];
+    if (mode === 'async') next = [];
+    else {
+      const usable = [...this.followers.values()].filter((f) => this.available(f, nowMono) && !slow.has(f.node));
+      if (mode === 'sync') {
+        next = [...this.followers.keys()].filter((n) => !slow.has(n) && this.available(this.followers.get(n)!, nowMono));
+        // In sync mode a follower that went away still counts: writes wait for it (or the policy applies).
+        for (const n of this.syncSet) if (!next.includes(n)) next.push(n);
+      } else {
+        const keep = this.syncSet.filter((n) => usable.some((f) => f.node === n));
+        const candidates = usable.filter((f) => !keep.includes(f.node)).sort((a, b) => b.flushed - a.flushed);
+        next = keep.slice(0, this.settings.syncFollowers);
+        while (next.length < this.settings.syncFollowers && candidates.length > 0) next.push(candidates.shift()!.node);
+        // Nobody to replace a slow member: keep it (it may come back) rather than shrink the set.
+        for (const n of this.syncSet) if (next.length < this.settings.syncFollowers && !next.includes(n)) next.push(n);
+      }
+    }
+    next.sort();
+    if (next.join(',') !== this.syncSet.join(',')) {
+      this.log.info('sync followers changed', { from: this.syncSet, to: next, slow: [...slow] });
+      this.syncSet = next;
+      this.onChange();
+    }
+  }
+
+  private satisfied(w: Waiter): boolean {
+    if (w.anyRequired > 0) {
+      let n = 0;
+      for (const f of this.followers.values()) if (f.flushed >= w.lsn) n++;
+      if (n < w.anyRequired) return false;
+    }
+    if (!w.needsSyncSet || this.degraded) return true;
+    if (this.settings.mode === 'semi-sync' && this.syncSet.length < this.settings.syncFollowers) return false;
+    if (this.syncSet.length === 0) return false;
+    return this.syncSet.every((m) => (this.followers.get(m)?.flushed ?? 0) >= w.lsn);
+  }
+
+  /** Acknowledges every waiting write that is now durable enough; leaves degraded when caught up. */
+  private release(): void {
+    if (this.degradedSince !== null && this.settings.mode !== 'async') {
+      const fullSet = this.settings.mode === 'sync' ? this.syncSet.length > 0 : this.syncSet.length >= this.settings.syncFollowers;
+      const members = this.syncSet.map((m) => this.followers.get(m));
+      // Caught up: at most one tick behind the leader, and heard from since the degradation.
+      if (fullSet && members.every((f) => f && f.flushed >= this.committedAtLastTick && f.lastAckMono > this.degradedSince!)) {
+        this.degradedSince = null;
+        this.log.warn('replication no longer degraded: synchronous followers are back', { sync: this.syncSet });
+        this.onChange();
+      }
+    }
+    while (this.waiters.length > 0 && this.satisfied(this.waiters[0])) this.waiters.shift()!.done({ ok: true });
+    // Writes needing more than the head (durability requests) may be satisfied behind a waiting head.
+    if (this.waiters.some((w) => w.anyRequired > 0)) {
+      this.waiters = this.waiters.filter((w) => {
+        if (!this.satisfied(w)) return true;
+        w.done({ ok: true });
+        return false;
+      });
+    }
+  }
+}
