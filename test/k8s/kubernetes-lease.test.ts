@@ -9,6 +9,7 @@ import type { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/clien
 import {
   KubernetesLeaser,
   kubernetesClient,
+  kubernetesLeaseName,
   LeaseConflictError,
   LeaseRecord,
   LeaseUnavailableError,
@@ -78,6 +79,23 @@ describe('KubernetesLeaser', () => {
     const kubectl = await runTool('kubectl', ['--kubeconfig', plane.kubeconfig, 'get', 'lease', leaser.name, '-o', 'jsonpath={.spec.renewTime}']);
     expect(kubectl.stderr).toBe('');
     expect(kubectl.stdout).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/); // MicroTime
+  });
+
+  test('fromEnvironment connects through KUBECONFIG, with the namespace of POD_NAMESPACE or the kubeconfig context', async () => {
+    const name = kubernetesLeaseName(`env-${++leaseCounter}`, 'leader');
+    expect(name).toBe(`env-${leaseCounter}-leader`);
+    const fromKubeconfig = KubernetesLeaser.fromEnvironment(name, { env: { KUBECONFIG: plane.kubeconfig } });
+    leasers.push(fromKubeconfig);
+    expect(fromKubeconfig.namespace).toBe('default'); // the admin kubeconfig's context namespace
+    const created = await fromKubeconfig.compareAndSwap(null, { holder: 'replica-0', epoch: 1, ttlMs: 3000 });
+    expect((await coordination.readNamespacedLease({ name, namespace: 'default' })).metadata?.resourceVersion).toBe(created.revision);
+
+    await core.createNamespace({ body: { metadata: { name: 'flotilla-env' } } });
+    const inPodNamespace = KubernetesLeaser.fromEnvironment(name, { env: { KUBECONFIG: plane.kubeconfig, POD_NAMESPACE: 'flotilla-env' } });
+    leasers.push(inPodNamespace);
+    expect(await inPodNamespace.read()).toBeNull(); // a different Lease: same name, other namespace
+    await inPodNamespace.compareAndSwap(null, { holder: 'replica-1', epoch: 1, ttlMs: 3000 });
+    expect((await coordination.readNamespacedLease({ name, namespace: 'flotilla-env' })).spec?.holderIdentity).toBe('replica-1');
   });
 
   test('create over an existing lease is a conflict', async () => {
@@ -274,6 +292,12 @@ describe('PodRoleLabeler', () => {
     await labeler.setRole('follower');
     pod = await core.readNamespacedPod({ name: 'replica-0', namespace });
     expect(pod.metadata?.labels).toMatchObject({ [ROLE_LABEL]: 'follower', 'app.kubernetes.io/component': 'replica' });
+  });
+
+  test('fromEnvironment labels the pod in POD_NAMESPACE', async () => {
+    const labeler = PodRoleLabeler.fromEnvironment('replica-2', { env: { KUBECONFIG: plane.kubeconfig, POD_NAMESPACE: namespace } });
+    await labeler.setRole('follower');
+    expect((await core.readNamespacedPod({ name: 'replica-2', namespace })).metadata?.labels?.[ROLE_LABEL]).toBe('follower');
   });
 
   test('a missing pod is a PodLabelError and is retried on the next call', async () => {
