@@ -307,11 +307,11 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
   });
 });
 
-describe('LocalCluster with the real apps (1 replica + gateway)', () => {
+describe('LocalCluster with the real apps (1 replica, 2 monitors, gateway)', () => {
   it('serves, restarts a killed replica, and stops cleanly', async () => {
-    const { cluster } = await startLocalCluster({ replicas: 1 });
+    const { cluster } = await startLocalCluster({ replicas: 1, monitor: true });
     const file = readClusterFile(cluster.dataDir)!;
-    expect(file.processes.map((p) => p.name)).toEqual(['nats', 'replica-0', 'gateway']);
+    expect(file.processes.map((p) => p.name)).toEqual(['nats', 'replica-0', 'monitor-0', 'monitor-1', 'gateway']);
     for (const p of file.processes) expect(isAlive(p.pid!)).toBe(true);
     await waitFor(async () => (await httpJson('GET', `${cluster.httpUrl('replica-0')}/healthz`)).status === 200, {
       what: 'replica-0 /healthz',
@@ -341,8 +341,17 @@ describe('LocalCluster with the real apps (1 replica + gateway)', () => {
       timeoutMs: 30_000,
     });
 
+    // Exactly one of the two monitors is active (holds the monitor lease).
+    await waitFor(
+      async () => {
+        const states = await Promise.all(['monitor-0', 'monitor-1'].map(async (m) => (await httpJson('GET', `${cluster.httpUrl(m)}/healthz`)).body?.active));
+        return states.filter((a) => a === true).length === 1 && states.filter((a) => a === false).length === 1;
+      },
+      { what: 'one active and one standby monitor', timeoutMs: 30_000 },
+    );
+
     const pids = livePids(readClusterFile(cluster.dataDir)!);
-    expect(pids).toHaveLength(3);
+    expect(pids).toHaveLength(5);
     await cluster.stop();
     for (const pid of pids) expect(isGone(pid)).toBe(true);
   });

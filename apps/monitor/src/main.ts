@@ -1,0 +1,149 @@
+/**
+ * The failover monitor process: `node dist/apps/monitor/src/main.js`, configured by FLOTILLA_*
+ * (FLOTILLA_NODE = this monitor's name, e.g. monitor-0). Two run; the one holding the monitor
+ * lease (KV bucket flotilla-<cluster>, key `monitor`) acts, the other keeps listening and takes
+ * over when that lease runs out. All decisions live in libs/election (FailoverMonitor); this file
+ * wires NATS, the leases, a timer and the HTTP probes.
+ */
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { ConfigError, loadConfig } from '@flotilla/config';
+import { FailoverMonitor, LeaseKeeper, NatsKvLeaser } from '@flotilla/election';
+import { createLogger, systemClock } from '@flotilla/logging';
+import { ControlRequest, decodeEnvelope, decodeHeartbeat, encode, MonitorStatus, subjectsFor } from '@flotilla/protocol';
+import { NatsTransport } from '@flotilla/transport';
+import { MonitorHttpModule } from './monitor-http.module';
+
+/** Name of a monitor started without FLOTILLA_NODE. */
+export const DEFAULT_MONITOR_NAME = 'monitor-0';
+/** KV key of the monitors' own lease (the replicas' lease is key `leader` in the same bucket). */
+export const MONITOR_LEASE_KEY = 'monitor';
+export const REPLICA_LEASE_KEY = 'leader';
+/** How long a control request (step-down) waits for the replica's answer. */
+export const CONTROL_TIMEOUT_MS = 2000;
+/** A rejected heartbeat is logged at most once per this interval. */
+const BAD_HEARTBEAT_LOG_INTERVAL_MS = 10_000;
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const name = config.node ?? DEFAULT_MONITOR_NAME;
+  const log = createLogger({ app: 'monitor', node: name, cluster: config.cluster }, config.logLevel);
+  const subjects = subjectsFor(config.cluster);
+
+  const transport = await NatsTransport.connect({
+    servers: config.natsUrl,
+    name: `monitor-${name}`,
+    onStatus: (status, data) => log.info('nats connection', { status, data: typeof data === 'string' ? data : undefined }),
+  });
+  const bucket = `flotilla-${config.cluster}`;
+  const replicaLease = await NatsKvLeaser.open(transport.nc, bucket, REPLICA_LEASE_KEY);
+  const monitorLease = await NatsKvLeaser.open(transport.nc, bucket, MONITOR_LEASE_KEY);
+
+  const monitor = new FailoverMonitor(
+    { name, failureTimeoutMs: config.failureTimeoutMs, maxLagOnFailover: config.maxLagOnFailover, leaseTtlMs: config.leaseTtlMs },
+    {
+      clock: systemClock,
+      log,
+      leaser: replicaLease,
+      link: {
+        sendControl(node: string, request: ControlRequest) {
+          transport.request(subjects.control(node), encode(request), CONTROL_TIMEOUT_MS).then(
+            (reply) => log.info('control request answered', { node, request: request.type, reply: safeType(reply) }),
+            (err: Error) => log.warn('control request failed', { node, request: request.type, err: err.message }),
+          );
+        },
+        publishStatus(status: MonitorStatus) {
+          transport.publish(subjects.monitorStatus, encode(status));
+        },
+      },
+    },
+  );
+
+  let lastBadHeartbeatLog = -Infinity;
+  transport.subscribe(subjects.heartbeatAll, (msg) => {
+    try {
+      const hb = decodeHeartbeat(msg.data);
+      if (msg.subject !== subjects.heartbeat(hb.node)) throw new Error(`heartbeat of ${hb.node} arrived on ${msg.subject}`);
+      monitor.onHeartbeat(hb);
+    } catch (err) {
+      const now = performance.now();
+      if (now - lastBadHeartbeatLog >= BAD_HEARTBEAT_LOG_INTERVAL_MS) {
+        lastBadHeartbeatLog = now;
+        log.warn('heartbeat rejected', { subject: msg.subject, reason: (err as Error).message });
+      }
+    }
+  });
+  const leaseWatch = replicaLease.watch((record) => monitor.onLease(record));
+  monitor.onLease(await replicaLease.read().catch(() => null));
+
+  const keeper = new LeaseKeeper(
+    monitorLease,
+    systemClock,
+    log.child({ component: 'monitor-lease' }),
+    {
+      node: name,
+      ttlMs: config.leaseTtlMs,
+      renewMs: config.leaseRenewMs,
+      safetyMarginMs: Math.max(200, Math.round(config.leaseTtlMs / 5)),
+      knownEpoch: () => 0,
+      takeExpired: true,
+    },
+    (view) => monitor.setActive(view.isLeader && keeper.isValidLeader()),
+  );
+  await keeper.start();
+  // Active only while the monitor lease is held and cannot have run out for the other monitor.
+  const tickTimer = setInterval(() => {
+    monitor.setActive(keeper.isValidLeader());
+    void monitor.tick().catch((err: Error) => log.error('monitor tick failed', { err: err.message }));
+  }, config.monitorIntervalMs);
+
+  const app = await NestFactory.create(MonitorHttpModule.forProbe({ monitor, natsConnected: () => transport.connected }), { logger: false });
+  await app.listen(config.httpPort, config.httpHost);
+  log.info('monitor started', {
+    port: config.httpPort,
+    failureTimeoutMs: config.failureTimeoutMs,
+    maxLagOnFailover: config.maxLagOnFailover,
+    monitorIntervalMs: config.monitorIntervalMs,
+    leaseTtlMs: config.leaseTtlMs,
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal });
+    clearInterval(tickTimer);
+    keeper.stop();
+    leaseWatch.stop();
+    // Hand the monitor lease back so the standby takes over at once rather than after the TTL.
+    await keeper.release();
+    monitor.setActive(false);
+    await app.close().catch(() => undefined);
+    await transport.close().catch(() => undefined);
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+function safeType(reply: Uint8Array): string {
+  try {
+    const m = decodeEnvelope(reply);
+    return m.type === 'error' ? `error ${JSON.stringify(m.error)}` : m.type;
+  } catch (err) {
+    return `undecodable: ${(err as Error).message}`;
+  }
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
+  else process.stderr.write(`monitor failed to start: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});
