@@ -273,6 +273,7 @@ describe('gateway: pass-through', () => {
         name: 'replica-0', role: 'leader', epoch: 3, lsn: String(replica.lsn), appliedLsn: String(replica.lsn), lagMs: 0, sync: false,
         healthy: true, version: 'fake', mode: 'async', logFormat: 'logical', problem: null,
       }],
+      failover: { state: 'unknown', monitor: null, reason: 'no failover monitor heard from in the last 2000 ms' },
     });
   });
 });
@@ -329,6 +330,63 @@ describe('gateway: no leader', () => {
   });
 });
 
+describe('gateway: admin and failover', () => {
+  it('shows the active monitor in /v1/cluster, runs a switchover through the leader, and merges discarded transactions', async () => {
+    // A standby and an active monitor publish their status; replica-1 heartbeats once (a known follower).
+    const status = (monitor: string, active: boolean) => ({
+      type: 'monitor-status', v: PROTOCOL_VERSION, monitor, active, leader: 'replica-0', epoch: 3, ts: Date.now(),
+      state: active ? 'no-candidate' : 'standby', ...(active ? { reason: 'no eligible candidate: replica-1 lags 50 LSNs' } : {}),
+    });
+    const publisher = setInterval(() => {
+      nc.publish(subjectsFor(CLUSTER).monitorStatus, encode(status('monitor-0', false)));
+      nc.publish(subjectsFor(CLUSTER).monitorStatus, encode(status('monitor-1', true)));
+    }, 100);
+    const hb1: Heartbeat = {
+      type: 'hb', v: PROTOCOL_VERSION, node: 'replica-1', role: 'follower', epoch: 3, leader: 'replica-0',
+      lsn: '1', appliedLsn: '1', flushedLsn: '1', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'fake', ts: Date.now(),
+    };
+    nc.publish(subjectsFor(CLUSTER).heartbeat('replica-1'), encode(hb1));
+    const controls: Record<string, unknown>[] = [];
+    const control0 = nc.subscribe(subjectsFor(CLUSTER).control('replica-0'), {
+      callback: (_e, m) => {
+        const req = decodeEnvelope(m.data);
+        controls.push(req);
+        if (req.type === 'switchover') {
+          m.respond(encode({ type: 'switchover-reply', v: PROTOCOL_VERSION, from: 'replica-0', to: req.to, epoch: 4, lsn: String(replica.lsn) }));
+        } else if (req.type === 'discarded') {
+          const txn = { node: 'replica-0', lsn: '6', epoch: 2, ts: 1, discardedAt: 2, changes: [{ op: 'ins', t: 't', rid: '1', row: [1] }], cols: { t: ['x'] } };
+          m.respond(encode({ type: 'discarded-reply', v: PROTOCOL_VERSION, node: 'replica-0', transactions: [txn] }));
+        }
+      },
+    });
+    await nc.flush();
+    try {
+      const cluster = await waitFor(async () => {
+        const r = await httpJson('GET', `${base}/v1/cluster`);
+        return r.body.failover?.monitor === 'monitor-1' && r.body.nodes?.length === 2 ? r.body : undefined;
+      }, { what: 'the active monitor and replica-1 in /v1/cluster' });
+      expect(cluster.failover).toEqual({ state: 'no-candidate', monitor: 'monitor-1', reason: 'no eligible candidate: replica-1 lags 50 LSNs' });
+
+      const done = await httpJson('POST', `${base}/v1/admin/switchover`, { to: 'replica-1' });
+      expect(done.status).toBe(200);
+      expect(done.body).toEqual({ from: 'replica-0', to: 'replica-1', epoch: 4, lsn: String(replica.lsn) });
+      expect(controls[0]).toMatchObject({ type: 'switchover', v: 1, to: 'replica-1' });
+      expectError(await httpJson('POST', `${base}/v1/admin/switchover`, { to: 'replica-0' }), 409, 'CONFLICT');
+      expect(expectError(await httpJson('POST', `${base}/v1/admin/switchover`, { to: 'replica-7' }), 400, 'BAD_REQUEST')).toMatch(/not a known replica/);
+      expect(expectError(await httpJson('POST', `${base}/v1/admin/switchover`, {}), 400, 'BAD_REQUEST')).toMatch(/to is required/);
+
+      // replica-1 has no control subscriber: it is listed as unavailable, replica-0's quarantine is returned.
+      const discarded = await httpJson('GET', `${base}/v1/admin/discarded`);
+      expect(discarded.status).toBe(200);
+      expect(discarded.body.discarded).toEqual([expect.objectContaining({ node: 'replica-0', lsn: '6', epoch: 2 })]);
+      expect(discarded.body.unavailable).toEqual([{ node: 'replica-1', reason: 'no-responders' }]);
+    } finally {
+      clearInterval(publisher);
+      control0.unsubscribe();
+    }
+  });
+});
+
 describe('gateway: still serving afterwards', () => {
   it('answers probes, a good write, metrics and the OpenAPI document', async () => {
     expect(gateway.running).toBe(true);
@@ -344,7 +402,7 @@ describe('gateway: still serving afterwards', () => {
 
     const openapi = await httpJson('GET', `${base}/v1/openapi.json`);
     expect(openapi.status).toBe(200);
-    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/v1/cluster', '/v1/execute', '/v1/query']);
+    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/v1/admin/discarded', '/v1/admin/switchover', '/v1/cluster', '/v1/execute', '/v1/query']);
     expect(openapi.body.components.schemas.ExecuteRequestDto.required).toEqual(['statements']);
   });
 

@@ -16,6 +16,7 @@ import {
   QueryResponseDto,
 } from './dto';
 import { GatewayRouter } from './gateway-router';
+import { MonitorBoard } from './monitor-board';
 import { OpenApiDocument } from './openapi';
 
 @ApiTags('v1')
@@ -28,6 +29,7 @@ export class ApiController {
     @Inject(ClusterView) private readonly view: ClusterView,
     @Inject(FlotillaConfig) private readonly config: FlotillaConfig,
     @Inject(OpenApiDocument) private readonly openApi: OpenApiDocument,
+    @Inject(MonitorBoard) private readonly monitors: MonitorBoard,
   ) {}
 
   /** One write transaction, all or nothing, on the leader. */
@@ -60,7 +62,7 @@ export class ApiController {
     return { rows: reply.rows, servedBy: reply.servedBy, lsn: reply.lsn };
   }
 
-  /** The cluster as the heartbeats tell it. */
+  /** The cluster as the heartbeats tell it, and what the active failover monitor says. */
   @Get('cluster')
   @ApiOkResponse({ type: ClusterResponseDto })
   cluster(): ClusterResponseDto {
@@ -72,6 +74,7 @@ export class ApiController {
       mode: s.mode ?? this.config.mode,
       logFormat: s.logFormat,
       nodes: this.view.nodes(),
+      failover: this.monitors.failover(),
     };
   }
 

@@ -1,6 +1,6 @@
 import { ArgumentMetadata } from '@nestjs/common';
 import { ErrorCode, FlotillaError } from '@flotilla/protocol';
-import { consistencyOf, ExecuteRequestDto, QueryRequestDto, STATEMENTS_MAX } from './dto';
+import { consistencyOf, ExecuteRequestDto, QueryRequestDto, STATEMENTS_MAX, SwitchoverRequestDto } from './dto';
 import { BodyValidationPipe, durabilityProblem, paramsProblem, sqlValueProblem } from './validation';
 
 const pipe = new BodyValidationPipe();
@@ -142,5 +142,20 @@ describe('SQL value checks', () => {
   it('knows the durability forms', () => {
     for (const d of ['leader', 'sync', { replicas: 0 }, { replicas: 3 }]) expect(durabilityProblem(d)).toBeUndefined();
     for (const d of ['all', 2, { replicas: -1 }, { replicas: 1.5 }, { replicas: 2, x: 1 }, null]) expect(durabilityProblem(d)).toEqual(expect.any(String));
+  });
+});
+
+describe('SwitchoverRequestDto', () => {
+  const switchover = async (value: unknown) => (await pipe.transform(value, bodyOf(SwitchoverRequestDto))) as SwitchoverRequestDto;
+
+  it('accepts a replica name', async () => {
+    expect((await switchover({ to: 'replica-1' })).to).toBe('replica-1');
+  });
+
+  it('refuses a missing, mistyped or malformed target, and unknown fields', async () => {
+    expect(await refusal(switchover({}))).toBe('invalid request: to is required');
+    expect(await refusal(switchover({ to: 3 }))).toMatch(/to must be a string/);
+    expect(await refusal(switchover({ to: 'Replica 1' }))).toMatch(/to must be a replica name such as replica-1/);
+    expect(await refusal(switchover({ to: 'replica-1', force: true }))).toMatch(/force/);
   });
 });

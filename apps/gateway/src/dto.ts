@@ -167,6 +167,23 @@ export class NodeDto {
   @ApiProperty({ type: String, nullable: true }) problem!: string | null;
 }
 
+export class LastFailoverDto {
+  @ApiProperty({ type: String, nullable: true, description: 'the failed leader' }) from!: string | null;
+  @ApiProperty({ description: 'the promoted replica' }) to!: string;
+  @ApiProperty() epoch!: number;
+  @ApiProperty({ description: 'when the failure was detected, ms since the Unix epoch' }) detectedAt!: number;
+  @ApiProperty({ description: 'when the lease was handed over, ms since the Unix epoch' }) promotedAt!: number;
+}
+
+/** What the active failover monitor says. */
+export class FailoverDto {
+  @ApiProperty({ enum: ['ok', 'failing-over', 'no-candidate', 'standby', 'unknown'], description: 'unknown: no active monitor heard from' })
+  state!: 'ok' | 'failing-over' | 'no-candidate' | 'standby' | 'unknown';
+  @ApiPropertyOptional({ description: 'why, e.g. which replicas are not eligible and why' }) reason?: string;
+  @ApiProperty({ type: String, nullable: true, description: 'the active monitor' }) monitor!: string | null;
+  @ApiPropertyOptional({ type: LastFailoverDto }) lastFailover?: LastFailoverDto;
+}
+
 export class ClusterResponseDto {
   @ApiProperty() cluster!: string;
   @ApiProperty() epoch!: number;
@@ -174,6 +191,46 @@ export class ClusterResponseDto {
   @ApiProperty({ type: String, nullable: true }) mode!: string | null;
   @ApiProperty({ type: String, nullable: true }) logFormat!: string | null;
   @ApiProperty({ type: [NodeDto] }) nodes!: NodeDto[];
+  @ApiProperty({ type: FailoverDto }) failover!: FailoverDto;
+}
+
+/** A replica name: a DNS label, as in GET /v1/cluster. */
+export const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** POST /v1/admin/switchover: planned leader change, no data loss. */
+export class SwitchoverRequestDto {
+  @ApiProperty({ example: 'replica-1', description: 'the replica to lead next' })
+  @Matches(NODE_NAME, { message: '$property must be a replica name such as replica-1' })
+  @IsString()
+  @IsDefined({ message: REQUIRED })
+  to!: string;
+}
+
+export class SwitchoverResponseDto {
+  @ApiProperty({ example: 'replica-0' }) from!: string;
+  @ApiProperty({ example: 'replica-1' }) to!: string;
+  @ApiProperty({ description: 'epoch of the new leader' }) epoch!: number;
+  @ApiProperty({ description: 'last LSN of the old leader, which the new leader had when it took over' }) lsn!: string;
+}
+
+export class DiscardedTransactionDto {
+  @ApiProperty({ description: 'the replica that discarded it' }) node!: string;
+  @ApiProperty({ description: 'decimal string' }) lsn!: string;
+  @ApiProperty() epoch!: number;
+  @ApiProperty({ description: 'leader commit time, ms since the Unix epoch' }) ts!: number;
+  @ApiProperty({ description: 'when it was undone, ms since the Unix epoch' }) discardedAt!: number;
+  @ApiProperty({ type: 'array', items: { type: 'object' }, description: 'row changes (ins/upd/del/ddl) with before-images' }) changes!: unknown[];
+  @ApiProperty({ type: 'object', additionalProperties: { type: 'array', items: { type: 'string' } } }) cols!: Record<string, string[]>;
+}
+
+export class UnavailableNodeDto {
+  @ApiProperty() node!: string;
+  @ApiProperty({ example: 'timeout' }) reason!: string;
+}
+
+export class DiscardedResponseDto {
+  @ApiProperty({ type: [DiscardedTransactionDto], description: 'sorted by lsn' }) discarded!: DiscardedTransactionDto[];
+  @ApiProperty({ type: [UnavailableNodeDto], description: 'replicas that did not answer: their quarantine is not listed' }) unavailable!: UnavailableNodeDto[];
 }
 
 export class ErrorDto {

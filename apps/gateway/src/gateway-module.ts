@@ -7,11 +7,14 @@ import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { FlotillaConfig } from '@flotilla/config';
 import type { Logger } from '@flotilla/logging';
 import { ClusterView } from '../../../libs/replication/src/cluster-view';
+import { Admin } from './admin';
+import { AdminController } from './admin-controller';
 import { ApiController } from './api-controller';
 import { ErrorFilter } from './error-filter';
 import { GatewayRouter } from './gateway-router';
 import { HealthController } from './health-controller';
 import { GatewayMetrics } from './metrics';
+import { MonitorBoard } from './monitor-board';
 import { NatsLink } from './nats-link';
 import { OpenApiDocument } from './openapi';
 import { BodyValidationPipe } from './validation';
@@ -25,6 +28,8 @@ export interface GatewayParts {
   router: GatewayRouter;
   metrics: GatewayMetrics;
   openApi: OpenApiDocument;
+  monitors: MonitorBoard;
+  admin: Admin;
 }
 
 @Module({})
@@ -37,9 +42,11 @@ export class GatewayModule {
       { provide: GatewayRouter, useValue: parts.router },
       { provide: GatewayMetrics, useValue: parts.metrics },
       { provide: OpenApiDocument, useValue: parts.openApi },
+      { provide: MonitorBoard, useValue: parts.monitors },
+      { provide: Admin, useValue: parts.admin },
       { provide: APP_FILTER, useValue: new ErrorFilter(parts.logger.child({ component: 'http' }), { maxBodyBytes: parts.config.maxBodyBytes }) },
       { provide: APP_PIPE, useValue: new BodyValidationPipe() },
     ];
-    return { module: GatewayModule, controllers: [ApiController, HealthController], providers };
+    return { module: GatewayModule, controllers: [ApiController, AdminController, HealthController], providers };
   }
 }

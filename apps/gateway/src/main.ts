@@ -15,7 +15,9 @@ import { ClusterView, MISSED_HEARTBEATS_STALE } from '../../../libs/replication/
 import { bodyParserErrorMiddleware } from './error-filter';
 import { GatewayModule } from './gateway-module';
 import { GatewayRouter } from './gateway-router';
+import { Admin } from './admin';
 import { GatewayMetrics, httpMetricsMiddleware } from './metrics';
+import { MonitorBoard } from './monitor-board';
 import { NatsLink } from './nats-link';
 import { OpenApiDocument } from './openapi';
 
@@ -43,7 +45,15 @@ export async function startGateway(config: FlotillaConfig, logger: Logger): Prom
   const subjects = subjectsFor(config.cluster);
   const view = new ClusterView({ clock: systemClock, staleAfterMs: MISSED_HEARTBEATS_STALE * config.heartbeatIntervalMs });
   let metrics: GatewayMetrics | undefined;
-  const link = new NatsLink({ natsUrl: config.natsUrl, subjects, view, logger: logger.child({ component: 'nats' }), onBadHeartbeat: () => metrics?.heartbeatsRejected.inc() });
+  const monitors = new MonitorBoard(systemClock);
+  const link = new NatsLink({
+    natsUrl: config.natsUrl,
+    subjects,
+    view,
+    monitors,
+    logger: logger.child({ component: 'nats' }),
+    onBadHeartbeat: () => metrics?.heartbeatsRejected.inc(),
+  });
   metrics = new GatewayMetrics(view, () => link.connected);
   const router = new GatewayRouter({
     subjects,
@@ -55,9 +65,10 @@ export async function startGateway(config: FlotillaConfig, logger: Logger): Prom
     readWaitMs: config.readWaitMs,
   });
   const openApi = new OpenApiDocument();
+  const admin = new Admin({ subjects, view, requester: link, logger: logger.child({ component: 'admin' }) });
 
   const app = await NestFactory.create<NestExpressApplication>(
-    GatewayModule.forRoot({ config, logger, view, link, router, metrics, openApi }),
+    GatewayModule.forRoot({ config, logger, view, link, router, metrics, openApi, monitors, admin }),
     { bodyParser: false, forceCloseConnections: true, logger: new NestLogBridge(logger.child({ component: 'nest' })) },
   );
   app.disable('x-powered-by');

@@ -1,12 +1,13 @@
 /**
  * The gateway's NATS connection: keeps reconnecting forever, feeds every heartbeat on `hb.*` into
- * the ClusterView, and implements {@link Requester} for the router. Requests made while
+ * the ClusterView and every monitor status into the MonitorBoard, and implements {@link Requester} for the router. Requests made while
  * disconnected fail at once with NOT_CONNECTED rather than queueing behind the reconnect.
  */
 import { connect, ErrorCode as NatsErrorCode, NatsConnection, NatsError } from 'nats';
 import { decodeHeartbeat, Subjects } from '@flotilla/protocol';
 import type { Logger } from '@flotilla/logging';
 import type { ClusterView } from '../../../libs/replication/src/cluster-view';
+import { decodeMonitorStatus, MonitorBoard } from './monitor-board';
 import { RequestFailure, RequestFailureKind, Requester } from './requester';
 
 /** A rejected heartbeat is logged at most once per this interval (they arrive 4 times a second). */
@@ -16,6 +17,8 @@ export interface NatsLinkOptions {
   natsUrl: string;
   subjects: Subjects;
   view: ClusterView;
+  /** Receives the failover monitors' statuses (subjects.monitorStatus) when given. */
+  monitors?: MonitorBoard;
   logger: Logger;
   /** Called for every heartbeat rejected at the boundary (for a metric). */
   onBadHeartbeat?: () => void;
@@ -54,6 +57,19 @@ export class NatsLink implements Requester {
     this.isConnected = true;
     this.o.logger.info('nats connected', { server: nc.getServer() });
     nc.subscribe(this.o.subjects.heartbeatAll, { callback: (err, msg) => (err ? undefined : this.onHeartbeat(msg.subject, msg.data)) });
+    const monitors = this.o.monitors;
+    if (monitors) {
+      nc.subscribe(this.o.subjects.monitorStatus, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            monitors.ingest(decodeMonitorStatus(msg.data));
+          } catch (e) {
+            this.o.logger.debug('monitor status rejected', { reason: (e as Error).message });
+          }
+        },
+      });
+    }
     void this.watchStatus(nc);
     void nc.closed().then((err) => {
       this.isConnected = false;
