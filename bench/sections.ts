@@ -1,0 +1,628 @@
+/**
+ * The benchmark sections. Each one measures, returns plain numbers (they go to the JSON file as
+ * they are) and a markdown table. Load always comes from worker threads (bench/load.ts); this
+ * module only starts clusters, waits and computes.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { appEntry, findRepoRoot } from '@flotilla/local-cluster';
+import { waitFor } from '@flotilla/testing';
+import { BenchCluster, CONVERGE_TIMEOUT_MS } from './bench-cluster';
+import { LoadResult, percentile, runWriters, startAckListener } from './load';
+import { nowMs, WriterResult } from './load-worker';
+import { PgMode, PostgresPair } from './postgres';
+import { fmt, markdownTable, ratioCell } from './report';
+
+/** Run lengths and sizes; `--quick` shrinks all of them. */
+export interface Settings {
+  quick: boolean;
+  clientCounts: number[];
+  /** One throughput point: warm-up + measured time. */
+  warmupMs: number;
+  durationMs: number;
+  lagDurationMs: number;
+  outageMs: number;
+  snapshotMb: number;
+  failoverRepetitions: number;
+}
+
+export function settingsFor(quick: boolean): Settings {
+  return quick
+    ? { quick, clientCounts: [1, 16, 64], warmupMs: 500, durationMs: 2500, lagDurationMs: 4000, outageMs: 10_000, snapshotMb: 50, failoverRepetitions: 3 }
+    : { quick, clientCounts: [1, 16, 64], warmupMs: 2000, durationMs: 12_000, lagDurationMs: 20_000, outageMs: 60_000, snapshotMb: 200, failoverRepetitions: 20 };
+}
+
+/** Hard bound on requests of one throughput point (the duration normally ends it first). */
+const REQUESTS_PER_POINT_MAX = 2_000_000;
+/** One gateway request never waits longer than this. */
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Clients of the rate-limited writers (lag, catch-up): enough to hold the rate when a reply is slow. */
+const PACED_CLIENTS = 16;
+/** Rows of the snapshot database: one 256 KiB blob per request (entries over 900 KiB are refused). */
+const BLOB_BYTES = 256 * 1024;
+/** A failover that brings no new leader within this is "not available". */
+const FAILOVER_WAIT_MS = 30_000;
+/** Load before each kill, so the clients are in steady state when the leader dies. */
+const FAILOVER_PRELOAD_MS = 1500;
+/** Load after the first write on the new leader, so the gap is seen whole. */
+const FAILOVER_POSTLOAD_MS = 1500;
+const FAILOVER_CLIENTS = 4;
+/** Longer than the gateway's own request timeout (5 s), so its answer is what the client sees. */
+const FAILOVER_REQUEST_TIMEOUT_MS = 10_000;
+
+export const KV_TABLE_DDL = 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT NOT NULL)';
+const INSERT_SQL = 'INSERT INTO t(k, v) VALUES (?, ?)';
+
+let nextKeyBase = 1;
+/** A key range no earlier run of this process used (1e9 keys each). */
+function freshKeyBase(): number {
+  const base = nextKeyBase;
+  nextKeyBase += 1_000_000_000;
+  return base;
+}
+
+/** One throughput/latency point. */
+export interface Point {
+  clients: number;
+  throughputPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  ok: number;
+  failed: number;
+  measuredMs: number;
+  errorSamples: string[];
+}
+
+function point(r: LoadResult): Point {
+  return {
+    clients: r.clients,
+    throughputPerS: +r.throughputPerS.toFixed(1),
+    p50Ms: +r.p50Ms.toFixed(3),
+    p99Ms: +r.p99Ms.toFixed(3),
+    ok: r.measuredOk,
+    failed: r.measuredFailed,
+    measuredMs: Math.round(r.measuredMs),
+    errorSamples: r.errorSamples,
+  };
+}
+
+/** Closed-loop single-row inserts through the gateway. */
+export async function gatewayPoint(bc: BenchCluster, s: Settings, clients: number): Promise<Point> {
+  const r = await runWriters({
+    kind: 'http-writer', url: bc.gatewayUrl, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    clients, warmupMs: s.warmupMs, durationMs: s.warmupMs + s.durationMs, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS: 0, keyBase: freshKeyBase(),
+  });
+  return point(r);
+}
+
+// ---- (a) write throughput, 0 vs 2 followers ---------------------------------------------------
+
+export interface WriteSection {
+  zeroFollowers: Point[];
+  twoFollowers: Point[];
+  /** twoFollowers/zeroFollowers throughput per client count. */
+  ratios: { clients: number; ratio: number }[];
+  /** Best 2-follower throughput: the "maximum write rate" of the lag and catch-up sections. */
+  maxRateTwoFollowersPerS: number;
+  /** Time the followers needed to reach the leader after each 2-follower point (backlog). */
+  drainMs: number[];
+}
+
+export async function measureWrites(bc: BenchCluster, s: Settings, waitForFollowers: boolean, drainMs?: number[]): Promise<Point[]> {
+  const out: Point[] = [];
+  for (const clients of s.clientCounts) {
+    out.push(await gatewayPoint(bc, s, clients));
+    if (waitForFollowers) {
+      const t0 = Date.now();
+      await bc.converged();
+      drainMs?.push(Date.now() - t0);
+    }
+  }
+  return out;
+}
+
+export function writeTable(w: WriteSection): string {
+  const rows = w.zeroFollowers.map((z, i) => {
+    const t = w.twoFollowers[i];
+    return [String(z.clients), fmt(z.throughputPerS), fmt(z.p50Ms, 2), fmt(z.p99Ms, 2), fmt(t?.throughputPerS), fmt(t?.p50Ms, 2), fmt(t?.p99Ms, 2), ratioCell(w.ratios[i]?.ratio, 0.8)];
+  });
+  return markdownTable(
+    ['clients', '0 followers writes/s', 'p50 ms', 'p99 ms', '2 async followers writes/s', 'p50 ms', 'p99 ms', '2f / 0f throughput'],
+    rows,
+  );
+}
+
+// ---- (b) replication lag ----------------------------------------------------------------------
+
+export interface LagSection {
+  targetRatePerS: number;
+  achievedRatePerS: number;
+  writes: number;
+  /** Per follower and over both: time from the write's reply to that follower's ack of it. */
+  perFollower: Record<string, { p50Ms: number; p99Ms: number; maxMs: number; samples: number; missing: number }>;
+  /** Lag until *both* followers had applied the write. */
+  allFollowers: { p50Ms: number; p99Ms: number; maxMs: number };
+  anyFollower: { p50Ms: number; p99Ms: number; maxMs: number };
+  /** Acks that came before the client's reply (lag counted as 0). */
+  beforeReply: number;
+  writeP50Ms: number;
+  writeP99Ms: number;
+}
+
+/**
+ * Lag per (write, follower): for each write (LSN L, reply at t), the first ack of that follower
+ * with applied ≥ L, at time a; lag = max(0, a - t). Writes and acks both sorted ascending.
+ */
+export function lagsOf(writes: [number, number][], acks: [number, number][]): { lags: number[]; missing: number; beforeReply: number } {
+  const sorted = [...writes].sort((x, y) => x[0] - y[0]);
+  const lags: number[] = [];
+  let missing = 0;
+  let beforeReply = 0;
+  let j = 0;
+  for (const [lsn, replyMs] of sorted) {
+    while (j < acks.length && acks[j][0] < lsn) j++;
+    if (j === acks.length) {
+      missing++;
+      continue;
+    }
+    const lag = acks[j][1] - replyMs;
+    if (lag < 0) beforeReply++;
+    lags.push(Math.max(0, lag));
+  }
+  return { lags, missing, beforeReply };
+}
+
+function summary(xs: number[]) {
+  return { p50Ms: +percentile(xs, 50).toFixed(3), p99Ms: +percentile(xs, 99).toFixed(3), maxMs: +(xs.length ? Math.max(...xs) : NaN).toFixed(3) };
+}
+
+export async function measureLag(bc: BenchCluster, s: Settings, ratePerS: number): Promise<LagSection> {
+  const leader = await bc.leader();
+  const followers = bc.cluster.replicaNames.filter((n) => n !== leader);
+  const listener = startAckListener({ natsUrl: bc.cluster.natsUrl, subject: bc.ackSubject }, s.lagDurationMs + 30_000);
+  await listener.ready;
+  const r = await runWriters({
+    kind: 'http-writer', url: bc.gatewayUrl, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS, recordWrites: true,
+    clients: PACED_CLIENTS, warmupMs: s.warmupMs, durationMs: s.warmupMs + s.lagDurationMs, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS, keyBase: freshKeyBase(),
+  });
+  // The last writes' acks are at most a few ms behind; wait until both followers have them.
+  await bc.converged(30_000);
+  listener.stop();
+  const { acks } = await listener.result;
+  const perFollower: LagSection['perFollower'] = {};
+  const lagByWrite = new Map<number, number[]>();
+  let beforeReply = 0;
+  for (const f of followers) {
+    const { lags, missing, beforeReply: b } = lagsOf(r.writes, acks[f] ?? []);
+    beforeReply += b;
+    perFollower[f] = { ...summary(lags), samples: lags.length, missing };
+    // Per write, across followers (same order as lagsOf: sorted by LSN).
+    const sorted = [...r.writes].sort((x, y) => x[0] - y[0]);
+    let j = 0;
+    const fa = acks[f] ?? [];
+    for (const [lsn, replyMs] of sorted) {
+      while (j < fa.length && fa[j][0] < lsn) j++;
+      if (j === fa.length) continue;
+      const arr = lagByWrite.get(lsn) ?? [];
+      arr.push(Math.max(0, fa[j][1] - replyMs));
+      lagByWrite.set(lsn, arr);
+    }
+  }
+  const complete = [...lagByWrite.values()].filter((a) => a.length === followers.length);
+  return {
+    targetRatePerS: Math.round(ratePerS),
+    achievedRatePerS: +r.throughputPerS.toFixed(1),
+    writes: r.writes.length,
+    perFollower,
+    allFollowers: summary(complete.map((a) => Math.max(...a))),
+    anyFollower: summary(complete.map((a) => Math.min(...a))),
+    beforeReply,
+    writeP50Ms: +r.p50Ms.toFixed(3),
+    writeP99Ms: +r.p99Ms.toFixed(3),
+  };
+}
+
+export function lagTable(l: LagSection): string {
+  const rows = Object.entries(l.perFollower).map(([name, f]) => [name, fmt(f.p50Ms, 2), fmt(f.p99Ms, 2), fmt(f.maxMs, 2), `${f.samples}${f.missing ? ` (${f.missing} never acked)` : ''}`]);
+  rows.push(['both followers applied', fmt(l.allFollowers.p50Ms, 2), fmt(l.allFollowers.p99Ms, 2), fmt(l.allFollowers.maxMs, 2), String(l.writes)]);
+  return (
+    `Rate-limited writer: target ${fmt(l.targetRatePerS)} writes/s (half the best 2-follower rate), achieved ${fmt(l.achievedRatePerS)} writes/s, ` +
+    `${PACED_CLIENTS} paced clients; write p50/p99 ${fmt(l.writeP50Ms, 2)}/${fmt(l.writeP99Ms, 2)} ms. Target: lag p99 ≤ 10 ms → ` +
+    `${l.allFollowers.p99Ms <= 10 ? 'met' : `MISSED (${fmt(l.allFollowers.p99Ms, 1)} ms)`}.\n\n` +
+    markdownTable(['follower', 'lag p50 ms', 'lag p99 ms', 'max ms', 'writes'], rows)
+  );
+}
+
+// ---- (c) catch-up -----------------------------------------------------------------------------
+
+export interface CatchupSection {
+  outageMs: number;
+  writeRateDuringOutagePerS: number;
+  entriesBehind: number;
+  /** From startProcess to the follower holding the leader LSN of the restart moment (includes process start). */
+  endToEndMs: number;
+  endToEndEntriesPerS: number;
+  /** The replica's own "catch-up finished" line: entries fetched and ms. */
+  logged?: { entries: number; ms: number; entriesPerS: number };
+  ratioLogged?: number;
+  ratioEndToEnd: number;
+}
+
+export async function measureCatchup(bc: BenchCluster, s: Settings, ratePerS: number): Promise<CatchupSection> {
+  const leader = await bc.leader();
+  const victim = bc.cluster.replicaNames.find((n) => n !== leader)!;
+  await bc.converged();
+  // No writes run now, so the follower's position is also the leader's.
+  const victimLsn = await bc.lsnOf(victim);
+  await bc.cluster.stopProcess(victim);
+  let stopWriter!: () => void;
+  // Writes continue at the same rate while the follower catches up: it must outrun them.
+  const catchupBoundMs = 180_000;
+  const writer = runWriters(
+    {
+      kind: 'http-writer', url: bc.gatewayUrl, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      clients: PACED_CLIENTS, warmupMs: 0, durationMs: s.outageMs + catchupBoundMs, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS, keyBase: freshKeyBase(),
+    },
+    (stop) => (stopWriter = stop),
+  );
+  const tOutage = nowMs();
+  const leaderLsnAtStop = await bc.lsnOf(leader);
+  await sleep(s.outageMs);
+  const leaderLsnAtRestart = await bc.lsnOf(leader);
+  const outageMs = nowMs() - tOutage;
+  const offset = bc.logOffset(victim);
+  const t0 = nowMs();
+  await bc.cluster.startProcess(victim);
+  await waitFor(async () => (await bc.status(victim, 500).then((r) => Number(r.heartbeat.lsn)).catch(() => -1)) >= leaderLsnAtRestart, {
+    what: `${victim} at LSN ${leaderLsnAtRestart}`, timeoutMs: catchupBoundMs, intervalMs: 20,
+  });
+  const endToEndMs = nowMs() - t0;
+  stopWriter();
+  await writer;
+  const finished = await waitFor(() => bc.logLines(victim, offset, 'catch-up finished')[0], { what: 'catch-up finished line', timeoutMs: 30_000 }).catch(() => undefined);
+  await bc.converged();
+  const entriesBehind = leaderLsnAtRestart - victimLsn;
+  const writeRate = ((leaderLsnAtRestart - leaderLsnAtStop) * 1000) / outageMs;
+  const logged = finished
+    ? { entries: Number(finished.entries), ms: Number(finished.ms), entriesPerS: Math.round((Number(finished.entries) * 1000) / Math.max(1, Number(finished.ms))) }
+    : undefined;
+  const endToEndEntriesPerS = (entriesBehind * 1000) / endToEndMs;
+  return {
+    outageMs: Math.round(outageMs),
+    writeRateDuringOutagePerS: +writeRate.toFixed(1),
+    entriesBehind,
+    endToEndMs: Math.round(endToEndMs),
+    endToEndEntriesPerS: Math.round(endToEndEntriesPerS),
+    logged,
+    ratioLogged: logged ? +(logged.entriesPerS / writeRate).toFixed(2) : undefined,
+    ratioEndToEnd: +(endToEndEntriesPerS / writeRate).toFixed(2),
+  };
+}
+
+export function catchupTable(c: CatchupSection): string {
+  return markdownTable(
+    ['measure', 'entries', 'ms', 'entries/s', 'write rate during outage /s', 'ratio'],
+    [
+      ['replica log: catch-up started → finished', fmt(c.logged?.entries), fmt(c.logged?.ms), fmt(c.logged?.entriesPerS), fmt(c.writeRateDuringOutagePerS), ratioCell(c.ratioLogged, 5)],
+      ['end to end: process start → at leader LSN', fmt(c.entriesBehind), fmt(c.endToEndMs), fmt(c.endToEndEntriesPerS), fmt(c.writeRateDuringOutagePerS), ratioCell(c.ratioEndToEnd, 5)],
+    ],
+  ) + `\n\nFollower down for ${fmt(c.outageMs / 1000, 1)} s of paced writes; writes continue at the same rate while it catches up.`;
+}
+
+// ---- (d) snapshot vs cp -----------------------------------------------------------------------
+
+export interface SnapshotSection {
+  databaseBytes: number;
+  walBytes: number;
+  snapshotBytes: number;
+  makeMs: number;
+  totalMs: number;
+  transferMs: number;
+  makeMbPerS: number;
+  transferMbPerS: number;
+  totalMbPerS: number;
+  cpBytes: number;
+  cpMs: number;
+  cpMbPerS: number;
+  ratioToCp: number;
+  buildMs: number;
+}
+
+export async function measureSnapshot(s: Settings): Promise<SnapshotSection> {
+  const bc = await BenchCluster.start({ replicas: 1, ddl: ['CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB NOT NULL)'] });
+  try {
+    const leader = await bc.leader();
+    const rows = Math.ceil((s.snapshotMb * 1e6) / BLOB_BYTES);
+    const tb = Date.now();
+    const r = await runWriters({
+      kind: 'http-writer', url: bc.gatewayUrl, sql: `INSERT INTO blobs(b) VALUES (randomblob(${BLOB_BYTES}))`, keyed: false, requestTimeoutMs: 30_000,
+      clients: 2, warmupMs: 0, durationMs: 20 * 60_000, maxRequests: rows, ratePerS: 0, keyBase: 0,
+    });
+    if (r.ok < rows) throw new Error(`snapshot: only ${r.ok} of ${rows} blob rows written (${r.errorSamples.join('; ')})`);
+    const buildMs = Date.now() - tb;
+    const dbFile = bc.cluster.replicaDbFile(leader);
+    const databaseBytes = fs.statSync(dbFile).size;
+    const walBytes = fs.existsSync(`${dbFile}-wal`) ? fs.statSync(`${dbFile}-wal`).size : 0;
+    const leaderOffset = bc.logOffset(leader);
+    const added = await bc.cluster.addReplica();
+    const seeded = await waitFor(() => bc.logLines(added, 0, 'snapshot seeding finished')[0], { what: 'snapshot seeding finished', timeoutMs: 15 * 60_000, intervalMs: 100 });
+    const ready = bc.logLines(leader, leaderOffset, 'snapshot ready').find((l) => l.for === added);
+    const snapshotBytes = Number(seeded.bytes);
+    const totalMs = Number(seeded.ms);
+    const makeMs = Number(ready?.ms ?? NaN);
+    const transferMs = totalMs - makeMs;
+    await bc.converged();
+    const cp = timedCopy(dbFile);
+    const mbps = (bytes: number, ms: number) => +(bytes / 1e6 / (ms / 1000)).toFixed(1);
+    const totalMbPerS = mbps(snapshotBytes, totalMs);
+    return {
+      databaseBytes, walBytes, snapshotBytes, makeMs, totalMs, transferMs,
+      makeMbPerS: mbps(snapshotBytes, makeMs), transferMbPerS: mbps(snapshotBytes, transferMs), totalMbPerS,
+      cpBytes: cp.bytes, cpMs: Math.round(cp.ms), cpMbPerS: mbps(cp.bytes, cp.ms), ratioToCp: +(totalMbPerS / mbps(cp.bytes, cp.ms)).toFixed(2), buildMs,
+    };
+  } finally {
+    await bc.stop();
+  }
+}
+
+/** `cp` of the file to a temp file in the same file system, then fsync of the copy. */
+function timedCopy(file: string): { bytes: number; ms: number } {
+  const dest = path.join(path.dirname(file), `cp-bench-${process.pid}.sqlite`);
+  try {
+    const t0 = nowMs();
+    const r = spawnSync('cp', [file, dest]);
+    if (r.status !== 0) throw new Error(`cp failed: ${r.stderr}`);
+    const fd = fs.openSync(dest, 'r+');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    return { bytes: fs.statSync(dest).size, ms: nowMs() - t0 };
+  } finally {
+    fs.rmSync(dest, { force: true });
+  }
+}
+
+export function snapshotTable(x: SnapshotSection): string {
+  const mb = (b: number) => fmt(b / 1e6, 1);
+  return markdownTable(
+    ['step', 'MB', 'ms', 'MB/s'],
+    [
+      ['snapshot: make (leader, "snapshot ready")', mb(x.snapshotBytes), fmt(x.makeMs), fmt(x.makeMbPerS, 1)],
+      ['snapshot: transfer + install (total − make)', mb(x.snapshotBytes), fmt(x.transferMs), fmt(x.transferMbPerS, 1)],
+      ['snapshot: total (new replica, "snapshot seeding finished")', mb(x.snapshotBytes), fmt(x.totalMs), fmt(x.totalMbPerS, 1)],
+      ['`cp` of leader db.sqlite + fsync', mb(x.cpBytes), fmt(x.cpMs), fmt(x.cpMbPerS, 1)],
+      ['snapshot total / cp', '', '', ratioCell(x.ratioToCp, 0.5)],
+    ],
+  ) + `\n\nLeader database: ${mb(x.databaseBytes)} MB db.sqlite + ${mb(x.walBytes)} MB WAL, built in ${fmt(x.buildMs / 1000, 1)} s from 256 KiB blobs.`;
+}
+
+// ---- (e) modes vs PostgreSQL ------------------------------------------------------------------
+
+/** Flotilla modes and the PostgreSQL setting each is compared with. */
+export const MODE_PAIRS: { flotilla: 'async' | 'semi-sync' | 'sync'; pg: PgMode }[] = [
+  { flotilla: 'async', pg: { label: 'synchronous_commit=local, async standby', synchronousCommit: 'local', syncStandby: false } },
+  { flotilla: 'semi-sync', pg: { label: 'synchronous_commit=on, 1 sync standby', synchronousCommit: 'on', syncStandby: true } },
+  { flotilla: 'sync', pg: { label: 'synchronous_commit=remote_apply, 1 sync standby', synchronousCommit: 'remote_apply', syncStandby: true } },
+];
+/** Measured too, for reference: commit without waiting for any flush. */
+export const PG_OFF: PgMode = { label: 'synchronous_commit=off, async standby', synchronousCommit: 'off', syncStandby: false };
+
+export interface ModesSection {
+  flotilla: { mode: string; reportedMode?: string; points: Point[] }[];
+  postgres: { mode: PgMode; points: Point[] }[];
+  postgresVersion: string;
+  ratios: { clients: number; flotilla: string; pg: string; ratio: number }[];
+}
+
+export async function measureFlotillaModes(s: Settings): Promise<ModesSection['flotilla']> {
+  const out: ModesSection['flotilla'] = [];
+  for (const { flotilla: mode } of MODE_PAIRS) {
+    const env: Record<string, string> = { FLOTILLA_MODE: mode };
+    if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
+    const bc = await BenchCluster.start({ replicas: 3, env, ddl: [KV_TABLE_DDL] });
+    try {
+      const reportedMode = String(((await bc.clusterView()) as unknown as { mode?: string }).mode ?? '?');
+      out.push({ mode, reportedMode, points: await measureWrites(bc, s, true) });
+    } finally {
+      await bc.stop();
+    }
+  }
+  return out;
+}
+
+export async function measurePostgres(s: Settings): Promise<{ version: string; results: ModesSection['postgres'] }> {
+  const pg = new PostgresPair();
+  livePostgres.add(pg);
+  try {
+    await pg.start();
+    const results: ModesSection['postgres'] = [];
+    for (const mode of [PG_OFF, ...MODE_PAIRS.map((p) => p.pg)]) {
+      await pg.setMode(mode);
+      const points: Point[] = [];
+      for (const clients of s.clientCounts) {
+        const r = await runWriters({
+          kind: 'pg-writer', connection: pg.connection, table: 't',
+          clients, warmupMs: s.warmupMs, durationMs: s.warmupMs + s.durationMs, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS: 0, keyBase: freshKeyBase(),
+        });
+        points.push(point(r));
+      }
+      results.push({ mode, points });
+    }
+    return { version: pg.version, results };
+  } finally {
+    pg.stop();
+    livePostgres.delete(pg);
+  }
+}
+
+/** PostgreSQL pairs alive, for cleanup on interruption. */
+export const livePostgres = new Set<PostgresPair>();
+
+export function modeRatios(m: Pick<ModesSection, 'flotilla' | 'postgres'>): ModesSection['ratios'] {
+  const out: ModesSection['ratios'] = [];
+  for (const pair of MODE_PAIRS) {
+    const f = m.flotilla.find((x) => x.mode === pair.flotilla);
+    const p = m.postgres.find((x) => x.mode.synchronousCommit === pair.pg.synchronousCommit);
+    if (!f || !p) continue;
+    for (const fp of f.points) {
+      const pp = p.points.find((x) => x.clients === fp.clients);
+      if (pp) out.push({ clients: fp.clients, flotilla: pair.flotilla, pg: pair.pg.label, ratio: +(fp.throughputPerS / pp.throughputPerS).toFixed(2) });
+    }
+  }
+  return out;
+}
+
+export function modesTable(m: ModesSection): string {
+  const rows: string[][] = [];
+  for (const pair of MODE_PAIRS) {
+    const f = m.flotilla.find((x) => x.mode === pair.flotilla);
+    const p = m.postgres.find((x) => x.mode.synchronousCommit === pair.pg.synchronousCommit);
+    for (const clients of [...new Set([...(f?.points ?? []), ...(p?.points ?? [])].map((x) => x.clients))]) {
+      const fp = f?.points.find((x) => x.clients === clients);
+      const pp = p?.points.find((x) => x.clients === clients);
+      const ratio = fp && pp ? fp.throughputPerS / pp.throughputPerS : undefined;
+      const target = pair.flotilla === 'semi-sync' && clients >= 16 ? ratioCell(ratio, 1.0) : ratio !== undefined ? `${ratio.toFixed(2)}×` : '—';
+      rows.push([
+        `Flotilla ${pair.flotilla}${f?.reportedMode && f.reportedMode !== pair.flotilla ? ` (cluster reports ${f.reportedMode})` : ''}`,
+        String(clients), fmt(fp?.throughputPerS), fmt(fp?.p50Ms, 2), fmt(fp?.p99Ms, 2),
+        `PG ${pair.pg.label}`, fmt(pp?.throughputPerS), fmt(pp?.p50Ms, 2), fmt(pp?.p99Ms, 2), target,
+      ]);
+    }
+  }
+  const off = m.postgres.find((x) => x.mode.synchronousCommit === 'off');
+  for (const pp of off?.points ?? []) {
+    rows.push(['(reference)', String(pp.clients), '', '', '', `PG ${off!.mode.label}`, fmt(pp.throughputPerS), fmt(pp.p50Ms, 2), fmt(pp.p99Ms, 2), '']);
+  }
+  return (
+    `${m.postgresVersion}, primary + 1 streaming standby on loopback, fsync on; Flotilla 3 replicas (leader + 2 followers).\n\n` +
+    markdownTable(['Flotilla', 'clients', 'tx/s', 'p50 ms', 'p99 ms', 'PostgreSQL 15', 'tx/s', 'p50 ms', 'p99 ms', 'Flotilla / PG'], rows)
+  );
+}
+
+// ---- (f) failover -----------------------------------------------------------------------------
+
+export interface FailoverSection {
+  available: boolean;
+  reason?: string;
+  /** What was seen when no failover was measured. */
+  detail?: Record<string, unknown>;
+  monitorBuilt: boolean;
+  /** failoverMs: kill → first client success in a newer epoch; leaderVisibleMs: kill → new leader in /v1/cluster. */
+  repetitions: { killed: string; newLeader: string; failoverMs: number; leaderVisibleMs?: number; gapMs: number }[];
+  failoverP50Ms?: number;
+  leaderVisibleP50Ms?: number;
+  leaderVisibleP99Ms?: number;
+  failoverP99Ms?: number;
+  longestGapMs?: number;
+}
+
+/** Longest time without a successful reply, over the requests that ended between from and to. */
+export function longestGap(requests: WriterResult['requests'], fromMs: number, toMs: number): number {
+  const ends = requests.filter((r) => r[2] === 200).map((r) => r[1]).sort((a, b) => a - b);
+  let gap = 0;
+  let prev = fromMs;
+  for (const e of ends) {
+    if (e < fromMs) continue;
+    if (e > toMs) break;
+    gap = Math.max(gap, e - prev);
+    prev = e;
+  }
+  return gap;
+}
+
+export async function measureFailover(s: Settings): Promise<FailoverSection> {
+  const monitorBuilt = fs.existsSync(appEntry('monitor', findRepoRoot()));
+  // No automatic restart: the killed leader stays down until it is started again by hand, so
+  // the time measured is a failover to another replica, not the old leader coming back.
+  const bc = await BenchCluster.start({ replicas: 3, restart: false, monitor: monitorBuilt ? true : false, env: { FLOTILLA_MODE: 'semi-sync' }, ddl: [KV_TABLE_DDL] });
+  const result: FailoverSection = { available: true, monitorBuilt, repetitions: [] };
+  try {
+    for (let rep = 0; rep < s.failoverRepetitions; rep++) {
+      const old = await bc.leader();
+      const epoch0 = (await bc.clusterView()).epoch;
+      // Idempotent writes: the gateway may retry them on the new leader, as a careful client
+      // would. The writer stops by itself shortly after its first success in a newer epoch.
+      const writer = runWriters({
+        kind: 'http-writer', url: bc.gatewayUrl, sql: INSERT_SQL, keyed: true, idempotent: true, requestTimeoutMs: FAILOVER_REQUEST_TIMEOUT_MS, recordRequests: true,
+        clients: FAILOVER_CLIENTS, warmupMs: 0, durationMs: FAILOVER_PRELOAD_MS + FAILOVER_WAIT_MS + FAILOVER_POSTLOAD_MS, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS: 0, keyBase: freshKeyBase(),
+        stopAfterEpochAbove: { epoch: epoch0, afterMs: FAILOVER_POSTLOAD_MS },
+      });
+      await sleep(FAILOVER_PRELOAD_MS);
+      const tKill = nowMs();
+      bc.cluster.killReplica(old, 'SIGKILL');
+      // When /v1/cluster names another leader in a newer epoch (polled; not the client's view).
+      let newLeader: string | null = null;
+      let leaderVisibleMs: number | undefined;
+      let writerDone = false;
+      const watch = (async () => {
+        while (!writerDone && newLeader === null) {
+          const v = await bc.clusterView().catch(() => undefined);
+          if (v?.leader && v.leader !== old && v.epoch > epoch0) {
+            newLeader = v.leader;
+            leaderVisibleMs = nowMs() - tKill;
+          } else await sleep(20);
+        }
+      })();
+      const r = await writer.finally(() => (writerDone = true));
+      await watch;
+      const first = r.requests.filter((q) => q[2] === 200 && q[3] > epoch0 && q[1] > tKill).sort((a, b) => a[1] - b[1])[0];
+      if (!first) {
+        const after = r.requests.filter((q) => q[1] > tKill);
+        const statuses: Record<string, number> = {};
+        for (const q of after) statuses[`${q[2]}/epoch ${q[3]}`] = (statuses[`${q[2]}/epoch ${q[3]}`] ?? 0) + 1;
+        result.available = false;
+        result.reason = !monitorBuilt
+          ? 'no monitor'
+          : `no write succeeded in a new epoch within ${FAILOVER_WAIT_MS / 1000} s (leader in /v1/cluster: ${newLeader ?? 'none'})`;
+        result.detail = { killed: old, epochBefore: epoch0, newLeader, requestsAfterKill: statuses, errorSamples: r.errorSamples };
+        break;
+      }
+      result.repetitions.push({ killed: old, newLeader: newLeader ?? '?', failoverMs: +(first[1] - tKill).toFixed(1), leaderVisibleMs: leaderVisibleMs === undefined ? undefined : +(leaderVisibleMs as number).toFixed(1), gapMs: +longestGap(r.requests, tKill - FAILOVER_PRELOAD_MS, first[1] + 1).toFixed(1) });
+      await bc.cluster.startProcess(old);
+      await bc.converged(CONVERGE_TIMEOUT_MS);
+    }
+    if (result.available && result.repetitions.length) {
+      const times = result.repetitions.map((x) => x.failoverMs);
+      result.failoverP50Ms = percentile(times, 50);
+      result.failoverP99Ms = percentile(times, 99);
+      result.longestGapMs = Math.max(...result.repetitions.map((x) => x.gapMs));
+      const visible = result.repetitions.flatMap((x) => (x.leaderVisibleMs === undefined ? [] : [x.leaderVisibleMs]));
+      result.leaderVisibleP50Ms = percentile(visible, 50);
+      result.leaderVisibleP99Ms = percentile(visible, 99);
+    }
+    return result;
+  } finally {
+    await bc.stop();
+  }
+}
+
+export function failoverTable(f: FailoverSection): string {
+  const flotilla = f.available
+    ? [`Flotilla (semi-sync, 3 replicas, ${f.repetitions.length} kills)`, fmt(f.failoverP50Ms! / 1000, 2), fmt(f.failoverP99Ms! / 1000, 2), fmt(f.longestGapMs! / 1000, 2)]
+    : [`Flotilla: failover: not available (${f.reason})`, '—', '—', '—'];
+  return markdownTable(
+    ['system', 'leader kill → first write p50 s', 'p99 s', 'longest client write gap s'],
+    [
+      flotilla,
+      ...(f.available ? [['Flotilla: kill → new leader named in /v1/cluster', fmt(f.leaderVisibleP50Ms! / 1000, 2), fmt(f.leaderVisibleP99Ms! / 1000, 2), '']] : []),
+      ['CloudNativePG (e2e test bound)', '', '≤ 10', ''],
+      ['MongoDB replica set (typical election)', '~12', '', ''],
+      ['Patroni (defaults: ttl 30 s, loop_wait 10 s)', '30+', '', ''],
+    ],
+  );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A fast closed-loop probe of the best 2-follower rate, when --only skips the write section. */
+export async function probeMaxRate(bc: BenchCluster, s: Settings): Promise<number> {
+  const counts = s.clientCounts.filter((c) => c >= 16);
+  let best = 0;
+  for (const clients of counts.length ? counts : s.clientCounts) {
+    best = Math.max(best, (await gatewayPoint(bc, s, clients)).throughputPerS);
+    await bc.converged();
+  }
+  return best;
+}
