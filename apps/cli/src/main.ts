@@ -4,6 +4,8 @@
  * `error: <CODE>: <message>` on stderr, never a stack trace).
  */
 import { LocalClusterError } from '@flotilla/local-cluster';
+import { runChaos } from './commands/chaos';
+import { runDiscarded } from './commands/discarded';
 import { runSql } from './commands/sql';
 import { runStatus } from './commands/status';
 import { runSwitchover } from './commands/switchover';
@@ -26,6 +28,8 @@ async function main(argv: string[]): Promise<void> {
       status: (o) => runStatus(o, processIo),
       sql: (sql, o) => runSql(sql, o, processIo),
       switchover: (o) => runSwitchover(o, processIo),
+      chaos: (o) => runChaos(o, processIo),
+      discarded: (o) => runDiscarded(o, processIo),
     },
     (code) => {
       process.exitCode = code;

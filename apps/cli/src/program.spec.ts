@@ -1,3 +1,5 @@
+import { ChaosOptions } from './commands/chaos';
+import { DiscardedOptions } from './commands/discarded';
 import { SqlOptions } from './commands/sql';
 import { StatusOptions } from './commands/status';
 import { SwitchoverOptions } from './commands/switchover';
@@ -6,12 +8,21 @@ import { buildProgram, CliHandlers } from './program';
 
 /** Parses argv with recording handlers; commander errors come back instead of exiting. */
 async function parse(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const calls: { up?: UpOptions; status?: StatusOptions; sql?: { sql: string; options: SqlOptions }; switchover?: SwitchoverOptions } = {};
+  const calls: {
+    up?: UpOptions;
+    status?: StatusOptions;
+    sql?: { sql: string; options: SqlOptions };
+    switchover?: SwitchoverOptions;
+    chaos?: ChaosOptions;
+    discarded?: DiscardedOptions;
+  } = {};
   const handlers: CliHandlers = {
     up: async (o) => ((calls.up = o), 0),
     status: async (o) => ((calls.status = o), 0),
     sql: async (sql, options) => ((calls.sql = { sql, options }), 0),
     switchover: async (o) => ((calls.switchover = o), 0),
+    chaos: async (o) => ((calls.chaos = o), 0),
+    discarded: async (o) => ((calls.discarded = o), 0),
   };
   const codes: number[] = [];
   const errors: string[] = [];
@@ -98,5 +109,28 @@ describe('flotilla switchover', () => {
 
   it('passes the target', async () => {
     expect((await parse(['switchover', '--to', 'replica-1'])).calls.switchover).toEqual({ to: 'replica-1', gateway: 'http://127.0.0.1:8080', json: false });
+  });
+});
+
+describe('flotilla chaos', () => {
+  it('parses the action, the node and the data dir', async () => {
+    expect((await parse(['chaos', 'kill', 'replica-0'])).calls.chaos).toEqual({ action: 'kill', node: 'replica-0', dataDir: './.flotilla' });
+    expect((await parse(['chaos', 'pause', 'monitor-1', '--data-dir', '/tmp/c'])).calls.chaos).toEqual({ action: 'pause', node: 'monitor-1', dataDir: '/tmp/c' });
+    expect((await parse(['chaos', 'resume', 'replica-2'])).calls.chaos?.action).toBe('resume');
+  });
+
+  it('refuses an unknown action or a malformed name', async () => {
+    const bad = await parse(['chaos', 'explode', 'replica-0']);
+    expect(bad.calls.chaos).toBeUndefined();
+    expect(bad.errors).toMatch(/one of kill, pause, resume/);
+    const name = await parse(['chaos', 'kill', 'Replica 0']);
+    expect(name.calls.chaos).toBeUndefined();
+    expect(name.errors).toMatch(/a process name from the cluster/);
+  });
+});
+
+describe('flotilla discarded', () => {
+  it('passes the gateway and --json', async () => {
+    expect((await parse(['discarded', '--json', '--gateway', 'http://g:4'])).calls.discarded).toEqual({ gateway: 'http://g:4', json: true });
   });
 });

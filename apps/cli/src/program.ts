@@ -5,6 +5,8 @@
 import { REPLICATION_MODES } from '@flotilla/config';
 import { DEFAULT_GATEWAY_PORT, DEFAULT_REPLICAS, MAX_REPLICAS } from '@flotilla/local-cluster';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { CHAOS_ACTIONS, ChaosAction, ChaosOptions } from './commands/chaos';
+import { DiscardedOptions } from './commands/discarded';
 import { SqlOptions } from './commands/sql';
 import { StatusOptions } from './commands/status';
 import { SwitchoverOptions } from './commands/switchover';
@@ -20,6 +22,15 @@ export interface CliHandlers {
   status(options: StatusOptions): Promise<number>;
   sql(sql: string, options: SqlOptions): Promise<number>;
   switchover(options: SwitchoverOptions): Promise<number>;
+  chaos(options: ChaosOptions): Promise<number>;
+  discarded(options: DiscardedOptions): Promise<number>;
+}
+
+const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+function nodeName(value: string): string {
+  if (!NODE_NAME.test(value)) throw new InvalidArgumentError('a process name from the cluster, e.g. replica-0, monitor-1, gateway, nats');
+  return value;
 }
 
 function intIn(min: number, max: number, what: string) {
@@ -112,6 +123,28 @@ export function buildProgram(handlers: CliHandlers, onExit: (code: number) => vo
     .option('--json', 'print the raw JSON answer', false)
     .action(async (o: { to: string; gateway?: string; json: boolean }) => {
       onExit(await handlers.switchover({ to: o.to, gateway: gatewayUrlOf(o.gateway, env), json: o.json }));
+    });
+
+  program
+    .command('chaos')
+    .description('inject a fault into one process of the local cluster (see cluster.json): kill = SIGKILL, pause = SIGSTOP, resume = SIGCONT')
+    .argument('<action>', `one of ${CHAOS_ACTIONS.join(', ')}`, (value: string) => {
+      if (!(CHAOS_ACTIONS as string[]).includes(value)) throw new InvalidArgumentError(`one of ${CHAOS_ACTIONS.join(', ')}`);
+      return value as ChaosAction;
+    })
+    .argument('<node>', 'process name, e.g. replica-0 (see `flotilla status`)', nodeName)
+    .option('--data-dir <dir>', 'data dir of the `flotilla up` cluster', DEFAULT_DATA_DIR)
+    .action(async (action: ChaosAction, node: string, o: { dataDir: string }) => {
+      onExit(await handlers.chaos({ action, node, dataDir: o.dataDir }));
+    });
+
+  program
+    .command('discarded')
+    .description('transactions that replicas undid when they rewound after a failover (GET /v1/admin/discarded)')
+    .option('--gateway <url>', 'gateway URL (default $FLOTILLA_GATEWAY_URL or http://127.0.0.1:8080)')
+    .option('--json', 'print the raw JSON', false)
+    .action(async (o: { gateway?: string; json: boolean }) => {
+      onExit(await handlers.discarded({ gateway: gatewayUrlOf(o.gateway, env), json: o.json }));
     });
 
   return program;

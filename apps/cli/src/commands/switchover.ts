@@ -7,12 +7,13 @@ export interface SwitchoverOptions {
   json: boolean;
 }
 
-/** The line printed for a switchover answer (fields the gateway may send: leader, epoch, lsn). */
+/** The line printed for a switchover answer ({from, to, epoch, lsn} from POST /v1/admin/switchover). */
 export function formatSwitchoverReply(to: string, reply: Record<string, unknown> | undefined): string {
-  const leader = typeof reply?.leader === 'string' ? reply.leader : to;
+  const leader = typeof reply?.to === 'string' ? reply.to : typeof reply?.leader === 'string' ? reply.leader : to;
   const epoch = reply?.epoch !== undefined ? ` at epoch ${String(reply.epoch)}` : '';
-  const lsn = reply?.lsn !== undefined ? `, lsn ${String(reply.lsn)}` : '';
-  return `switchover done: ${leader} leads${epoch}${lsn}`;
+  const from = typeof reply?.from === 'string' ? ` (from ${reply.from}` : '';
+  const lsn = reply?.lsn !== undefined ? `${from ? ', ' : ' ('}handed over at lsn ${String(reply.lsn)})` : from ? ')' : '';
+  return `switchover done: ${leader} leads${epoch}${from}${lsn}`;
 }
 
 /** `flotilla switchover --to <node>`: planned leader change with no data loss (POST /v1/admin/switchover). */
