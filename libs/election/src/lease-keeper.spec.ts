@@ -61,3 +61,27 @@ describe('LeaseKeeper takeExpired', () => {
     b.k.stop();
   });
 });
+
+describe('LeaseKeeper and stale lease records', () => {
+  it('a leader that re-took its lease after a restart ignores the old record a late watch event delivers, and keeps renewing', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const before = store.cas(null, { holder: 'replica-2', epoch: 1, ttlMs: TTL_MS });
+    // A leaser whose watch the test drives, as a NATS KV watch that delivers its initial value late.
+    const inner = store.leaser();
+    let deliver: (r: typeof before | null) => void = () => undefined;
+    const leaser = { ...inner, watch: (onChange: (r: typeof before | null) => void) => ((deliver = onChange), { stop: () => undefined }) };
+    const views: LeadershipView[] = [];
+    const k = new LeaseKeeper(leaser, clock, new MemoryLogger(), { node: 'replica-2', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 1 }, (v) => views.push(v));
+    await k.start();
+    expect(store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    deliver(before);
+    await settle();
+    await advance(clock, 3 * TTL_MS);
+    expect(store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(store.record!.renewedAtMs).toBeGreaterThan(clock.now() - RENEW_MS - 50);
+    expect(k.isValidLeader()).toBe(true);
+    expect(views).toEqual([{ leader: 'replica-2', epoch: 2, isLeader: true }]);
+    k.stop();
+  });
+});

@@ -153,6 +153,11 @@ export class LeaseKeeper {
   /** Decides what a stored lease means for this node. */
   private async consider(record: LeaseRecord | null): Promise<void> {
     if (this.stopped || this.busy) return;
+    // Epochs in the lease never go back (renew and release keep it, every new holder adds 1), so a
+    // record of a lower epoch than the one we hold is a stale read or a late watch event (the watch
+    // delivers the value it found when it started). Taking it as `current` would make every later
+    // renewal compare-and-swap against a dead revision, and a leader would lose a lease it holds.
+    if (record && this.current && record.epoch < this.current.epoch) return;
     this.busy = true;
     try {
       const me = this.options.node;
