@@ -14,12 +14,14 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, toolPath, waitFor } from './support';
+import { freePort, toolPath } from './support';
 
 const execFileAsync = promisify(execFile);
 
 /** How long etcd and kube-apiserver get to become ready (first start after a cold cache is slow). */
 const START_TIMEOUT_MS = 90_000;
+/** Poll period of the readiness probes. */
+const READY_POLL_MS = 50;
 /** How long a process gets after SIGTERM before SIGKILL. */
 const STOP_GRACE_MS = 5_000;
 /** Service IP range of the test cluster (never routed: nothing runs Pods). */
@@ -41,8 +43,30 @@ export interface ControlPlaneOptions {
   keepDir?: boolean;
 }
 
-/** Starts etcd and kube-apiserver and resolves once /readyz answers ok. */
+/** Attempts at starting when a process exits early (a port taken between choosing and binding it). */
+const START_ATTEMPTS_MAX = 3;
+
+/** A server process ended before it was ready. */
+class EarlyExitError extends Error {
+  override readonly name = 'EarlyExitError';
+}
+
+/**
+ * Starts etcd and kube-apiserver and resolves once /readyz answers ok. When a process exits
+ * before it is ready (usually a port that another test took in the meantime), starts over on
+ * new ports, up to START_ATTEMPTS_MAX times.
+ */
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (err) {
+      if (!(err instanceof Error && err.cause instanceof EarlyExitError) || attempt >= START_ATTEMPTS_MAX) throw err;
+    }
+  }
+}
+
+async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
   const etcdBin = toolPath('etcd');
   const apiserverBin = toolPath('kube-apiserver');
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-k8s-'));
@@ -57,47 +81,45 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const [etcdClientPort, etcdPeerPort, apiPort] = await distinctFreePorts(3);
     const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
     const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
-    children.push(
-      startProcess(dir, 'etcd', etcdBin, [
-        `--name=flotilla-test`,
-        `--data-dir=${join(dir, 'etcd-data')}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=flotilla-test=${peerUrl}`,
-        '--log-level=warn',
-      ]),
-    );
-    await waitFor('etcd /health', () => httpGetOk(`${etcdUrl}/health`), START_TIMEOUT_MS);
+    const etcd = startProcess(dir, 'etcd', etcdBin, [
+      `--name=flotilla-test`,
+      `--data-dir=${join(dir, 'etcd-data')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=flotilla-test=${peerUrl}`,
+      '--log-level=warn',
+    ]);
+    children.push(etcd);
+    await untilReady(etcd, 'etcd /health', () => httpGetOk(`${etcdUrl}/health`));
 
     const server = `https://127.0.0.1:${apiPort}`;
-    children.push(
-      startProcess(dir, 'kube-apiserver', apiserverBin, [
-        `--etcd-servers=${etcdUrl}`,
-        `--etcd-prefix=/registry`,
-        `--bind-address=127.0.0.1`,
-        `--advertise-address=127.0.0.1`,
-        `--secure-port=${apiPort}`,
-        `--tls-cert-file=${pki.serverCert}`,
-        `--tls-private-key-file=${pki.serverKey}`,
-        `--client-ca-file=${pki.caCert}`,
-        `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
-        `--service-account-key-file=${pki.serviceAccountPublicKey}`,
-        `--service-account-signing-key-file=${pki.serviceAccountKey}`,
-        `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-        // RBAC for `kubectl auth can-i --as`; Node authorizes kubelets (none here, but it is the
-        // usual pair and keeps the authorizer chain realistic).
-        '--authorization-mode=Node,RBAC',
-        '--disable-admission-plugins=ServiceAccount',
-        '--allow-privileged=true',
-        `--cert-dir=${join(dir, 'apiserver-certs')}`,
-        '--v=1',
-      ]),
-    );
+    const apiserver = startProcess(dir, 'kube-apiserver', apiserverBin, [
+      `--etcd-servers=${etcdUrl}`,
+      `--etcd-prefix=/registry`,
+      `--bind-address=127.0.0.1`,
+      `--advertise-address=127.0.0.1`,
+      `--secure-port=${apiPort}`,
+      `--tls-cert-file=${pki.serverCert}`,
+      `--tls-private-key-file=${pki.serverKey}`,
+      `--client-ca-file=${pki.caCert}`,
+      `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
+      `--service-account-key-file=${pki.serviceAccountPublicKey}`,
+      `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+      `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
+      // RBAC for `kubectl auth can-i --as`; Node authorizes kubelets (none here, but it is the
+      // usual pair and keeps the authorizer chain realistic).
+      '--authorization-mode=Node,RBAC',
+      '--disable-admission-plugins=ServiceAccount',
+      '--allow-privileged=true',
+      `--cert-dir=${join(dir, 'apiserver-certs')}`,
+      '--v=1',
+    ]);
+    children.push(apiserver);
     const kubeconfig = join(dir, 'admin.kubeconfig');
     writeFileSync(kubeconfig, adminKubeconfig(server, pki));
-    await waitFor('kube-apiserver /readyz', () => httpsGetOk(`${server}/readyz`, pki), START_TIMEOUT_MS);
+    await untilReady(apiserver, 'kube-apiserver /readyz', () => httpsGetOk(`${server}/readyz`, pki));
     return { kubeconfig, server, dir, stop };
   } catch (err) {
     const logs = ['etcd', 'kube-apiserver'].map((n) => `--- ${n}.log (tail) ---\n${tailOf(join(dir, `${n}.log`))}`).join('\n');
@@ -183,6 +205,22 @@ function adminKubeconfig(server: string, pki: Pki): string {
     'current-context: flotilla-test',
     '',
   ].join('\n');
+}
+
+/**
+ * Polls `probe` until it answers true; throws EarlyExitError as soon as `child` has exited, and a
+ * timeout error after START_TIMEOUT_MS.
+ */
+async function untilReady(child: ChildProcess, what: string, probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new EarlyExitError(`${what}: the process exited (${child.exitCode ?? child.signalCode}) before it was ready`);
+    }
+    if (await probe()) return;
+    if (Date.now() > deadline) throw new Error(`${what} not ready after ${START_TIMEOUT_MS}ms`);
+    await new Promise((r) => setTimeout(r, READY_POLL_MS));
+  }
 }
 
 function startProcess(dir: string, name: string, bin: string, args: string[]): ChildProcess {
