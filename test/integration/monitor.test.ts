@@ -5,6 +5,7 @@
  * monitors did: a restarted old leader may re-take its own lease faster than the lease runs out,
  * which is a different (valid) recovery than the one under test.
  */
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NatsConnection } from 'nats';
@@ -109,6 +110,17 @@ async function firstWriteAfter(cluster: LocalCluster, table: string, oldEpoch: n
 afterAll(async () => {
   await stopAll();
 });
+
+const CLI = path.resolve(__dirname, '..', '..', 'dist', 'apps', 'cli', 'src', 'main.js');
+
+/** Runs the built `flotilla` CLI; resolves with its exit code and output. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 describe('failover: kill -9 of the leader under continuous writes', () => {
   let cluster: LocalCluster;
@@ -311,5 +323,29 @@ describe('failover: the active monitor dies, then the leader', () => {
       return v.failover.lastFailover?.epoch === after.epoch ? v : null;
     }, { what: 'the failover in /v1/cluster' });
     expect(view.failover).toMatchObject({ monitor: standby, state: 'ok', lastFailover: { from: leader, to: after.holder } });
+
+    expect(logLines(cluster, active).filter((l) => l.msg === 'promoting')).toEqual([]);
+  });
+
+  test('flotilla chaos: the restarted monitor stands by; pausing the active one hands over, resuming it does not take back', async () => {
+    // The monitor killed in the previous test is down; the other one is active.
+    const other = MONITORS.find((m) => cluster.pid(m) === undefined)!;
+    const active = MONITORS.find((m) => m !== other)!;
+    await cluster.startProcess(other);
+    await waitFor(async () => (await httpJson('GET', `${cluster.httpUrl(other)}/healthz`)).body?.active === false, { what: `${other} back as standby`, timeoutMs: 30_000 });
+    expect(await activeMonitor(cluster)).toBe(active);
+
+    const unknown = await cli(['chaos', 'kill', 'replica-9', '--data-dir', cluster.dataDir]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/no process named "replica-9" .*\(have: nats, replica-0, replica-1, replica-2, monitor-0, monitor-1, gateway\)/);
+
+    const paused = await cli(['chaos', 'pause', active, '--data-dir', cluster.dataDir]);
+    expect(paused.code).toBe(0);
+    expect(paused.stdout).toContain(`chaos: ${active} (pid ${cluster.pid(active)}) paused with SIGSTOP`);
+    await waitFor(async () => (await httpJson('GET', `${cluster.httpUrl(other)}/healthz`)).body?.active === true, { what: `${other} active after ${active} froze`, timeoutMs: 10_000 });
+
+    expect((await cli(['chaos', 'resume', active, '--data-dir', cluster.dataDir])).code).toBe(0);
+    await waitFor(async () => (await httpJson('GET', `${cluster.httpUrl(active)}/healthz`)).body?.active === false, { what: `${active} standby after resuming` });
+    expect(await activeMonitor(cluster)).toBe(other);
   });
 });
