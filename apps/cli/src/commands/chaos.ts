@@ -59,7 +59,11 @@ export function chaosLine(options: ChaosOptions, pid: number): string {
   const signal = CHAOS_SIGNALS[options.action];
   switch (options.action) {
     case 'kill':
-      return `chaos: ${options.node} (pid ${pid}) killed with ${signal}; the supervisor starts it again. Watch: flotilla status`;
+      return (
+        `chaos: ${options.node} (pid ${pid}) killed with ${signal}; the supervisor starts it again. Watch: flotilla status` +
+        // A leader restarted before its lease ran out simply takes its lease back: no failover to watch.
+        (options.node.startsWith('replica-') ? `\n(a leader back within its lease TTL leads again; to watch a failover: flotilla chaos pause ${options.node}, wait 3 s, resume)` : '')
+      );
     case 'pause':
       return `chaos: ${options.node} (pid ${pid}) paused with ${signal}: it stops heartbeating. Continue it: flotilla chaos resume ${options.node}`;
     case 'resume':

@@ -16,7 +16,7 @@ describe('flotilla discarded', () => {
       '---------  ---  -----  ------------------------  ------------------------  ----------------------',
       'replica-0  41       2  2026-01-01T00:00:00.000Z  2026-01-01T00:00:05.000Z  ins items ×2, del tags',
     ]);
-    expect(warnings).toEqual(['warning: replica-2 did not answer (timeout): its discarded transactions are not listed']);
+    expect(warnings).toEqual(['warning: no list from replica-2 (timeout): its discarded transactions are not shown']);
   });
 
   it('says so when nothing was discarded', () => {

@@ -42,7 +42,7 @@ function iso(ms: number): string {
 
 /** The lines `flotilla discarded` prints on stdout, and the warnings for replicas that did not answer. */
 export function formatDiscarded(list: DiscardedListView): { out: string[]; warnings: string[] } {
-  const warnings = (list.unavailable ?? []).map((u) => `warning: ${u.node} did not answer (${u.reason}): its discarded transactions are not listed`);
+  const warnings = (list.unavailable ?? []).map((u) => `warning: no list from ${u.node} (${u.reason}): its discarded transactions are not shown`);
   if ((list.discarded ?? []).length === 0) return { out: ['no discarded transactions'], warnings };
   const rows = list.discarded.map((t) => ({
     node: t.node,

@@ -25,6 +25,18 @@ describe('formatStatus', () => {
     ]);
   });
 
+  it('adds what the failover monitor says, when the gateway reports it', () => {
+    const lines = formatStatus({
+      cluster: 'c', epoch: 4, leader: null, mode: 'async', nodes: [],
+      failover: {
+        state: 'no-candidate', monitor: 'monitor-1', reason: 'no eligible candidate: replica-1 lags 20 LSNs',
+        lastFailover: { from: 'replica-0', to: 'replica-2', epoch: 4, promotedAt: Date.UTC(2026, 0, 1) },
+      },
+    });
+    expect(lines[1]).toBe('failover no-candidate (monitor-1): no eligible candidate: replica-1 lags 20 LSNs; last: replica-0 -> replica-2 at epoch 4, 2026-01-01T00:00:00.000Z');
+    expect(lines[2]).toBe('');
+  });
+
   it('says when there is no leader', () => {
     expect(formatStatus({ cluster: 'c', epoch: 0, leader: null, mode: 'async', nodes: [] })[0]).toContain('leader (none)');
   });

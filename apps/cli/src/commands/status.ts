@@ -23,6 +23,8 @@ export interface ClusterView {
   mode: string;
   logFormat?: string;
   nodes: ClusterNodeView[];
+  /** What the active failover monitor says (absent from gateways older than the monitor). */
+  failover?: { state: string; reason?: string; monitor: string | null; lastFailover?: { from: string | null; to: string; epoch: number; promotedAt: number } };
 }
 
 export interface StatusOptions {
@@ -50,7 +52,14 @@ export function formatStatus(view: ClusterView): string[] {
       sync: n.sync ? 'yes' : 'no',
       healthy: n.healthy ? 'yes' : 'NO',
     }));
-  return [summary, '', ...formatTable(STATUS_COLUMNS, rows)];
+  const lines = [summary];
+  const f = view.failover;
+  if (f) {
+    let line = `failover ${f.state}${f.monitor ? ` (${f.monitor})` : ''}${f.reason ? `: ${f.reason}` : ''}`;
+    if (f.lastFailover) line += `; last: ${f.lastFailover.from ?? '?'} -> ${f.lastFailover.to} at epoch ${f.lastFailover.epoch}, ${new Date(f.lastFailover.promotedAt).toISOString()}`;
+    lines.push(line);
+  }
+  return [...lines, '', ...formatTable(STATUS_COLUMNS, rows)];
 }
 
 /** `flotilla status`: prints the cluster table (or the raw JSON with --json). */
