@@ -218,6 +218,9 @@ describe('FailoverMonitor', () => {
     expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
     expect(s.link.last).toMatchObject({ active: false, state: 'standby' });
     expect(s.log.lines).toHaveLength(0);
+    s.monitor.setActive(false);
+    s.monitor.setActive(false);
+    expect(s.log.lines.map((l) => l.msg)).toEqual(['monitor standby']);
     // Made active (the other monitor died), it fails over at once: it kept listening meanwhile.
     s.monitor.setActive(true);
     await s.run(TICK_MS);

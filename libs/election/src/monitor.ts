@@ -63,6 +63,7 @@ export class FailoverMonitor {
   private readonly detector: FailureDetector;
   private lease: LeaseRecord | null = null;
   private active = false;
+  private roleAnnounced = false;
   private ticking = false;
   private state: MonitorState = 'standby';
   private reason: string | undefined;
@@ -102,7 +103,9 @@ export class FailoverMonitor {
 
   /** Whether this monitor holds the monitor lease; only an active monitor acts. */
   setActive(active: boolean): void {
-    if (active === this.active) return;
+    // The first call announces the role too, so each monitor's log says which one it started as.
+    if (active === this.active && this.roleAnnounced) return;
+    this.roleAnnounced = true;
     this.active = active;
     this.deps.log.info(active ? 'monitor active' : 'monitor standby', { monitor: this.options.name });
     if (!active) this.setState('standby', undefined);
