@@ -1,14 +1,17 @@
 /**
  * The failover monitor process: `node dist/apps/monitor/src/main.js`, configured by FLOTILLA_*
  * (FLOTILLA_NODE = this monitor's name, e.g. monitor-0). Two run; the one holding the monitor
- * lease (KV bucket flotilla-<cluster>, key `monitor`) acts, the other keeps listening and takes
- * over when that lease runs out. All decisions live in libs/election (FailoverMonitor); this file
+ * lease (KV bucket flotilla-<cluster> key `monitor`, or Lease <cluster>-monitor with
+ * FLOTILLA_LEASE_BACKEND=kubernetes) acts, the other keeps listening and takes over when that
+ * lease runs out. All decisions live in libs/election (FailoverMonitor); this file
  * wires NATS, the leases, a timer and the HTTP probes.
  */
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { ConfigError, loadConfig } from '@flotilla/config';
-import { FailoverMonitor, LeaseKeeper, NatsKvLeaser } from '@flotilla/election';
+import { FailoverMonitor, KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, NatsKvLeaser } from '@flotilla/election';
+import type { FlotillaConfig } from '@flotilla/config';
+import type { NatsConnection } from 'nats';
 import { createLogger, systemClock } from '@flotilla/logging';
 import { ControlRequest, decodeEnvelope, decodeHeartbeat, encode, MonitorStatus, subjectsFor } from '@flotilla/protocol';
 import { NatsTransport } from '@flotilla/transport';
@@ -41,9 +44,8 @@ async function main(): Promise<void> {
     name: `monitor-${name}`,
     onStatus: (status, data) => log.info('nats connection', { status, data: typeof data === 'string' ? data : undefined }),
   });
-  const bucket = `flotilla-${config.cluster}`;
-  const replicaLease = await NatsKvLeaser.open(transport.nc, bucket, REPLICA_LEASE_KEY);
-  const monitorLease = await NatsKvLeaser.open(transport.nc, bucket, MONITOR_LEASE_KEY);
+  const { replicaLease, monitorLease } = await openLeases(config, transport.nc);
+  log.info('lease backend', { backend: replicaLease.kind });
 
   const monitor = new FailoverMonitor(
     { name, failureTimeoutMs: config.failureTimeoutMs, maxLagOnFailover: config.maxLagOnFailover, leaseTtlMs: config.leaseTtlMs },
@@ -131,6 +133,25 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/**
+ * The replica lease and the monitor lease on the configured backend: NATS KV bucket
+ * `flotilla-<cluster>` keys `leader` and `monitor`, or Kubernetes Leases `<cluster>-leader` and
+ * `<cluster>-monitor` in the pod's namespace.
+ */
+async function openLeases(config: FlotillaConfig, nc: NatsConnection): Promise<{ replicaLease: Leaser; monitorLease: Leaser }> {
+  if (config.leaseBackend === 'kubernetes') {
+    return {
+      replicaLease: KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader')),
+      monitorLease: KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'monitor')),
+    };
+  }
+  const bucket = `flotilla-${config.cluster}`;
+  return {
+    replicaLease: await NatsKvLeaser.open(nc, bucket, REPLICA_LEASE_KEY),
+    monitorLease: await NatsKvLeaser.open(nc, bucket, MONITOR_LEASE_KEY),
+  };
 }
 
 function safeType(reply: Uint8Array): string {
