@@ -349,3 +349,69 @@ describe('failover: the active monitor dies, then the leader', () => {
     expect(await activeMonitor(cluster)).toBe(other);
   });
 });
+
+describe('planned switchover and a frozen leader, through the CLI', () => {
+  let cluster: LocalCluster;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    ({ cluster } = await startLocalCluster({ replicas: 3, monitor: true }));
+    await cluster.waitUntilReady();
+    nc = await natsClient(cluster.natsUrl);
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await cluster?.stop();
+  });
+
+  test('flotilla switchover --to NODE hands the lease over (epoch + 1) under writes; the monitor does not step in', async () => {
+    expect((await execute(cluster, 'CREATE TABLE sw(k INTEGER PRIMARY KEY, v TEXT)')).status).toBe(200);
+    const leader = await steadyLeader(cluster);
+    const monitor = await activeMonitor(cluster);
+    const target = cluster.replicaNames.find((n) => n !== leader)!;
+    const leaser = await openLease(nc);
+    const before = await readLease(leaser);
+    const load = startLoad(cluster.gatewayUrl, 'sw', { clients: 2, maxWrites: 1_000_000 });
+    await waitFor(() => load.acked.length >= 100, { what: '100 writes before the switchover', timeoutMs: 30_000 });
+
+    const out = await cli(['switchover', '--to', target, '--gateway', cluster.gatewayUrl]);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(new RegExp(`^switchover done: ${target} leads at epoch ${before.epoch + 1} \\(from ${leader}, handed over at lsn \\d+\\)`));
+    expect(await readLease(leaser)).toMatchObject({ holder: target, epoch: before.epoch + 1 });
+
+    const acked = load.acked.length;
+    await waitFor(() => load.acked.length >= acked + 100, { what: '100 writes on the new leader', timeoutMs: 30_000 });
+    await load.stop();
+    await waitFor(async () => (await clusterView(cluster)).leader === target, { what: `${target} leading in /v1/cluster` });
+    expect(logLines(cluster, monitor).filter((l) => l.msg === 'promoting')).toEqual([]);
+    // Asking for the node that already leads is refused with the gateway's code.
+    const again = await cli(['switchover', '--to', target, '--gateway', cluster.gatewayUrl]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(new RegExp(`^error: CONFLICT: ${target} already leads`));
+  });
+
+  test('flotilla chaos pause of the leader for longer than its lease: the monitor fails over; resumed, the old leader follows', async () => {
+    const leader = await steadyLeader(cluster);
+    const leaser = await openLease(nc);
+    const before = await readLease(leaser);
+    const pausedAt = performance.now();
+    expect((await cli(['chaos', 'pause', leader, '--data-dir', cluster.dataDir])).code).toBe(0);
+    const first = await firstWriteAfter(cluster, 'sw', before.epoch, pausedAt);
+    const after = await readLease(leaser);
+    expect(after).toMatchObject({ epoch: before.epoch + 1 });
+    expect(after.holder).not.toBe(leader);
+    // eslint-disable-next-line no-console
+    console.log(`failover: SIGSTOP of ${leader} → first acknowledged write on ${after.holder} after ${Math.round(first.ms)} ms`);
+
+    expect((await cli(['chaos', 'resume', leader, '--data-dir', cluster.dataDir])).code).toBe(0);
+    await waitFor(async () => {
+      const node = (await clusterView(cluster)).nodes.find((n) => n.name === leader);
+      return node?.healthy && node.role === 'follower' ? node : null;
+    }, { what: `${leader} following after it was resumed`, timeoutMs: 20_000 });
+    const view = await clusterView(cluster);
+    expect(view.leader).toBe(after.holder);
+    expect(view.failover.lastFailover).toMatchObject({ from: leader, to: after.holder, epoch: after.epoch });
+  });
+});
