@@ -17,6 +17,8 @@ export const ReplicaMetric = {
   IS_LEADER: 'flotilla_replica_is_leader',
   LAG_MS: 'flotilla_replica_lag_ms',
   COUNTER: 'flotilla_replica_events_total',
+  DEGRADED: 'flotilla_replica_degraded',
+  SYNC_FOLLOWERS: 'flotilla_replica_sync_followers',
 } as const;
 
 function buildRegistry(node: ReplicaNode): Registry {
@@ -26,6 +28,8 @@ function buildRegistry(node: ReplicaNode): Registry {
   new Gauge({ name: ReplicaMetric.EPOCH, help: 'Epoch this replica knows', registers: [registry], collect() { this.set(node.heartbeatMessage().epoch); } });
   new Gauge({ name: ReplicaMetric.IS_LEADER, help: '1 when this replica leads', registers: [registry], collect() { this.set(node.currentRole === 'leader' ? 1 : 0); } });
   new Gauge({ name: ReplicaMetric.LAG_MS, help: 'Replication lag in ms', registers: [registry], collect() { this.set(node.heartbeatMessage().lagMs); } });
+  new Gauge({ name: ReplicaMetric.DEGRADED, help: '1 while semi-sync/sync runs degraded to async (leader)', registers: [registry], collect() { this.set(node.heartbeatMessage().degraded ? 1 : 0); } });
+  new Gauge({ name: ReplicaMetric.SYNC_FOLLOWERS, help: 'Followers that are synchronous now (leader)', registers: [registry], collect() { this.set(node.heartbeatMessage().syncSet?.length ?? 0); } });
   new Gauge({
     name: ReplicaMetric.COUNTER,
     help: 'Replication events (catchups, snapshotsInstalled, refused, ...)',

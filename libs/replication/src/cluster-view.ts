@@ -115,11 +115,16 @@ export class ClusterView {
 
   /** The current leader (see the class invariants), or undefined when none is known. */
   leader(): NodeView | undefined {
+    const e = this.leaderEntry();
+    return e ? this.toView(e) : undefined;
+  }
+
+  private leaderEntry(): Entry | undefined {
     const healthy = this.healthyEntries();
     if (healthy.length === 0) return undefined;
     const topEpoch = Math.max(...healthy.map((e) => e.hb.epoch));
     const leaders = healthy.filter((e) => e.hb.role === 'leader' && e.hb.epoch === topEpoch);
-    return leaders.length === 1 ? this.toView(leaders[0]) : undefined;
+    return leaders.length === 1 ? leaders[0] : undefined;
   }
 
   /** Epoch, leader, mode and log format of the cluster as the heartbeats tell. */
@@ -212,6 +217,11 @@ export class ClusterView {
 
   private toView(e: Entry): NodeView {
     const hb = e.hb;
+    // The leader decides who is synchronous: its heartbeat is authoritative, and a follower that
+    // stopped heartbeating (paused, dead) would otherwise go on claiming `sync` forever.
+    const le = this.leaderEntry();
+    const leaderSet = le && le !== e ? le.hb.syncSet : undefined;
+    const sync = leaderSet ? leaderSet.includes(hb.node) : hb.sync;
     return {
       name: hb.node,
       role: hb.role,
@@ -219,7 +229,7 @@ export class ClusterView {
       lsn: hb.lsn,
       appliedLsn: hb.appliedLsn,
       lagMs: hb.lagMs,
-      sync: hb.sync,
+      sync,
       healthy: this.isHealthy(e),
       version: hb.version,
       mode: hb.mode,

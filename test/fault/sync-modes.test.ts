@@ -1,0 +1,154 @@
+/**
+ * Synchronous, semi-synchronous and degraded replication under real faults: kill -9 of the leader
+ * right after acknowledgements, SIGSTOP of the sync follower, and of every follower.
+ */
+import type { NatsConnection } from 'nats';
+import { LocalCluster } from '@flotilla/local-cluster';
+import { encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
+import Database from 'better-sqlite3';
+import { natsClient, startLoad, statusOf } from '../integration/support';
+
+jest.setTimeout(180_000);
+
+const SYNC_TIMEOUT_MS = 1000;
+
+async function clusterView(cluster: LocalCluster) {
+  return (await httpJson('GET', `${cluster.gatewayUrl}/v1/cluster`)).body as {
+    leader: string;
+    nodes: { name: string; role: string; sync: boolean; healthy: boolean; problem?: string; lsn: string }[];
+  };
+}
+
+async function start(mode: string, extra: Record<string, string> = {}) {
+  const { cluster } = await startLocalCluster({
+    replicas: 3,
+    monitor: false,
+    restart: false,
+    replicaEnv: { FLOTILLA_MODE: mode, FLOTILLA_SYNC_TIMEOUT_MS: String(SYNC_TIMEOUT_MS), ...extra },
+  });
+  await cluster.waitUntilReady();
+  const nc = await natsClient(cluster.natsUrl);
+  const view = await waitFor(async () => {
+    const v = await clusterView(cluster);
+    return v.leader && v.nodes.filter((n) => n.healthy).length === 3 && (mode === 'async' || v.nodes.some((n) => n.sync)) ? v : null;
+  }, { what: 'a leader, 3 healthy nodes and a sync follower', timeoutMs: 30_000 });
+  return { cluster, nc, leader: view.leader, followers: cluster.replicaNames.filter((n) => n !== view.leader) };
+}
+
+function keysIn(dbFile: string, table: string): Set<number> {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    return new Set(db.prepare(`SELECT k FROM ${table}`).pluck().all() as number[]);
+  } finally {
+    db.close();
+  }
+}
+
+let nc: NatsConnection | undefined;
+afterEach(async () => {
+  await nc?.close();
+  nc = undefined;
+  await stopAll();
+});
+
+test('semi-sync: every acknowledged write is on a follower at the moment of the ack (kill -9 of the leader right after acks)', async () => {
+  const c = await start('semi-sync');
+  nc = c.nc;
+  expect((await httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)' }] })).status).toBe(200);
+  const load = startLoad(c.cluster.gatewayUrl, 't', { clients: 16, maxWrites: 1_000_000 });
+  await waitFor(() => load.acked.length >= 2000, { what: '2000 acknowledged writes', timeoutMs: 60_000 });
+  c.cluster.killReplica(c.leader, 'SIGKILL'); // no restart, no monitor: the followers' files stay as they were
+  await load.stop();
+  const onFollowers = c.followers.map((f) => keysIn(c.cluster.replicaDbFile(f), 't'));
+  const missing = load.acked.filter((a) => !onFollowers.some((s) => s.has(a.key)));
+  expect(load.acked.length).toBeGreaterThanOrEqual(2000);
+  expect(missing).toEqual([]);
+});
+
+test('SIGSTOP of the sync follower: within syncTimeoutMs + 1 s the other follower is sync and writes succeed; after SIGCONT it catches up', async () => {
+  const c = await start('semi-sync');
+  nc = c.nc;
+  expect((await httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)' }] })).status).toBe(200);
+  const syncNode = (await clusterView(c.cluster)).nodes.find((n) => n.sync)!.name;
+  const other = c.followers.find((f) => f !== syncNode)!;
+  const load = startLoad(c.cluster.gatewayUrl, 't', { clients: 4, maxWrites: 1_000_000 });
+  await waitFor(() => load.acked.length >= 200, { what: 'writes flowing' });
+  c.cluster.pause(syncNode);
+  const pausedAt = performance.now();
+  const ackedAtPause = load.acked.length;
+  const switched = await waitFor(async () => {
+    const v = await clusterView(c.cluster);
+    return v.nodes.find((n) => n.name === other)?.sync && !v.nodes.find((n) => n.name === syncNode)?.sync ? performance.now() : null;
+  }, { what: `${other} to become sync`, timeoutMs: SYNC_TIMEOUT_MS + 5000, intervalMs: 50 });
+  await waitFor(() => load.acked.length >= ackedAtPause + 50, { what: 'writes succeeding again', timeoutMs: SYNC_TIMEOUT_MS + 5000, intervalMs: 20 });
+  const writesBackAt = performance.now();
+  expect(switched - pausedAt).toBeLessThanOrEqual(SYNC_TIMEOUT_MS + 1000);
+  expect(writesBackAt - pausedAt).toBeLessThanOrEqual(SYNC_TIMEOUT_MS + 1000);
+  c.cluster.resume(syncNode);
+  await waitFor(() => load.acked.length >= ackedAtPause + 300, { what: 'more writes' });
+  await load.stop();
+  const leaderLsn = Number((await statusOf(c.nc, c.leader)).heartbeat.lsn);
+  await waitFor(async () => Number((await statusOf(c.nc, syncNode)).heartbeat.lsn) >= leaderLsn, { what: `${syncNode} caught up`, timeoutMs: 30_000 });
+  expect(load.failures.filter((f) => f.status !== 503)).toEqual([]);
+});
+
+test('block: with no follower reachable writes fail with 503 after the timeout, nothing lost or half-applied', async () => {
+  const c = await start('semi-sync', { FLOTILLA_SYNC_POLICY: 'block' });
+  nc = c.nc;
+  const exec = (statements: { sql: string; params?: unknown[] }[]) => httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements });
+  expect((await exec([{ sql: 'CREATE TABLE a(k INTEGER PRIMARY KEY)' }, { sql: 'CREATE TABLE b(k INTEGER PRIMARY KEY)' }])).status).toBe(200);
+  const pair = (k: number) => exec([{ sql: 'INSERT INTO a(k) VALUES (?)', params: [k] }, { sql: 'INSERT INTO b(k) VALUES (?)', params: [k] }]);
+  for (let k = 0; k < 20; k++) expect((await pair(k)).status).toBe(200);
+  for (const f of c.followers) c.cluster.pause(f);
+  const results: { k: number; status: number; ms: number; retryAfter?: string; code?: string }[] = [];
+  await Promise.all(
+    Array.from({ length: 5 }, async (_, i) => {
+      const k = 100 + i;
+      const t0 = performance.now();
+      const r = await pair(k);
+      results.push({ k, status: r.status, ms: performance.now() - t0, retryAfter: r.headers['retry-after'] as string | undefined, code: r.body?.error?.code });
+    }),
+  );
+  for (const r of results) {
+    expect(r).toMatchObject({ status: 503, code: 'NOT_ENOUGH_REPLICAS', retryAfter: expect.any(String) });
+    expect(r.ms).toBeGreaterThanOrEqual(SYNC_TIMEOUT_MS - 50);
+  }
+  for (const f of c.followers) c.cluster.resume(f);
+  for (let k = 200; k < 210; k++) expect((await waitFor(async () => ((await pair(k)).status === 200 ? true : null), { what: `write ${k} after resume` }))).toBe(true);
+  const leaderLsn = Number((await statusOf(c.nc, c.leader)).heartbeat.lsn);
+  await waitFor(async () => (await Promise.all(c.followers.map((f) => statusOf(c.nc, f)))).every((s) => Number(s.heartbeat.lsn) >= leaderLsn), { what: 'followers caught up' });
+  for (const name of c.cluster.replicaNames) {
+    const a = keysIn(c.cluster.replicaDbFile(name), 'a');
+    const b = keysIn(c.cluster.replicaDbFile(name), 'b');
+    expect([...a].sort()).toEqual([...b].sort()); // every transaction whole or absent
+    for (let k = 0; k < 20; k++) expect(a.has(k)).toBe(true); // acknowledged before: never lost
+    for (let k = 200; k < 210; k++) expect(a.has(k)).toBe(true);
+  }
+});
+
+test('degrade (set at run time): writes continue with every follower stopped, and the degraded state is visible', async () => {
+  const c = await start('semi-sync');
+  nc = c.nc;
+  const setMode = await c.nc.request(subjectsFor('flotilla').control(c.leader), encode({ type: 'set-mode', v: PROTOCOL_VERSION, syncPolicy: 'degrade' }), { timeout: 5000 });
+  expect(JSON.parse(new TextDecoder().decode(setMode.data))).toMatchObject({ type: 'ok', settings: { mode: 'semi-sync', syncPolicy: 'degrade' } });
+  const exec = (sql: string, params?: unknown[]) => httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql, params }] });
+  expect((await exec('CREATE TABLE t(k INTEGER PRIMARY KEY)')).status).toBe(200);
+  for (const f of c.followers) c.cluster.pause(f);
+  for (let k = 0; k < 20; k++) expect((await exec('INSERT INTO t(k) VALUES (?)', [k])).status).toBe(200);
+  const leaderNode = (await clusterView(c.cluster)).nodes.find((n) => n.name === c.leader)!;
+  expect(leaderNode.problem).toMatch(/degraded/);
+  const metrics = await fetch(c.cluster.httpUrl(c.leader) + '/metrics').then((r) => r.text());
+  expect(metrics).toMatch(/flotilla_replica_degraded 1/);
+  for (const f of c.followers) c.cluster.resume(f);
+  await waitFor(async () => ((await clusterView(c.cluster)).nodes.find((n) => n.name === c.leader)!.problem ? null : true), {
+    what: 'degraded state cleared once a follower is back',
+    timeoutMs: 15_000,
+  });
+  // The run-time setting is replicated: every replica stores it.
+  for (const name of c.cluster.replicaNames) {
+    const db = new Database(c.cluster.replicaDbFile(name), { readonly: true });
+    expect(JSON.parse(db.prepare("SELECT value FROM _flotilla_meta WHERE key = 'settings'").pluck().get() as string)).toMatchObject({ syncPolicy: 'degrade' });
+    db.close();
+  }
+});
