@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import { ConfigError, loadConfig } from '@flotilla/config';
-import { LeaseKeeper, NatsKvLeaser } from '@flotilla/election';
+import { KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, NatsKvLeaser, PodRoleLabeler } from '@flotilla/election';
+import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
 import { subjectsFor } from '@flotilla/protocol';
 import { Counters, ReplicaNode, RoleContext } from '@flotilla/replication';
@@ -19,6 +20,8 @@ import { ReplicaHttpModule } from './replica-http.module';
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 /** Exit code of a replica that found itself unable to follow the log (it must not serve data). */
 const EXIT_DIVERGED = 70;
+/** Pause before retrying a pod role label that could not be written. */
+const LABEL_RETRY_MS = 1000;
 
 async function main(): Promise<void> {
   let config;
@@ -59,7 +62,13 @@ async function main(): Promise<void> {
       process.exit(EXIT_DIVERGED);
     },
   };
-  const leaser = await NatsKvLeaser.open(transport.nc, `flotilla-${config.cluster}`, 'leader');
+  // Kubernetes: Lease <cluster>-leader in the pod's namespace, and the pod's role label kept current.
+  const kubernetes = config.leaseBackend === 'kubernetes';
+  const leaser: Leaser = kubernetes
+    ? KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader'))
+    : await NatsKvLeaser.open(transport.nc, `flotilla-${config.cluster}`, 'leader');
+  const roleLabel = kubernetes ? roleLabelSync(PodRoleLabeler.fromEnvironment(node), log.child({ component: 'pod-label' })) : null;
+  log.info('lease backend', { backend: leaser.kind });
   let replica: ReplicaNode | null = null;
   const keeper = new LeaseKeeper(
     leaser,
@@ -72,11 +81,15 @@ async function main(): Promise<void> {
       safetyMarginMs: Math.max(200, Math.round(config.leaseTtlMs / 5)),
       knownEpoch: () => store.knownEpoch(),
     },
-    (view) => replica?.onLeadership(view),
+    (view) => {
+      replica?.onLeadership(view);
+      roleLabel?.set(view.isLeader ? 'leader' : 'follower');
+    },
   );
   replica = new ReplicaNode(ctx, keeper, VERSION);
   replica.start();
   await keeper.start();
+  roleLabel?.set(keeper.leadership.isLeader ? 'leader' : 'follower');
 
   const app = await NestFactory.create(ReplicaHttpModule.forNode(replica), { logger: false });
   await app.listen(config.httpPort, config.httpHost);
@@ -88,6 +101,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info('shutting down', { signal });
     keeper.stop();
+    roleLabel?.stop();
     await keeper.release();
     await replica?.stop();
     await app.close().catch(() => undefined);
@@ -98,6 +112,44 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/**
+ * Writes the latest role asked for to the pod label, one patch at a time; a failed patch is logged
+ * and retried every LABEL_RETRY_MS until it lands or a newer role replaces it. Never throws.
+ */
+function roleLabelSync(labeler: PodRoleLabeler, log: Logger): { set(role: 'leader' | 'follower'): void; stop(): void } {
+  let wanted: 'leader' | 'follower' | null = null;
+  let busy = false;
+  let stopped = false;
+  let retry: NodeJS.Timeout | null = null;
+  const push = async (): Promise<void> => {
+    if (busy || stopped || wanted === null) return;
+    busy = true;
+    const role = wanted;
+    try {
+      const before = labeler.currentRole;
+      await labeler.setRole(role);
+      if (before !== role) log.info('pod role label set', { role });
+    } catch (err) {
+      log.warn('pod role label not set; retrying', { role, err: (err as Error).message, retryMs: LABEL_RETRY_MS });
+      if (!retry && !stopped) retry = setTimeout(() => ((retry = null), void push()), LABEL_RETRY_MS);
+      return;
+    } finally {
+      busy = false;
+    }
+    if (wanted !== role) void push();
+  };
+  return {
+    set(role) {
+      wanted = role;
+      void push();
+    },
+    stop() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+    },
+  };
 }
 
 main().catch((err) => {
