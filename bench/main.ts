@@ -13,6 +13,7 @@
  * (default bench/results/<date>.json). Every load generator runs in worker threads, targets
  * loopback only and stops by itself.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -80,7 +81,12 @@ async function main(): Promise<void> {
     });
   }
   const machine = machineInfo(os.tmpdir());
-  const results: Record<string, unknown> = { settings: s, sections: [...args.only], machine };
+  const git = (a: string[]) => spawnSync('git', a, { cwd: root, encoding: 'utf8' }).stdout?.trim() ?? '';
+  const results: Record<string, unknown> = {
+    settings: s, sections: [...args.only], machine,
+    // The product code measured: commit, plus whether apps/ or libs/ differed from it.
+    gitCommit: git(['rev-parse', 'HEAD']), productTreeDirty: git(['status', '--porcelain', '--', 'apps', 'libs']) !== '',
+  };
   const sections: Record<string, unknown> = {};
   results.results = sections;
   const save = () => {
