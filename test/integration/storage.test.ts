@@ -131,3 +131,51 @@ test('state survives reopening, and a snapshot carries its exact LSN', async () 
   follower = Store.open(path.join(dir, 'follower.sqlite'));
   expect(follower.lastLsn).toBe(leader.lastLsn);
 });
+
+test('rewind undoes transactions newest first with their before-images and keeps them in the quarantine', () => {
+  exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)'), sql('CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID'), sql('CREATE TABLE nopk(a, b)'));
+  exec(sql("INSERT INTO t(id, v) VALUES (1, 'a'), (2, 'b')"), sql("INSERT INTO kv VALUES ('x', 1)"), sql('INSERT INTO nopk VALUES (1, 1), (2, 2)'));
+  const keep = follower.lastLsn;
+  const sumsBefore = follower.tableChecksums();
+  // The "old leader's" unreplicated tail: every kind of change.
+  exec(
+    sql("UPDATE t SET v = 'changed', id = 10 WHERE id = 1"),
+    sql('DELETE FROM t WHERE id = 2'),
+    sql("INSERT INTO t(v) VALUES ('new')"),
+    sql("UPDATE kv SET k = 'y', v = 2"),
+    sql('DELETE FROM nopk WHERE a = 1'),
+    sql('UPDATE nopk SET b = 20'),
+  );
+  expect(follower.lastLsn).toBe(keep + 6);
+  const undone = follower.rewindTo(keep);
+  expect(undone.map((e) => e.lsn)).toEqual([keep + 6, keep + 5, keep + 4, keep + 3, keep + 2, keep + 1]);
+  expect(follower.lastLsn).toBe(keep);
+  expect(follower.tableChecksums()).toEqual(sumsBefore);
+  const q = follower.quarantine.list('f');
+  expect(q.map((t) => Number(t.lsn)).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6].map((i) => keep + i));
+  expect(q.find((t) => Number(t.lsn) === keep + 2)!.changes).toEqual([expect.objectContaining({ op: 'del', t: 't' })]);
+  // The log continues from the rewind point.
+  expect(follower.readLogAfter(keep - 1, 1 << 20).map((e) => e.lsn)).toEqual([keep]);
+});
+
+test('a rewind over a schema change is refused (the caller re-seeds), and nothing is half-undone', () => {
+  exec(sql('CREATE TABLE t(v)'), sql('INSERT INTO t VALUES (1)'));
+  const keep = follower.lastLsn;
+  exec(sql('INSERT INTO t VALUES (2)'), sql('CREATE TABLE u(x)'), sql('INSERT INTO t VALUES (3)'));
+  const before = follower.tableChecksums();
+  expect(() => follower.rewindTo(keep)).toThrow(/schema/);
+  expect(follower.lastLsn).toBe(keep + 3);
+  expect(follower.tableChecksums()).toEqual(before);
+});
+
+test('lastLsnOfEpoch tells where a follower of an older epoch diverged', () => {
+  exec(sql('CREATE TABLE t(v)'));
+  const end1 = leader.lastLsn;
+  leader.beginEpoch(3);
+  leader.executeBatch([sql('INSERT INTO t VALUES (1)')], 3);
+  expect(leader.lastLsnOfEpoch(1)).toBe(end1);
+  expect(leader.lastLsnOfEpoch(2)).toBe(end1);
+  expect(leader.lastLsnOfEpoch(3)).toBe(leader.lastLsn);
+  expect(leader.epochAt(leader.lastLsn)).toBe(3);
+  expect(leader.epochAt(end1)).toBe(1);
+});

@@ -281,7 +281,9 @@ export class FailoverMonitor {
     return this.detector.nodes().map((n) => ({
       name: n.hb.node,
       role: n.hb.role,
-      epoch: n.hb.epoch,
+      // The epoch of the node's last log entry (Raft's lastLogTerm): a returning old leader with
+      // entries nobody else has must not win on LSN alone.
+      epoch: typeof n.hb.lastEpoch === 'number' ? n.hb.lastEpoch : n.hb.epoch,
       flushedLsn: typeof n.hb.flushedLsn === 'string' ? n.hb.flushedLsn : n.hb.lsn,
       sync: n.hb.sync === true,
       healthy: n.healthy,

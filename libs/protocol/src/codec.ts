@@ -5,6 +5,7 @@
 import { crc32 } from 'node:zlib';
 import {
   AckMessage,
+  CatchupDiverged,
   CatchupReply,
   CatchupRequest,
   ErrorReply,
@@ -123,9 +124,14 @@ export function decodeCatchupRequest(data: Uint8Array): CatchupRequest {
   return m as unknown as CatchupRequest;
 }
 
-export function decodeCatchupReply(data: Uint8Array): CatchupReply {
+export function decodeCatchupReply(data: Uint8Array): CatchupReply | CatchupDiverged {
   const m = decodeEnvelope(data);
   throwIfError(m);
+  if (m.type === 'catchup-diverged') {
+    parseLsn(m.truncateAfter, 'truncateAfter');
+    if (!Array.isArray(m.epochs)) throw new ProtocolError('bad epochs');
+    return m as unknown as CatchupDiverged;
+  }
   if (m.type !== 'catchup-reply') throw new ProtocolError(`expected catchup-reply, got ${m.type}`);
   parseLsn(m.leaderLsn, 'leaderLsn');
   checkEntries(m.entries);

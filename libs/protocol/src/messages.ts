@@ -121,6 +121,8 @@ export interface Heartbeat {
   lsn: string;
   appliedLsn: string;
   flushedLsn: string;
+  /** Epoch of the node's last log entry (compared before the LSN when choosing a new leader). */
+  lastEpoch?: number;
   /** Replication lag in ms as this node sees it (0 for the leader). */
   lagMs: number;
   sync: boolean;
@@ -151,6 +153,8 @@ export interface CatchupRequest {
   epoch: number;
   /** Send entries with LSN strictly greater than this. */
   after: string;
+  /** Epoch of the follower's entry at `after`: lets the leader see that the logs diverged. */
+  lastEpoch?: number;
   /** Upper bound on the reply size in bytes. */
   maxBytes: number;
 }
@@ -163,6 +167,19 @@ export interface CatchupReply {
   /** Last LSN of the leader's log when the reply was made. */
   leaderLsn: string;
   entries: WireEntry[];
+  epochs: EpochStart[];
+}
+
+/**
+ * The follower's log has entries after `truncateAfter` that the leader's does not (it led, or
+ * followed a leader, in an epoch whose tail was never replicated): rewind to `truncateAfter`.
+ */
+export interface CatchupDiverged {
+  type: 'catchup-diverged';
+  v: typeof PROTOCOL_VERSION;
+  epoch: number;
+  leader: string;
+  truncateAfter: string;
   epochs: EpochStart[];
 }
 

@@ -162,7 +162,11 @@ export class FollowerRole {
   /** Takes one live entry in order; a gap switches to catch-up. */
   private accept(e: LogEntry): void {
     const expected = this.nextExpected();
-    if (e.lsn < expected) return; // already have it
+    if (e.lsn < expected) {
+      // Already have an entry there; one of a newer epoch than our last means our tail diverged.
+      if (e.epoch > this.ctx.store.lastEpoch_ && this.pending.length === 0) void this.catchUp('diverged');
+      return;
+    }
     if (e.lsn > expected) {
       this.refuse(`entry ${e.lsn} out of order: expected ${expected}; catching up from the leader`);
       this.buffer([e]);
@@ -246,10 +250,23 @@ export class FollowerRole {
     let fetched = 0;
     let announced = false;
     while (!this.stopped) {
-      const req: CatchupRequest = { type: 'catchup', v: PROTOCOL_VERSION, node: this.ctx.node, epoch: this.epoch, after: String(store.lastLsn), maxBytes: CATCHUP_REQUEST_BYTES };
+      const req: CatchupRequest = {
+        type: 'catchup',
+        v: PROTOCOL_VERSION,
+        node: this.ctx.node,
+        epoch: this.epoch,
+        after: String(store.lastLsn),
+        lastEpoch: store.epochAt(store.lastLsn),
+        maxBytes: CATCHUP_REQUEST_BYTES,
+      };
       try {
         const reply = decodeCatchupReply(await transport.request(subjects.catchup, encode(req), this.ctx.config.requestTimeoutMs));
         if (reply.epoch < this.epoch) throw new FlotillaError(ErrorCode.STALE_EPOCH, `catch-up answered by ${reply.leader} at old epoch ${reply.epoch}`);
+        if (reply.type === 'catchup-diverged') {
+          await this.rewind(parseLsn(reply.truncateAfter), reply.leader);
+          store.mergeEpochHistory(reply.epochs);
+          continue;
+        }
         store.mergeEpochHistory(reply.epochs);
         this.leaderLsn = Math.max(this.leaderLsn, parseLsn(reply.leaderLsn));
         if (!announced && this.leaderLsn > store.lastLsn) {
@@ -294,6 +311,33 @@ export class FollowerRole {
       this.accept(e);
     }
     this.sendAck();
+  }
+
+  // ---- rewind ---------------------------------------------------------------------------------
+
+  /**
+   * Our log has transactions after `to` that the leader never had: undo them with their
+   * before-images and keep them in the quarantine; where that is impossible, keep them and re-seed.
+   */
+  private async rewind(to: number, leader: string): Promise<void> {
+    const { store, log, counters } = this.ctx;
+    const from = store.lastLsn;
+    log.warn('log diverged from the leader: rewinding', { leader, from, to, discarding: from - to });
+    try {
+      const undone = store.rewindTo(to);
+      counters.inc('rewinds');
+      counters.inc('discardedTransactions', undone.length);
+      this.received = store.lastLsn;
+      log.warn('rewind finished: transactions discarded and kept in the quarantine', {
+        lsn: store.lastLsn,
+        discarded: undone.map((e) => ({ lsn: e.lsn, epoch: e.epoch })),
+      });
+    } catch (err) {
+      const kept = store.quarantineAfter(to);
+      counters.inc('discardedTransactions', kept);
+      log.warn('rewind impossible: kept the diverged transactions, re-seeding from a snapshot', { err: (err as Error).message, kept });
+      await this.seed(`rewind impossible: ${(err as Error).message}`);
+    }
   }
 
   // ---- snapshot seeding -----------------------------------------------------------------------

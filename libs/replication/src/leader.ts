@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import {
   AckMessage,
+  CatchupDiverged,
   CatchupReply,
   ClusterSettings,
   decodeAck,
@@ -280,6 +281,23 @@ export class LeaderRole {
       const after = parseLsn(req.after);
       if (req.epoch > this.epoch) {
         throw new FlotillaError(ErrorCode.STALE_EPOCH, `this leader is at epoch ${this.epoch}, you know epoch ${req.epoch}`);
+      }
+      // Divergence: the follower's log goes further in its last epoch than this log does (it led,
+      // or followed a leader, in an epoch whose tail never reached this node).
+      const theirEpoch = typeof req.lastEpoch === 'number' ? req.lastEpoch : undefined;
+      const endOfTheirEpoch = theirEpoch === undefined ? store.lastLsn : store.lastLsnOfEpoch(theirEpoch);
+      if (after > endOfTheirEpoch) {
+        const reply: CatchupDiverged = {
+          type: 'catchup-diverged',
+          v: PROTOCOL_VERSION,
+          epoch: this.epoch,
+          leader: this.ctx.node,
+          truncateAfter: String(endOfTheirEpoch),
+          epochs: store.epochHistory(),
+        };
+        log.warn('follower log diverged: told to rewind', { follower: req.node, theirLsn: after, theirEpoch, truncateAfter: endOfTheirEpoch });
+        respond(encode(reply));
+        return;
       }
       if (after > store.lastLsn) {
         throw new FlotillaError(ErrorCode.CONFLICT, `you are at ${after}, ahead of this leader's log end ${store.lastLsn}: your log has diverged`);

@@ -7,6 +7,7 @@ import {
   ChecksumsReply,
   ClusterSettings,
   decodeEnvelope,
+  DiscardedReply,
   SwitchoverReply,
   decodeHeartbeat,
   encode,
@@ -160,6 +161,7 @@ export class ReplicaNode {
       lsn,
       appliedLsn: lsn,
       flushedLsn: lsn,
+      lastEpoch: store.lastEpoch_,
       lagMs: this.follower ? this.follower.lagMs() : 0,
       sync: this.follower ? this.leaderSyncSet.includes(node) : false,
       mode: this.leader ? this.leader.sync.mode : this.leaderMode ?? this.effectiveSettings().mode,
@@ -289,6 +291,9 @@ export class ReplicaNode {
         respond(encode(reply));
       } else if (m.type === 'checksums') {
         const reply: ChecksumsReply = { type: 'checksums-reply', v: PROTOCOL_VERSION, appliedLsn: String(this.ctx.store.lastLsn), tables: this.ctx.store.tableChecksums() };
+        respond(encode(reply));
+      } else if (m.type === 'discarded') {
+        const reply: DiscardedReply = { type: 'discarded-reply', v: PROTOCOL_VERSION, node: this.ctx.node, transactions: this.ctx.store.quarantine.list(this.ctx.node) };
         respond(encode(reply));
       } else if (m.type === 'set-mode') {
         respond(encode(this.setMode(m)));

@@ -5,3 +5,4 @@ export * from './statement-kind';
 export * from './snapshot';
 export * from './log-value';
 export { encodeColumnSql } from './capture';
+export * from './quarantine';

@@ -29,6 +29,7 @@ import { ChangeApplier, DivergenceError } from './apply';
 import { createSchema } from './schema';
 import { createSnapshot, SnapshotFile } from './snapshot';
 import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
+import { Quarantine } from './quarantine';
 import { toClientError } from './sql-error';
 import { encodeColumnSql } from './capture';
 import { listUserTables, quoteIdent, readTableMeta, TableMeta } from './table-meta';
@@ -68,6 +69,11 @@ export const QUERY_ROWS_MAX = 10_000;
  */
 export const ENTRY_PAYLOAD_BYTES_MAX = 900 * 1024;
 
+/** A rewind that cannot be done from the log: re-seed from a snapshot instead. */
+export class RewindImpossibleError extends Error {
+  override readonly name = 'RewindImpossibleError';
+}
+
 export interface StoreOptions {
   /** Wall clock for entry timestamps. */
   now?: () => number;
@@ -86,12 +92,15 @@ export class Store {
   private logBytes = 0;
   private readonly now: () => number;
   private q!: ReturnType<Store['prepareInternal']>;
+  /** Transactions undone by rewinds; survives re-seeds (its own file). */
+  readonly quarantine: Quarantine;
 
   private constructor(
     readonly file: string,
     options: StoreOptions,
   ) {
     this.now = options.now ?? Date.now;
+    this.quarantine = new Quarantine(file.replace(/\.sqlite$/, '') + '.quarantine.sqlite');
   }
 
   /** Opens (creating if needed) the database file and reads the positions it holds. */
@@ -425,6 +434,89 @@ export class Store {
     for (const h of history) this.q.epochPut.run(h.epoch, Number(h.startLsn));
   }
 
+  // ---- divergence and rewind -------------------------------------------------------------------
+
+  /** Epoch of the entry at `lsn` (0 for LSN 0): from the log if kept, else from the epoch history. */
+  epochAt(lsn: number): number {
+    if (lsn <= 0) return 0;
+    if (lsn === this.last) return this.lastEpoch;
+    const e = this.db.prepare('SELECT epoch FROM _flotilla_log WHERE lsn = ?').pluck().get(lsn) as number | undefined;
+    if (e !== undefined) return e;
+    const h = this.db.prepare('SELECT max(epoch) FROM _flotilla_epochs WHERE start_lsn <= ?').pluck().get(lsn) as number | null;
+    return h ?? this.lastEpoch;
+  }
+
+  /**
+   * Leader: the last LSN this log holds in an epoch ≤ `epoch` (Kafka's end offset for a leader
+   * epoch): a follower whose log goes further in that epoch has entries this log never had.
+   */
+  lastLsnOfEpoch(epoch: number): number {
+    const next = this.db.prepare('SELECT min(start_lsn) FROM _flotilla_epochs WHERE epoch > ?').pluck().get(epoch) as number | null;
+    return next === null ? this.last : Math.min(this.last, next - 1);
+  }
+
+  /**
+   * Follower: undoes every transaction after `lsn`, newest first, with the before-images of the
+   * log, and keeps them in the quarantine. One transaction: all undone or none. Throws
+   * {@link RewindImpossibleError} when an entry is missing (trimmed) or cannot be undone (DDL);
+   * the caller then keeps them with {@link quarantineAfter} and re-seeds from a snapshot.
+   */
+  rewindTo(lsn: number): LogEntry[] {
+    if (this.capture) throw new Error('rewindTo on a capturing store (leader)');
+    if (lsn >= this.last) return [];
+    const entries = this.db.prepare('SELECT lsn, epoch, ts, crc, payload FROM _flotilla_log WHERE lsn > ? ORDER BY lsn DESC').all(lsn) as LogEntry[];
+    if (entries.length !== this.last - lsn) {
+      throw new RewindImpossibleError(`entries ${lsn + 1}..${this.last} are not all in the log (${entries.length} kept)`);
+    }
+    const discardedAt = this.now();
+    // Kept first, durably: a crash in between leaves them both kept and still applied, never lost.
+    this.quarantine.add(entries, discardedAt);
+    const before = { last: this.last, ts: this.lastTs, epoch: this.lastEpoch, bytes: this.logBytes };
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const e of entries) {
+        const p = JSON.parse(e.payload) as TxnPayload;
+        for (const c of [...p.changes].reverse()) {
+          if (c.op === 'ddl') throw new RewindImpossibleError(`entry ${e.lsn} changed the schema (${c.sql.slice(0, 60)})`);
+          try {
+            this.applier.undo(c, p.cols[c.t]);
+          } catch (err) {
+            throw new RewindImpossibleError(`undo entry ${e.lsn}: ${(err as Error).message}`);
+          }
+        }
+        if (p.settings) this.db.prepare("DELETE FROM _flotilla_meta WHERE key = 'settings'").run();
+        this.logBytes -= e.payload.length;
+      }
+      this.db.prepare('DELETE FROM _flotilla_log WHERE lsn > ?').run(lsn);
+      this.db.prepare('DELETE FROM _flotilla_idem WHERE lsn > ?').run(lsn);
+      this.db.prepare('DELETE FROM _flotilla_epochs WHERE start_lsn > ?').run(lsn);
+      const prev = this.db.prepare('SELECT epoch, ts FROM _flotilla_log WHERE lsn = ?').get(lsn) as { epoch: number; ts: number } | undefined;
+      this.last = lsn;
+      this.lastEpoch = prev?.epoch ?? this.epochAtHistory(lsn);
+      this.lastTs = prev?.ts ?? 0;
+      this.q.setApplied.run({ lsn: this.last, ts: this.lastTs, epoch: this.lastEpoch });
+      this.db.exec('COMMIT');
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      Object.assign(this, { last: before.last, lastTs: before.ts, lastEpoch: before.epoch, logBytes: before.bytes });
+      this.applier.invalidate();
+      throw err;
+    }
+    this.applier.invalidate();
+    return entries;
+  }
+
+  /** Keeps every log entry after `lsn` in the quarantine (before a re-seed replaces them). */
+  quarantineAfter(lsn: number): number {
+    const entries = this.db.prepare('SELECT lsn, epoch, ts, crc, payload FROM _flotilla_log WHERE lsn > ? ORDER BY lsn').all(lsn) as LogEntry[];
+    this.quarantine.add(entries, this.now());
+    return entries.length;
+  }
+
+  private epochAtHistory(lsn: number): number {
+    return (this.db.prepare('SELECT max(epoch) FROM _flotilla_epochs WHERE start_lsn <= ?').pluck().get(lsn) as number | null) ?? 0;
+  }
+
   // ---- log ------------------------------------------------------------------------------------
 
   /** Entries with LSN > `afterLsn`, in order, up to about `maxBytes` of payload (at least one). */
@@ -537,6 +629,7 @@ export class Store {
 
   close(): void {
     if (this.db.open) this.closeFiles();
+    this.quarantine.close();
   }
 }
 
