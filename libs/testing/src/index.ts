@@ -7,3 +7,4 @@ export * from './tcp-proxy';
 export * from './tracker';
 export * from './wait-for';
 export * from './cluster';
+export * from './history-checker';
