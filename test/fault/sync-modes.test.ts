@@ -4,7 +4,6 @@
  */
 import type { NatsConnection } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
-import { encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
 import Database from 'better-sqlite3';
 import { natsClient, startLoad, statusOf } from '../integration/support';
@@ -130,8 +129,11 @@ test('block: with no follower reachable writes fail with 503 after the timeout, 
 test('degrade (set at run time): writes continue with every follower stopped, and the degraded state is visible', async () => {
   const c = await start('semi-sync');
   nc = c.nc;
-  const setMode = await c.nc.request(subjectsFor('flotilla').control(c.leader), encode({ type: 'set-mode', v: PROTOCOL_VERSION, syncPolicy: 'degrade' }), { timeout: 5000 });
-  expect(JSON.parse(new TextDecoder().decode(setMode.data))).toMatchObject({ type: 'ok', settings: { mode: 'semi-sync', syncPolicy: 'degrade' } });
+  // The admin endpoint (what `flotilla mode --sync-policy degrade` calls); bad values are refused.
+  expect((await httpJson('POST', `${c.cluster.gatewayUrl}/v1/admin/mode`, { syncPolicy: 'hope' })).status).toBe(400);
+  const setMode = await httpJson('POST', `${c.cluster.gatewayUrl}/v1/admin/mode`, { syncPolicy: 'degrade' });
+  expect(setMode.status).toBe(200);
+  expect(setMode.body).toMatchObject({ mode: 'semi-sync', syncPolicy: 'degrade', syncFollowers: 1, lsn: expect.any(String) });
   const exec = (sql: string, params?: unknown[]) => httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql, params }] });
   expect((await exec('CREATE TABLE t(k INTEGER PRIMARY KEY)')).status).toBe(200);
   for (const f of c.followers) c.cluster.pause(f);

@@ -9,6 +9,7 @@ import { runDiscarded } from './commands/discarded';
 import { runSql } from './commands/sql';
 import { runStatus } from './commands/status';
 import { runSwitchover } from './commands/switchover';
+import { runMode } from './commands/mode';
 import { runUp } from './commands/up';
 import { CliError } from './gateway-client';
 import { processIo } from './io';
@@ -28,6 +29,7 @@ async function main(argv: string[]): Promise<void> {
       status: (o) => runStatus(o, processIo),
       sql: (sql, o) => runSql(sql, o, processIo),
       switchover: (o) => runSwitchover(o, processIo),
+      mode: (o) => runMode(o, processIo),
       chaos: (o) => runChaos(o, processIo),
       discarded: (o) => runDiscarded(o, processIo),
     },

@@ -4,6 +4,7 @@ import { SqlOptions } from './commands/sql';
 import { StatusOptions } from './commands/status';
 import { SwitchoverOptions } from './commands/switchover';
 import { UpOptions } from './commands/up';
+import { ModeOptions } from './commands/mode';
 import { buildProgram, CliHandlers } from './program';
 
 /** Parses argv with recording handlers; commander errors come back instead of exiting. */
@@ -15,6 +16,7 @@ async function parse(args: string[], env: NodeJS.ProcessEnv = {}) {
     switchover?: SwitchoverOptions;
     chaos?: ChaosOptions;
     discarded?: DiscardedOptions;
+    mode?: ModeOptions;
   } = {};
   const handlers: CliHandlers = {
     up: async (o) => ((calls.up = o), 0),
@@ -23,6 +25,7 @@ async function parse(args: string[], env: NodeJS.ProcessEnv = {}) {
     switchover: async (o) => ((calls.switchover = o), 0),
     chaos: async (o) => ((calls.chaos = o), 0),
     discarded: async (o) => ((calls.discarded = o), 0),
+    mode: async (o) => ((calls.mode = o), 0),
   };
   const codes: number[] = [];
   const errors: string[] = [];
@@ -132,5 +135,20 @@ describe('flotilla chaos', () => {
 describe('flotilla discarded', () => {
   it('passes the gateway and --json', async () => {
     expect((await parse(['discarded', '--json', '--gateway', 'http://g:4'])).calls.discarded).toEqual({ gateway: 'http://g:4', json: true });
+  });
+});
+
+describe('flotilla mode', () => {
+  it('passes the settings given, and only those', async () => {
+    const { calls, codes } = await parse(['mode', '--mode', 'semi-sync', '--sync-followers', '2', '--sync-policy', 'degrade', '--gateway', 'http://x:1']);
+    expect(codes).toEqual([0]);
+    expect(calls.mode).toMatchObject({ mode: 'semi-sync', syncFollowers: 2, syncPolicy: 'degrade', gateway: 'http://x:1' });
+    expect(calls.mode?.syncTimeoutMs).toBeUndefined();
+  });
+
+  it('refuses an unknown mode or policy', async () => {
+    expect((await parse(['mode', '--mode', 'eventual'])).errors).toMatch(/one of async, semi-sync, sync/);
+    expect((await parse(['mode', '--sync-policy', 'hope'])).errors).toMatch(/one of block, degrade/);
+    expect((await parse(['mode', '--sync-followers', '0'])).errors).toMatch(/integer from 1 to 64/);
   });
 });

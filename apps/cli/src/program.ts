@@ -10,6 +10,7 @@ import { DiscardedOptions } from './commands/discarded';
 import { SqlOptions } from './commands/sql';
 import { StatusOptions } from './commands/status';
 import { SwitchoverOptions } from './commands/switchover';
+import { ModeOptions } from './commands/mode';
 import { UpOptions } from './commands/up';
 import { gatewayUrlOf } from './gateway-client';
 
@@ -22,6 +23,7 @@ export interface CliHandlers {
   status(options: StatusOptions): Promise<number>;
   sql(sql: string, options: SqlOptions): Promise<number>;
   switchover(options: SwitchoverOptions): Promise<number>;
+  mode(options: ModeOptions): Promise<number>;
   chaos(options: ChaosOptions): Promise<number>;
   discarded(options: DiscardedOptions): Promise<number>;
 }
@@ -123,6 +125,25 @@ export function buildProgram(handlers: CliHandlers, onExit: (code: number) => vo
     .option('--json', 'print the raw JSON answer', false)
     .action(async (o: { to: string; gateway?: string; json: boolean }) => {
       onExit(await handlers.switchover({ to: o.to, gateway: gatewayUrlOf(o.gateway, env), json: o.json }));
+    });
+
+  program
+    .command('mode')
+    .description('change the replication mode at run time, cluster-wide (recorded in the log: survives failover and restarts)')
+    .option('--mode <mode>', 'async, semi-sync or sync', (v: string) => {
+      if (!['async', 'semi-sync', 'sync'].includes(v)) throw new InvalidArgumentError('one of async, semi-sync, sync');
+      return v;
+    })
+    .option('--sync-followers <n>', 'followers that must flush each write in semi-sync mode', intIn(1, 64, 'sync followers'))
+    .option('--sync-policy <policy>', 'block or degrade when no follower can be synchronous', (v: string) => {
+      if (!['block', 'degrade'].includes(v)) throw new InvalidArgumentError('one of block, degrade');
+      return v;
+    })
+    .option('--sync-timeout-ms <ms>', 'how long a write waits for sync followers', intIn(10, 600_000, 'sync timeout'))
+    .option('--gateway <url>', 'gateway URL (default $FLOTILLA_GATEWAY_URL or http://127.0.0.1:8080)')
+    .option('--json', 'print the raw JSON answer', false)
+    .action(async (o: { mode?: string; syncFollowers?: number; syncPolicy?: string; syncTimeoutMs?: number; gateway?: string; json: boolean }) => {
+      onExit(await handlers.mode({ ...o, gateway: gatewayUrlOf(o.gateway, env) }));
     });
 
   program

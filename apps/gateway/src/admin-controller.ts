@@ -4,7 +4,7 @@
 import { Body, Controller, Get, HttpCode, Inject, Post } from '@nestjs/common';
 import { ApiOkResponse, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { Admin } from './admin';
-import { DiscardedResponseDto, ErrorResponseDto, SwitchoverRequestDto, SwitchoverResponseDto } from './dto';
+import { DiscardedResponseDto, ErrorResponseDto, ModeRequestDto, ModeResponseDto, SwitchoverRequestDto, SwitchoverResponseDto } from './dto';
 
 @ApiTags('admin')
 @ApiResponse({ status: 400, description: 'Bad input (unknown replica)', type: ErrorResponseDto })
@@ -20,6 +20,14 @@ export class AdminController {
   @ApiResponse({ status: 409, description: 'The target already leads, or the leader refused', type: ErrorResponseDto })
   switchover(@Body() body: SwitchoverRequestDto): Promise<SwitchoverResponseDto> {
     return this.admin.switchover(body.to);
+  }
+
+  /** Replication mode at run time: recorded in the log, so every replica and any later leader keep it. */
+  @Post('mode')
+  @HttpCode(200)
+  @ApiOkResponse({ type: ModeResponseDto })
+  setMode(@Body() body: ModeRequestDto): Promise<ModeResponseDto> {
+    return this.admin.setMode(body);
   }
 
   /** Transactions discarded by rewinds after failovers, from every replica that answers. */

@@ -37,6 +37,18 @@ export interface SwitchoverResult {
   lsn: string;
 }
 
+/** How long the leader gets to record a mode change. */
+export const MODE_TIMEOUT_MS = 5000;
+
+/** Answer of POST /v1/admin/mode. */
+export interface ModeResult {
+  mode: string;
+  syncFollowers: number;
+  syncPolicy: string;
+  syncTimeoutMs: number;
+  lsn: string;
+}
+
 /** A replica that did not answer GET /v1/admin/discarded, and why. */
 export interface UnavailableNode {
   node: string;
@@ -87,6 +99,28 @@ export class Admin {
     const reply = decodeSwitchoverReply(data, leader.name);
     this.o.logger.info('switchover done', { from: reply.from, to: reply.to, epoch: reply.epoch, lsn: reply.lsn });
     return { from: reply.from, to: reply.to, epoch: reply.epoch, lsn: reply.lsn };
+  }
+
+  /** Changes the replication mode on the leader (recorded in the log, so it is cluster-wide). */
+  async setMode(change: { mode?: string; syncFollowers?: number; syncPolicy?: string; syncTimeoutMs?: number }): Promise<ModeResult> {
+    const leader = this.o.view.leader();
+    if (!leader) throw new FlotillaError(ErrorCode.NO_LEADER, 'no leader is known: the mode is changed on the leader; retry shortly');
+    if (Object.values(change).every((v) => v === undefined)) {
+      throw new FlotillaError(ErrorCode.BAD_REQUEST, 'invalid request: give at least one of mode, syncFollowers, syncPolicy, syncTimeoutMs');
+    }
+    let data: Uint8Array;
+    try {
+      data = await this.o.requester.request(this.o.subjects.control(leader.name), encode({ type: 'set-mode', v: PROTOCOL_VERSION, ...change }), MODE_TIMEOUT_MS);
+    } catch (err) {
+      if (!(err instanceof RequestFailure)) throw err;
+      throw new FlotillaError(ErrorCode.UNAVAILABLE, `leader ${leader.name} did not take the mode change (${err.kind}); retry shortly`, { cause: err });
+    }
+    const m = decodeEnvelope(data);
+    throwIfError(m);
+    const settings = m.settings as Omit<ModeResult, 'lsn'> | undefined;
+    if (m.type !== 'ok' || !settings || typeof m.lsn !== 'string') throw new FlotillaError(ErrorCode.INTERNAL, `bad set-mode reply from ${leader.name}`);
+    this.o.logger.info('replication mode changed', { ...settings, lsn: m.lsn });
+    return { ...settings, lsn: m.lsn };
   }
 
   /** Every replica's quarantine, merged; never throws for a replica that does not answer. */

@@ -206,6 +206,41 @@ export class SwitchoverRequestDto {
   to!: string;
 }
 
+/** POST /v1/admin/mode: replication mode at run time (replicated; survives failover and restarts). */
+export class ModeRequestDto {
+  @ApiPropertyOptional({ enum: ['async', 'semi-sync', 'sync'] })
+  @IsOptional()
+  @IsIn(['async', 'semi-sync', 'sync'])
+  mode?: 'async' | 'semi-sync' | 'sync';
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 64, description: 'followers that must flush a write in semi-sync mode' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(64)
+  syncFollowers?: number;
+
+  @ApiPropertyOptional({ enum: ['block', 'degrade'], description: 'what happens when no follower can be synchronous' })
+  @IsOptional()
+  @IsIn(['block', 'degrade'])
+  syncPolicy?: 'block' | 'degrade';
+
+  @ApiPropertyOptional({ minimum: 10, maximum: 600000 })
+  @IsOptional()
+  @IsInt()
+  @Min(10)
+  @Max(600_000)
+  syncTimeoutMs?: number;
+}
+
+export class ModeResponseDto {
+  @ApiProperty({ enum: ['async', 'semi-sync', 'sync'] }) mode!: string;
+  @ApiProperty() syncFollowers!: number;
+  @ApiProperty({ enum: ['block', 'degrade'] }) syncPolicy!: string;
+  @ApiProperty() syncTimeoutMs!: number;
+  @ApiProperty({ description: 'LSN of the log entry that recorded the change (decimal string)' }) lsn!: string;
+}
+
 export class SwitchoverResponseDto {
   @ApiProperty({ example: 'replica-0' }) from!: string;
   @ApiProperty({ example: 'replica-1' }) to!: string;
