@@ -283,7 +283,8 @@ export class Store {
             changes.push(JSON.stringify({ op: 'ddl', sql: st.sql } satisfies Change));
             this.metas = installCapture(this.db);
             this.stmtCache.clear();
-            results.push({ changes: r.changes, lastInsertRowid: String(r.lastInsertRowid) });
+            // last_insert_rowid() is per connection: a schema change inserted nothing.
+            results.push({ changes: r.changes, lastInsertRowid: '0' });
           } else {
             const s = this.prepareCached(st.sql);
             if (s.reader) {
