@@ -58,10 +58,15 @@ version_ldflags() {
   printf '%s' "$flags"
 }
 
+# Version checks read the whole output before matching: `tool | grep -q` under pipefail fails at
+# random when grep exits first and the tool dies of SIGPIPE, which made cached tools look missing.
 have_kube_binaries() {
   [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kubectl" ]] || return 1
-  "$BIN_DIR/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v$K8S_VERSION" || return 1
-  "$BIN_DIR/kubectl" version --client 2>/dev/null | grep -q "Client Version: v$K8S_VERSION" || return 1
+  local apiserver_version kubectl_version
+  apiserver_version="$("$BIN_DIR/kube-apiserver" --version 2>/dev/null)" || return 1
+  kubectl_version="$("$BIN_DIR/kubectl" version --client 2>/dev/null)" || return 1
+  [[ "$apiserver_version" == "Kubernetes v$K8S_VERSION" ]] || return 1
+  [[ "$kubectl_version" == *"Client Version: v$K8S_VERSION"* ]] || return 1
 }
 
 build_kube() {
@@ -191,7 +196,9 @@ provision_etcd() {
 }
 
 provision_helm() {
-  if [[ -x "$BIN_DIR/helm" ]] && "$BIN_DIR/helm" version --short 2>/dev/null | grep -q "^v$HELM_VERSION"; then
+  local helm_version=""
+  [[ -x "$BIN_DIR/helm" ]] && helm_version="$("$BIN_DIR/helm" version --short 2>/dev/null)" || true
+  if [[ "$helm_version" == "v$HELM_VERSION"* ]]; then
     log "helm v$HELM_VERSION: cached"
     return
   fi
