@@ -154,3 +154,32 @@ test('degrade (set at run time): writes continue with every follower stopped, an
     db.close();
   }
 });
+
+test('per-request durability asks for more than the cluster default, never less', async () => {
+  const c = await start('async');
+  nc = c.nc;
+  const exec = (k: number, durability?: unknown) =>
+    httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'INSERT INTO t(k) VALUES (?)', params: [k] }], ...(durability ? { durability } : {}) });
+  expect((await httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] })).status).toBe(200);
+  // Both followers up: a write asking for 3 copies is acknowledged once both followers flushed it.
+  const all = await exec(1, { replicas: 3 });
+  expect(all.status).toBe(200);
+  for (const f of c.followers) {
+    const db = new Database(c.cluster.replicaDbFile(f), { readonly: true });
+    expect(db.prepare('SELECT count(*) FROM t WHERE k = 1').pluck().get()).toBe(1);
+    db.close();
+  }
+  c.cluster.pause(c.followers[0]);
+  // The cluster default (async) and 'leader' do not wait for anyone...
+  expect((await exec(2)).status).toBe(200);
+  expect((await exec(3, 'leader')).status).toBe(200);
+  // ...'sync' needs one follower copy: the other follower gives it...
+  expect((await exec(4, 'sync')).status).toBe(200);
+  // ...but three copies cannot be had with a follower paused: refused after syncTimeoutMs, not acknowledged.
+  const t0 = performance.now();
+  const three = await exec(5, { replicas: 3 });
+  expect(three.status).toBe(503);
+  expect(three.body.error.code).toBe('NOT_ENOUGH_REPLICAS');
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(SYNC_TIMEOUT_MS - 50);
+  c.cluster.resume(c.followers[0]);
+});
