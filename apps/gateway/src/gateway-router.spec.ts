@@ -12,7 +12,7 @@ import {
   WriteRequest,
 } from '@flotilla/protocol';
 import { ClusterView } from '../../../libs/replication/src/cluster-view';
-import { GatewayRouter, QueryInput, WRITE_ATTEMPT_MIN_MS, WRITE_RETRY_MAX_DELAY_MS } from './gateway-router';
+import { GatewayRouter, LEADER_CHANGE_POLL_MS, QueryInput, WRITE_ATTEMPT_MIN_MS, WRITE_RETRY_MAX_DELAY_MS } from './gateway-router';
 import { RequestFailure, RequestFailureKind, Requester } from './requester';
 
 const subjects = subjectsFor('unit');
@@ -117,6 +117,47 @@ describe('GatewayRouter.execute', () => {
     requester.answer = () => (clock.monotonic() < 300 ? new RequestFailure(RequestFailureKind.NO_RESPONDERS, 'none') : writeReply('5'));
     expect((await settle(router.execute(write()), clock)).lsn).toBe('5');
     expect(requester.sent.length).toBe(4);
+  });
+
+  it('abandons a keyed attempt the moment a leader of a newer epoch appears, and resends it there', async () => {
+    const { clock, view } = setup();
+    view.ingest(hb('replica-0', { role: 'leader', epoch: 1, leader: 'replica-0' }));
+    const sent: { at: number; timeoutMs: number }[] = [];
+    const requester: Requester = {
+      // The first attempt reached a leader that died with it: no answer until its timeout.
+      request: (_subject, _data, timeoutMs) => {
+        sent.push({ at: clock.monotonic(), timeoutMs });
+        if (sent.length === 1) return new Promise((_resolve, reject) => clock.setTimeout(() => reject(new RequestFailure(RequestFailureKind.TIMEOUT, 't')), timeoutMs));
+        return Promise.resolve(encode({ ...writeReply('12'), epoch: 2 }));
+      },
+    };
+    const r = new GatewayRouter({ subjects, view, requester, clock, logger: new MemoryLogger(), requestTimeoutMs: REQUEST_TIMEOUT_MS, readWaitMs: READ_WAIT_MS });
+    clock.setTimeout(() => view.ingest(hb('replica-1', { role: 'leader', epoch: 2, leader: 'replica-1' })), 400);
+    const reply = await settle(r.execute(write('k')), clock);
+    expect(reply).toMatchObject({ lsn: '12', epoch: 2 });
+    expect(sent).toHaveLength(2);
+    // Resent within a poll interval and the first backoff of the new leader's appearance, not after the timeout.
+    expect(sent[1].at).toBeGreaterThanOrEqual(400);
+    expect(sent[1].at).toBeLessThanOrEqual(400 + LEADER_CHANGE_POLL_MS + 50 + 10);
+  });
+
+  it('does not abandon an attempt without a key (its fate would be unknown), nor a keyed one while no newer leader shows up', async () => {
+    const { clock, view } = setup();
+    view.ingest(hb('replica-0', { role: 'leader', epoch: 1, leader: 'replica-0' }));
+    let calls = 0;
+    const requester: Requester = {
+      request: () => {
+        calls++;
+        return new Promise((resolve) => clock.setTimeout(() => resolve(encode(writeReply('13'))), 1000));
+      },
+    };
+    const r = new GatewayRouter({ subjects, view, requester, clock, logger: new MemoryLogger(), requestTimeoutMs: REQUEST_TIMEOUT_MS, readWaitMs: READ_WAIT_MS });
+    clock.setTimeout(() => view.ingest(hb('replica-1', { role: 'leader', epoch: 2, leader: 'replica-1' })), 200);
+    expect((await settle(r.execute(write()), clock)).lsn).toBe('13');
+    expect(calls).toBe(1);
+    const keyed = new GatewayRouter({ subjects, view: new ClusterView({ clock }), requester, clock, logger: new MemoryLogger(), requestTimeoutMs: REQUEST_TIMEOUT_MS, readWaitMs: READ_WAIT_MS });
+    expect((await settle(keyed.execute(write('k')), clock)).lsn).toBe('13');
+    expect(calls).toBe(2);
   });
 
   it('without a key, does not resend after a timeout (the write may have been applied)', async () => {

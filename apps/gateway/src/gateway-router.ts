@@ -7,7 +7,11 @@
  * - with an idempotencyKey, NOT_LEADER / NO_LEADER / LEASE_EXPIRED replies and transport failures are retried with
  *   backoff until `requestTimeoutMs` is spent: the leader recognises the key and replays its answer;
  * - without one, only a request that certainly reached nobody (no responders, not connected) is
- *   resent; anything else is reported to the client.
+ *   resent; anything else is reported to the client;
+ * - a keyed attempt still waiting when a leader of a newer epoch shows up in the heartbeats is
+ *   abandoned and sent again at once (to the new leader): the node it went to was deposed or died
+ *   with the request, and waiting out the whole timeout for its answer would stretch every
+ *   failover by requestTimeoutMs for the clients caught in it. Its late answer, if any, is ignored.
  */
 import {
   decodeEnvelope,
@@ -29,7 +33,7 @@ import {
 } from '@flotilla/protocol';
 import type { Clock, Logger } from '@flotilla/logging';
 import type { ClusterView, ReadConsistency } from '../../../libs/replication/src/cluster-view';
-import { RequestFailure, Requester } from './requester';
+import { RequestFailure, RequestFailureKind, Requester } from './requester';
 
 /** First pause between write retries; doubles each time up to {@link WRITE_RETRY_MAX_DELAY_MS}. */
 export const WRITE_RETRY_FIRST_DELAY_MS = 50;
@@ -39,6 +43,8 @@ export const WRITE_RETRY_MAX_DELAY_MS = 500;
  * time out, turning a certain "not applied" (no responders) into an uncertain answer.
  */
 export const WRITE_ATTEMPT_MIN_MS = 50;
+/** How often a waiting keyed write looks for a leader of a newer epoch in the cluster view. */
+export const LEADER_CHANGE_POLL_MS = 25;
 /** Nodes tried at most for one read whose node did not answer (any/bounded). */
 export const READ_ATTEMPTS_MAX = 3;
 /** Extra time a waiting follower gets beyond readWaitMs to send its answer. */
@@ -101,7 +107,8 @@ export class GatewayRouter {
       if (failure && remainingMs < WRITE_ATTEMPT_MIN_MS) throw failure;
       let retryable: boolean;
       try {
-        const reply = await this.o.requester.request(this.o.subjects.write, data, Math.max(1, remainingMs));
+        const request = this.o.requester.request(this.o.subjects.write, data, Math.max(1, remainingMs));
+        const reply = keyed ? await this.unlessNewerLeader(request) : await request;
         return decodeWriteReply(reply);
       } catch (err) {
         if (err instanceof RequestFailure) {
@@ -120,6 +127,39 @@ export class GatewayRouter {
       await this.sleep(Math.min(delayMs, leftMs - WRITE_ATTEMPT_MIN_MS));
       delayMs = Math.min(delayMs * 2, WRITE_RETRY_MAX_DELAY_MS);
     }
+  }
+
+  /**
+   * Resolves or rejects as `request` does, unless a leader of an epoch above the current one shows
+   * up first: then rejects with a RequestFailure of kind OTHER (fate unknown, so only keyed writes
+   * may use this). Its own answer is then dropped.
+   */
+  private unlessNewerLeader(request: Promise<Uint8Array>): Promise<Uint8Array> {
+    const epoch = this.o.view.summary().epoch;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let timer: { cancel(): void } | undefined;
+      let settled = false;
+      const finish = (f: () => void) => {
+        if (settled) return;
+        settled = true;
+        timer?.cancel();
+        f();
+      };
+      const poll = () => {
+        const leader = this.o.view.leader();
+        if (leader && leader.epoch > epoch) {
+          this.o.logger.debug('write attempt abandoned: newer leader', { leader: leader.name, epoch: leader.epoch, sentInEpoch: epoch });
+          finish(() => reject(new RequestFailure(RequestFailureKind.OTHER, `abandoned: ${leader.name} leads epoch ${leader.epoch} (sent in epoch ${epoch})`)));
+          return;
+        }
+        timer = this.o.clock.setTimeout(poll, LEADER_CHANGE_POLL_MS);
+      };
+      request.then(
+        (reply) => finish(() => resolve(reply)),
+        (err) => finish(() => reject(err)),
+      );
+      timer = this.o.clock.setTimeout(poll, LEADER_CHANGE_POLL_MS);
+    });
   }
 
   /** Runs one read on a node chosen for its consistency; throws FlotillaError. */
