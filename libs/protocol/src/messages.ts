@@ -95,6 +95,8 @@ export interface AckMessage {
   received: string;
   flushed: string;
   applied: string;
+  /** False while the follower catches up or seeds: it cannot be made synchronous yet. */
+  live?: boolean;
 }
 
 // ---- heartbeats -----------------------------------------------------------------------------

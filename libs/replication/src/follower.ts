@@ -223,6 +223,8 @@ export class FollowerRole {
   }
 
   sendAck(): void {
+    // A seeding follower's database is about to be replaced: its position means nothing yet.
+    if (this.phase === 'seeding') return;
     const lsn = String(this.ctx.store.lastLsn);
     const ack: AckMessage = {
       type: 'ack',
@@ -232,6 +234,7 @@ export class FollowerRole {
       received: String(Math.max(this.received, this.ctx.store.lastLsn)),
       flushed: lsn,
       applied: lsn,
+      live: this.phase === 'live',
     };
     this.ctx.transport.publish(this.ctx.subjects.ack, encode(ack));
   }

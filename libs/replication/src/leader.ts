@@ -268,7 +268,7 @@ export class LeaderRole {
       seenAtMono: this.ctx.clock.monotonic(),
     };
     this.followers.set(ack.node, p);
-    this.sync.onAck(ack.node, p.flushed, p.seenAtMono);
+    this.sync.onAck(ack.node, p.flushed, p.seenAtMono, ack.live !== false);
   }
 
   // ---- catch-up -------------------------------------------------------------------------------

@@ -101,3 +101,15 @@ test('abortAll fails every waiting write', () => {
   t.abortAll('stepping down');
   expect(outcomes.get(1)).toEqual({ ok: false, reason: 'stepping down' });
 });
+
+test('a follower that is still catching up is never made synchronous; it joins once live', () => {
+  const { t, outcomes, wait } = setup({ ...semi, mode: 'sync' });
+  t.onAck('b', 10, 0, true);
+  t.onAck('new', 0, 0, false);
+  expect(t.members).toEqual(['b']);
+  wait(11, 1);
+  t.onAck('b', 11, 2, true);
+  expect(outcomes.get(11)).toEqual({ ok: true }); // the catching-up node does not hold writes back
+  t.onAck('new', 11, 3, true);
+  expect(t.members).toEqual(['b', 'new']);
+});

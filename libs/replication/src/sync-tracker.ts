@@ -27,6 +27,8 @@ interface Follower {
   node: string;
   flushed: number;
   lastAckMono: number;
+  /** On the live stream (not catching up): only such a follower is made synchronous. */
+  live: boolean;
 }
 
 export type WaitOutcome = { ok: true } | { ok: false; reason: string };
@@ -98,13 +100,17 @@ export class SyncTracker {
     this.lastCommitted = Math.max(this.lastCommitted, lsn);
   }
 
-  onAck(node: string, flushed: number, nowMono: number): void {
+  onAck(node: string, flushed: number, nowMono: number, live = true): void {
     const f = this.followers.get(node);
     if (f) {
       f.flushed = Math.max(f.flushed, flushed);
       f.lastAckMono = nowMono;
+      if (f.live !== live) {
+        f.live = live;
+        this.rebalance(nowMono, new Set());
+      }
     } else {
-      this.followers.set(node, { node, flushed, lastAckMono: nowMono });
+      this.followers.set(node, { node, flushed, lastAckMono: nowMono, live });
       this.rebalance(nowMono, new Set());
     }
     this.release();
@@ -174,9 +180,9 @@ export class SyncTracker {
     let next: string[];
     if (mode === 'async') next = [];
     else {
-      const usable = [...this.followers.values()].filter((f) => this.available(f, nowMono) && !slow.has(f.node));
+      const usable = [...this.followers.values()].filter((f) => f.live && this.available(f, nowMono) && !slow.has(f.node));
       if (mode === 'sync') {
-        next = [...this.followers.keys()].filter((n) => !slow.has(n) && this.available(this.followers.get(n)!, nowMono));
+        next = usable.map((f) => f.node);
         // In sync mode a follower that went away still counts: writes wait for it (or the policy applies).
         for (const n of this.syncSet) if (!next.includes(n)) next.push(n);
       } else {
