@@ -134,6 +134,19 @@ describe('readTableChecksums', () => {
     expect(c.tags).toEqual(a.tags);
   });
 
+  it('is type-exact: a REAL 5.0 is other data than an INTEGER 5', () => {
+    const dir = tempDir('flotilla-checksums-typed-');
+    const file = (name: string, value: number | bigint) => {
+      const db = new Database(path.join(dir, name));
+      db.exec('CREATE TABLE typed(x)');
+      db.prepare('INSERT INTO typed VALUES (?)').run(value);
+      db.close();
+      return path.join(dir, name);
+    };
+    expect(readTableChecksums(file('real.sqlite', 5)).typed).not.toEqual(readTableChecksums(file('int.sqlite', 5n)).typed);
+    expect(readTableChecksums(file('int2.sqlite', 5n)).typed).toEqual(readTableChecksums(path.join(dir, 'int.sqlite')).typed);
+  });
+
   it('refuses a file that does not exist', () => {
     expect(() => readTableChecksums(path.join(os.tmpdir(), 'no-such-flotilla.sqlite'))).toThrow();
   });
