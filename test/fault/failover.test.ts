@@ -19,9 +19,11 @@ import {
   logLines,
   MONITORS,
   nowMs,
+  rejoined,
   startFaultCluster,
   startHistoryLoad,
   steadyLeader,
+  stopLoads,
   verifyHistory,
 } from './fault-support';
 
@@ -32,6 +34,7 @@ const FAILOVER_BOUND_MS = 3000;
 
 let fc: FaultCluster | undefined;
 afterEach(async () => {
+  await stopLoads();
   fc?.watch.stop();
   await fc?.nc.close();
   fc = undefined;
@@ -43,17 +46,6 @@ async function readLease(f: FaultCluster): Promise<LeaseRecord> {
   const r = await leaser.read();
   if (!r) throw new Error('no leader lease');
   return r;
-}
-
-/** `node` follows the leader of an epoch ≥ `epoch` and is within `maxLagMs` of it, as its heartbeats say. */
-async function rejoined(f: FaultCluster, node: string, epoch: number, timeoutMs = 30_000): Promise<void> {
-  await waitFor(
-    () => {
-      const hb = f.watch.fresh(node);
-      return hb && hb.role === 'follower' && hb.epoch >= epoch && hb.leader !== node && hb.lagMs < 1000 ? hb : null;
-    },
-    { what: `${node} following again (epoch ≥ ${epoch})`, timeoutMs },
-  );
 }
 
 function log(message: string): void {

@@ -201,6 +201,13 @@ export interface HistoryLoad {
  * (as a real client would) until acknowledged or the load stops; what was never acknowledged is
  * recorded in `unacked` (applied at most once, maybe not at all).
  */
+const runningLoads = new Set<HistoryLoad>();
+
+/** Stops every load still running (a test that failed half-way leaves its load behind): call it in afterEach. */
+export async function stopLoads(): Promise<void> {
+  await Promise.all([...runningLoads].map((l) => l.stop()));
+}
+
 export function startHistoryLoad(gatewayUrl: string, opts: { clients: number; prefix?: string }): HistoryLoad {
   const prefix = opts.prefix ?? 'w';
   let next = 0;
@@ -232,7 +239,7 @@ export function startHistoryLoad(gatewayUrl: string, opts: { clients: number; pr
     }
   };
   const all = Promise.all(Array.from({ length: opts.clients }, worker));
-  return {
+  const load: HistoryLoad = {
     acked,
     unacked,
     failures,
@@ -240,9 +247,46 @@ export function startHistoryLoad(gatewayUrl: string, opts: { clients: number; pr
     firstAbove: (epoch) => acked.filter((a) => a.epoch > epoch).sort((x, y) => x.ackedAtMs - y.ackedAtMs)[0],
     async stop() {
       stopped = true;
+      runningLoads.delete(load);
       await all;
     },
   };
+  runningLoads.add(load);
+  return load;
+}
+
+/**
+ * `node` follows the leader of an epoch ≥ `epoch` and has caught up: its log reached the LSN the
+ * leader had when `node` was first seen following it (lagMs alone is not enough: a follower that
+ * has not received anything yet reports no lag).
+ */
+export async function rejoined(f: FaultCluster, node: string, epoch: number, timeoutMs = 30_000): Promise<void> {
+  let target: number | undefined;
+  await waitFor(
+    () => {
+      const hb = f.watch.fresh(node);
+      if (!hb || hb.role !== 'follower' || hb.epoch < epoch || !hb.leader || hb.leader === node) return null;
+      if (target === undefined) {
+        const leader = f.watch.fresh(hb.leader);
+        if (!leader || leader.role !== 'leader' || leader.epoch !== hb.epoch) return null;
+        target = Number(leader.lsn);
+      }
+      return Number(hb.lsn) >= target ? hb : null;
+    },
+    { what: `${node} following again (epoch ≥ ${epoch}) and caught up`, timeoutMs },
+  );
+}
+
+/** Both followers of `leader` (epoch `epoch`) within `maxBehind` LSNs of it, by their heartbeats. */
+export function followersCaughtUp(f: FaultCluster, leader: string, epoch: number, maxBehind = 50): boolean {
+  const l = f.watch.fresh(leader);
+  if (!l || l.role !== 'leader' || l.epoch !== epoch) return false;
+  return f.cluster.replicaNames
+    .filter((n) => n !== leader)
+    .every((n) => {
+      const hb = f.watch.fresh(n);
+      return hb && hb.role === 'follower' && hb.epoch === epoch && hb.leader === leader && Number(hb.lsn) >= Number(l.lsn) - maxBehind;
+    });
 }
 
 /** Waits for the first acknowledgement in an epoch above `epoch`. */
