@@ -49,7 +49,7 @@ export const DEFAULTS = {
   logRetentionBytes: 256 * 1024 * 1024,
   /** Age of log entries kept at most, whatever followers need. */
   logRetentionMs: 24 * 60 * 60 * 1000,
-  snapshotChunkBytes: 512 * 1024,
+  snapshotChunkBytes: 960 * 1024,
   /** Largest request body the gateway accepts. */
   maxBodyBytes: 1024 * 1024,
   /** How long read-your-writes waits for a follower before falling back to the leader. */

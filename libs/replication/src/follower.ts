@@ -36,10 +36,10 @@ export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
 /** Bytes asked for per catch-up round trip. */
 export const CATCHUP_REQUEST_BYTES = 512 * 1024;
 /** Snapshot chunks requested ahead of the one being written. */
-export const SNAPSHOT_CHUNKS_IN_FLIGHT = 4;
+export const SNAPSHOT_CHUNKS_IN_FLIGHT = 8;
 export const RETRY_DELAY_MS = 250;
 /** A seeding follower flushes the snapshot file to disk every this many bytes. */
-export const SNAPSHOT_FSYNC_EVERY_BYTES = 16 * 1024 * 1024;
+export const SNAPSHOT_FSYNC_EVERY_BYTES = 64 * 1024 * 1024;
 
 type Phase = 'live' | 'catching-up' | 'seeding';
 
