@@ -28,13 +28,13 @@ export interface LogLine {
 
 export class BenchCluster {
   readonly cluster: LocalCluster;
-  readonly cluster_name: string;
+  readonly clusterName: string;
   nc!: NatsConnection;
   private keepDir: boolean;
 
   private constructor(options: LocalClusterOptions, keepDir: boolean) {
     this.cluster = new LocalCluster(options);
-    this.cluster_name = options.cluster ?? 'flotilla';
+    this.clusterName = options.cluster ?? 'flotilla';
     this.keepDir = keepDir;
   }
 
@@ -61,7 +61,11 @@ export class BenchCluster {
   }
 
   get ackSubject(): string {
-    return subjectsFor(this.cluster_name).ack;
+    return subjectsFor(this.clusterName).ack;
+  }
+
+  get logSubject(): string {
+    return subjectsFor(this.clusterName).log;
   }
 
   async execute(sql: string, params?: unknown[]): Promise<{ lsn: string; epoch: number }> {
@@ -88,7 +92,7 @@ export class BenchCluster {
   }
 
   async status(node: string, timeoutMs = 2000): Promise<StatusReply> {
-    const m = await this.nc.request(subjectsFor(this.cluster_name).control(node), encode({ type: 'status', v: PROTOCOL_VERSION }), { timeout: timeoutMs });
+    const m = await this.nc.request(subjectsFor(this.clusterName).control(node), encode({ type: 'status', v: PROTOCOL_VERSION }), { timeout: timeoutMs });
     const r = decodeEnvelope(m.data);
     throwIfError(r);
     return r as unknown as StatusReply;

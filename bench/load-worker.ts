@@ -68,6 +68,8 @@ export interface AckListenerData {
   kind: 'ack-listener';
   natsUrl: string;
   subject: string;
+  /** Also timestamp the leader's log batches (the live change stream) seen on this subject. */
+  logSubject?: string;
 }
 
 export type WorkerData = HttpWriterData | PgWriterData | AckListenerData;
@@ -95,6 +97,8 @@ export interface WriterResult {
 /** What an ack listener reports: per node, [applied LSN, arrival ms] each time applied grew. */
 export interface AckListenerResult {
   acks: Record<string, [number, number][]>;
+  /** [first LSN, last LSN, arrival ms] of each log batch the leader published, when logSubject. */
+  batches: [number, number, number][];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -232,12 +236,27 @@ async function ackListener(d: AckListenerData): Promise<AckListenerResult> {
       }
     },
   });
+  const batches: [number, number, number][] = [];
+  const logSub = d.logSubject
+    ? nc.subscribe(d.logSubject, {
+        callback: (_err, m) => {
+          const t = nowMs();
+          try {
+            const b = JSON.parse(decoder.decode(m.data)) as { entries: { lsn: string }[] };
+            if (b.entries?.length) batches.push([Number(b.entries[0].lsn), Number(b.entries[b.entries.length - 1].lsn), t]);
+          } catch {
+            // Not a batch: nothing to record.
+          }
+        },
+      })
+    : undefined;
   await nc.flush();
   parentPort!.postMessage({ ready: true });
   while (!stopRequested) await sleep(20);
   sub.unsubscribe();
+  logSub?.unsubscribe();
   await nc.close();
-  return { acks };
+  return { acks, batches };
 }
 
 if (parentPort) {
