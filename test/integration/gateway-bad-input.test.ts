@@ -402,7 +402,7 @@ describe('gateway: still serving afterwards', () => {
 
     const openapi = await httpJson('GET', `${base}/v1/openapi.json`);
     expect(openapi.status).toBe(200);
-    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/v1/admin/discarded', '/v1/admin/switchover', '/v1/cluster', '/v1/execute', '/v1/query']);
+    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/v1/admin/discarded', '/v1/admin/mode', '/v1/admin/switchover', '/v1/cluster', '/v1/execute', '/v1/query']);
     expect(openapi.body.components.schemas.ExecuteRequestDto.required).toEqual(['statements']);
   });
 
