@@ -1,11 +1,12 @@
-import { ArgumentsHost, BadRequestException, NotFoundException, PayloadTooLargeException } from '@nestjs/common';
+import { ArgumentsHost, BadRequestException, HttpException, NotFoundException, PayloadTooLargeException } from '@nestjs/common';
 import { ErrorCode, FlotillaError } from '@flotilla/protocol';
 import { MemoryLogger } from '@flotilla/logging';
-import { bodyParserErrorMiddleware, ErrorFilter, ErrorResponse, fromBodyParserError, RETRY_AFTER_S } from './error-filter';
+import { ErrorFilter, ErrorResponse, fromBodyParserError, fromFastifyError, isBodyReadError, RETRY_AFTER_S } from './error-filter';
+import { BodyError } from './http-body';
 
-/** A hand-written stand-in for express's Response. */
+/** A hand-written stand-in for Fastify's reply. */
 class FakeResponse implements ErrorResponse {
-  headersSent = false;
+  sent = false;
   statusCode = 200;
   headers: Record<string, string> = {};
   body: unknown;
@@ -13,12 +14,12 @@ class FakeResponse implements ErrorResponse {
     this.statusCode = code;
     return this;
   }
-  setHeader(name: string, value: string): void {
+  header(name: string, value: string): void {
     this.headers[name] = value;
   }
-  json(body: unknown): void {
+  send(body: unknown): void {
     this.body = body;
-    this.headersSent = true;
+    this.sent = true;
   }
 }
 
@@ -90,7 +91,7 @@ describe('ErrorFilter', () => {
 
   it('does not write twice when the response was already sent', () => {
     const res = new FakeResponse();
-    res.headersSent = true;
+    res.sent = true;
     new ErrorFilter(new MemoryLogger()).catch(new FlotillaError(ErrorCode.NO_LEADER, 'x'), hostFor(res));
     expect(res.body).toBeUndefined();
     expect(res.statusCode).toBe(200);
@@ -98,14 +99,21 @@ describe('ErrorFilter', () => {
 });
 
 describe('body parser errors', () => {
-  it('become FlotillaErrors before Nest sees them', () => {
-    let passed: unknown;
-    bodyParserErrorMiddleware({ maxBodyBytes: 10 })(bodyParserError('entity.parse.failed', 400, 'bad'), {}, {}, (e) => (passed = e));
-    expect(passed).toBeInstanceOf(FlotillaError);
-    expect((passed as FlotillaError).code).toBe(ErrorCode.BAD_REQUEST);
-    const other = new Error('not from the parser');
-    bodyParserErrorMiddleware({})(other, {}, {}, (e) => (passed = e));
-    expect(passed).toBe(other);
+  it('from the JSON body parser and from Fastify become the contract errors', () => {
+    const parse = answer(new BodyError('entity.parse.failed', 400, 'Unexpected token b'));
+    expect({ status: parse.statusCode, body: parse.body }).toEqual({ status: 400, body: { error: { code: 'BAD_REQUEST', message: 'malformed JSON body: Unexpected token b' } } });
+    const tooLarge = answer(Object.assign(new Error('Request body is too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 }));
+    expect(tooLarge.statusCode).toBe(413);
+    expect(tooLarge.body).toEqual({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'request body is larger than the limit of 1024 bytes (maxBodyBytes)' } });
+    // Nest hands Fastify's errors to the filter as HttpExceptions with their status.
+    expect(answer(new HttpException('Request body is too large', 413)).body).toEqual(tooLarge.body);
+    const badLength = Object.assign(new Error('Request body size did not match Content-Length'), { code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH', statusCode: 400 });
+    expect(fromFastifyError(badLength)?.code).toBe(ErrorCode.BAD_REQUEST);
+    expect(fromFastifyError(Object.assign(new Error('x'), { code: 'FST_ERR_FAILED_ERROR_SERIALIZATION', statusCode: 500 }))).toBeUndefined();
+    expect(fromFastifyError(Object.assign(new Error('x'), { code: 'ENOENT' }))).toBeUndefined();
+    expect(isBodyReadError(badLength)).toBe(true);
+    expect(isBodyReadError(new BodyError('charset.unsupported', 415, 'unsupported charset "LATIN1"'))).toBe(true);
+    expect(isBodyReadError(new FlotillaError(ErrorCode.BAD_REQUEST, 'x'))).toBe(false);
   });
 
   it('are recognised only with a type and a 4xx status', () => {

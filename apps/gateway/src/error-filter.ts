@@ -1,6 +1,6 @@
 /**
  * The one place where failures become HTTP responses: every error, whatever threw it (a route,
- * the ValidationPipe, the JSON body parser, Nest's router), is answered with
+ * the ValidationPipe, the JSON body parser, Fastify, Nest's router), is answered with
  * `{error: {code, message}}` and the status `httpStatusOf(code)`; 503 adds `Retry-After`.
  * Stack traces are logged, never sent.
  */
@@ -16,12 +16,13 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string };
 }
 
-/** What {@link ErrorFilter} needs from the HTTP response (a subset of express's Response). */
+/** What {@link ErrorFilter} needs from the HTTP response (a subset of Fastify's reply). */
 export interface ErrorResponse {
-  headersSent: boolean;
+  /** True once the response was sent. */
+  readonly sent: boolean;
   status(code: number): ErrorResponse;
-  setHeader(name: string, value: string): unknown;
-  json(body: unknown): unknown;
+  header(name: string, value: string): unknown;
+  send(body: unknown): unknown;
 }
 
 /** Options for describing a few errors precisely. */
@@ -41,10 +42,13 @@ const STATUS_CODES: Record<number, ErrorCode> = {
 /** Turns any thrown value into a stable code and a message safe to show a client. */
 export function toWireError(err: unknown, options: ErrorMappingOptions = {}): { code: ErrorCode; message: string; expected: boolean } {
   if (err instanceof FlotillaError) return { code: err.code, message: err.message, expected: err.code !== ErrorCode.INTERNAL };
-  const bodyParser = fromBodyParserError(err, options);
+  const bodyParser = fromBodyParserError(err, options) ?? fromFastifyError(err, options);
   if (bodyParser) return { code: bodyParser.code, message: bodyParser.message, expected: true };
   if (err instanceof HttpException) {
     const status = err.getStatus();
+    // Nest turns Fastify's own errors into HttpExceptions with their status; the only 413 is the body limit.
+    const tooLarge = status === 413 ? fromBodyParserError({ type: 'entity.too.large', status }, options) : undefined;
+    if (tooLarge) return { code: tooLarge.code, message: tooLarge.message, expected: true };
     const code = STATUS_CODES[status] ?? (status >= 400 && status < 500 ? ErrorCode.BAD_REQUEST : ErrorCode.INTERNAL);
     return { code, message: code === ErrorCode.INTERNAL ? 'internal error' : httpExceptionMessage(err), expected: code !== ErrorCode.INTERNAL };
   }
@@ -75,12 +79,24 @@ export function fromBodyParserError(err: unknown, options: ErrorMappingOptions =
   }
 }
 
+/** Fastify's code for a body over its `bodyLimit`. */
+export const FASTIFY_BODY_TOO_LARGE = 'FST_ERR_CTP_BODY_TOO_LARGE';
+
 /**
- * Express error middleware to install right after the body parser: turns its errors into
- * FlotillaErrors (Nest would otherwise reduce a JSON syntax error to a bare BadRequestException).
+ * The FlotillaError for an error Fastify raised itself while reading a request (they carry a
+ * `FST_` code and a 4xx `statusCode`: body too large, bad Content-Length...), or undefined.
  */
-export function bodyParserErrorMiddleware(options: ErrorMappingOptions) {
-  return (err: unknown, _req: unknown, _res: unknown, next: (err?: unknown) => void): void => next(fromBodyParserError(err, options) ?? err);
+export function fromFastifyError(err: unknown, options: ErrorMappingOptions = {}): FlotillaError | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
+  if (typeof e.code !== 'string' || !e.code.startsWith('FST_') || typeof e.statusCode !== 'number') return undefined;
+  if (e.code === FASTIFY_BODY_TOO_LARGE) return fromBodyParserError({ type: 'entity.too.large', status: 413 }, options);
+  return e.statusCode >= 400 && e.statusCode < 500 ? new FlotillaError(ErrorCode.BAD_REQUEST, String(e.message), { cause: err }) : undefined;
+}
+
+/** True for an error of the body parser or of Fastify reading the body (the request reached no route). */
+export function isBodyReadError(err: unknown): boolean {
+  return fromBodyParserError(err) !== undefined || fromFastifyError(err) !== undefined;
 }
 
 function httpExceptionMessage(err: HttpException): string {
@@ -97,10 +113,10 @@ export function sendError(res: ErrorResponse, err: unknown, logger: Logger, opti
   const status = httpStatusOf(code);
   if (!expected) logger.error('request failed', { code, err: err instanceof Error ? err.stack ?? err.message : String(err) });
   else logger.debug('request refused', { code, status, message });
-  if (res.headersSent) return;
-  if (status === 503) res.setHeader('Retry-After', String(RETRY_AFTER_S));
+  if (res.sent) return;
+  if (status === 503) res.header('Retry-After', String(RETRY_AFTER_S));
   const body: ErrorBody = { error: { code, message } };
-  res.status(status).json(body);
+  res.status(status).send(body);
 }
 
 @Catch()

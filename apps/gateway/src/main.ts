@@ -7,16 +7,17 @@
 import 'reflect-metadata';
 import { LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ConfigError, FlotillaConfig, loadConfig } from '@flotilla/config';
 import { createLogger, Logger, systemClock } from '@flotilla/logging';
 import { subjectsFor } from '@flotilla/protocol';
 import { ClusterView, MISSED_HEARTBEATS_STALE } from '../../../libs/replication/src/cluster-view';
-import { bodyParserErrorMiddleware } from './error-filter';
+import { isBodyReadError } from './error-filter';
 import { GatewayModule } from './gateway-module';
 import { GatewayRouter } from './gateway-router';
 import { Admin } from './admin';
-import { GatewayMetrics, httpMetricsMiddleware } from './metrics';
+import { installJsonBodyParser } from './http-body';
+import { GatewayMetrics, installHttpMetrics } from './metrics';
 import { MonitorBoard } from './monitor-board';
 import { NatsLink } from './nats-link';
 import { OpenApiDocument } from './openapi';
@@ -67,16 +68,24 @@ export async function startGateway(config: FlotillaConfig, logger: Logger): Prom
   const openApi = new OpenApiDocument();
   const admin = new Admin({ subjects, view, requester: link, logger: logger.child({ component: 'admin' }) });
 
-  const app = await NestFactory.create<NestExpressApplication>(
+  // Fastify rather than express: about a third less CPU per request on the write path (measured
+  // in the commit that made the switch), and the gateway shares its CPU with the replicas.
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.maxBodyBytes,
+    forceCloseConnections: true,
+    // Routes match as express matched them: /v1/cluster/ and /V1/Cluster are /v1/cluster.
+    routerOptions: { ignoreTrailingSlash: true, caseSensitive: false },
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(
     GatewayModule.forRoot({ config, logger, view, link, router, metrics, openApi, monitors, admin }),
-    { bodyParser: false, forceCloseConnections: true, logger: new NestLogBridge(logger.child({ component: 'nest' })) },
+    adapter,
+    { bodyParser: false, logger: new NestLogBridge(logger.child({ component: 'nest' })) },
   );
-  app.disable('x-powered-by');
-  app.use(httpMetricsMiddleware(metrics));
+  const fastify = adapter.getInstance();
+  installHttpMetrics(fastify, metrics, isBodyReadError);
   // Every body is parsed as JSON whatever its Content-Type (the API speaks JSON only), with the
   // configured size limit: larger bodies get 413 PAYLOAD_TOO_LARGE before anything reads them.
-  app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true, type: () => true });
-  app.use(bodyParserErrorMiddleware({ maxBodyBytes: config.maxBodyBytes }));
+  installJsonBodyParser(fastify, { maxBodyBytes: config.maxBodyBytes });
   openApi.build(app, GATEWAY_VERSION);
 
   await app.listen(config.httpPort, config.httpHost);

@@ -51,25 +51,38 @@ export class GatewayMetrics {
   }
 }
 
+/** The request as the metrics hooks see it (a subset of Fastify's request). */
 interface MetricsRequest {
   method: string;
-  baseUrl?: string;
-  route?: { path?: unknown };
+  /** The pattern of the matched route; undefined when none matched. */
+  routeOptions: { url?: string };
 }
-interface MetricsResponse {
+/** The reply as the metrics hooks see it (a subset of Fastify's reply). */
+interface MetricsReply {
   statusCode: number;
-  on(event: 'finish', fn: () => void): unknown;
+  /** Milliseconds since the request arrived. */
+  elapsedTime: number;
 }
 
-/** Express middleware that records every request once its response is sent. */
-export function httpMetricsMiddleware(metrics: GatewayMetrics) {
-  return (req: MetricsRequest, res: MetricsResponse, next: () => void): void => {
-    const start = process.hrtime.bigint();
-    res.on('finish', () => {
-      const path = req.route?.path;
-      const route = typeof path === 'string' ? `${req.baseUrl ?? ''}${path}` : UNMATCHED_ROUTE;
-      metrics.observe(route, req.method, res.statusCode, Number(process.hrtime.bigint() - start) / 1e9);
-    });
-    next();
-  };
+/** What {@link installHttpMetrics} needs from the Fastify instance. */
+export interface MetricsHost {
+  addHook(name: 'onError', hook: (request: MetricsRequest, reply: MetricsReply, error: unknown, done: () => void) => void): unknown;
+  addHook(name: 'onResponse', hook: (request: MetricsRequest, reply: MetricsReply, done: () => void) => void): unknown;
+}
+
+/**
+ * Records every request once its response is sent. A request whose body could not be read
+ * (`isBodyReadError`) counts as {@link UNMATCHED_ROUTE}: it never reached its route.
+ */
+export function installHttpMetrics(fastify: MetricsHost, metrics: GatewayMetrics, isBodyReadError: (err: unknown) => boolean): void {
+  const bodyRejected = new WeakSet<MetricsRequest>();
+  fastify.addHook('onError', (request, _reply, error, done) => {
+    if (isBodyReadError(error)) bodyRejected.add(request);
+    done();
+  });
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url === undefined || bodyRejected.has(request) ? UNMATCHED_ROUTE : request.routeOptions.url;
+    metrics.observe(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
 }
