@@ -171,6 +171,35 @@ test('the leader cut off from NATS (TCP proxy), then healed: failover, the old l
   expect(report.stats.leadersByEpoch[first.epoch]).not.toContain(leader);
 });
 
+test('the leader partitioned from NATS (TCP proxy blackhole: silence, not resets), then healed: same guarantees', async () => {
+  const f = (fc = await startFaultCluster({ mode: 'semi-sync', proxies: true }));
+  await createHistoryTable(f.cluster);
+  const { leader, epoch } = await steadyLeader(f.cluster);
+  const load = startHistoryLoad(f.cluster.gatewayUrl, { clients: 4 });
+  await waitFor(() => load.acked.length >= 200, { what: '200 acknowledged writes', timeoutMs: 30_000 });
+
+  // nats-server still holds the leader's subscriptions; requests to it vanish in the proxy.
+  f.proxies.get(leader)!.blackhole();
+  const cutAt = nowMs();
+  const first = await firstAckAbove(load, epoch, 30_000);
+  log(`NATS blackhole of ${leader} → first write acknowledged in epoch ${first.epoch} after ${Math.round(first.ackedAtMs - cutAt)} ms`);
+  await waitFor(() => load.ackedAbove(epoch).length >= 100, { what: '100 writes on the new leader', timeoutMs: 30_000 });
+  f.proxies.get(leader)!.heal();
+  const healedAt = nowMs();
+
+  await rejoined(f, leader, first.epoch);
+  const n = load.acked.length;
+  await waitFor(() => load.acked.length >= n + 100, { what: '100 writes after the heal', timeoutMs: 30_000 });
+  await load.stop();
+
+  expect(load.acked.filter((a) => a.epoch <= epoch && a.ackedAtMs > healedAt)).toEqual([]);
+  const report = await verifyHistory(f, load, { label: 'nats blackhole' });
+  expect(report.violations).toEqual([]);
+  expect(report.quarantinedAcks).toEqual([]);
+  expect(report.stats.leadersByEpoch[first.epoch]).toHaveLength(1);
+  expect(report.stats.leadersByEpoch[first.epoch]).not.toContain(leader);
+});
+
 test('a follower killed in the middle of a failover: the other follower is promoted; both killed nodes rejoin and converge', async () => {
   const f = (fc = await startFaultCluster({ mode: 'semi-sync' }));
   await createHistoryTable(f.cluster);
