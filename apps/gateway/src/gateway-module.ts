@@ -9,6 +9,7 @@ import type { Logger } from '@flotilla/logging';
 import { ClusterView } from '../../../libs/replication/src/cluster-view';
 import { Admin } from './admin';
 import { AdminController } from './admin-controller';
+import { BODY_SHORTCUTS } from './body-shortcuts';
 import { ApiController } from './api-controller';
 import { ErrorFilter } from './error-filter';
 import { GatewayRouter } from './gateway-router';
@@ -45,7 +46,7 @@ export class GatewayModule {
       { provide: MonitorBoard, useValue: parts.monitors },
       { provide: Admin, useValue: parts.admin },
       { provide: APP_FILTER, useValue: new ErrorFilter(parts.logger.child({ component: 'http' }), { maxBodyBytes: parts.config.maxBodyBytes }) },
-      { provide: APP_PIPE, useValue: new BodyValidationPipe() },
+      { provide: APP_PIPE, useValue: new BodyValidationPipe(BODY_SHORTCUTS) },
     ];
     return { module: GatewayModule, controllers: [ApiController, AdminController, HealthController], providers };
   }
