@@ -542,6 +542,8 @@ export interface FailoverSection {
   reason?: string;
   /** What was seen when no failover was measured. */
   detail?: Record<string, unknown>;
+  /** Set when a killed leader, started again, did not catch up: the repetitions stop there. */
+  rejoinFailure?: { repetition: number; killed: string; error: string; positions: Record<string, unknown>; lastLogLines: string[] };
   monitorBuilt: boolean;
   /** failoverMs: kill → first client success in a newer epoch; leaderVisibleMs: kill → new leader in /v1/cluster. */
   repetitions: { killed: string; newLeader: string; failoverMs: number; leaderVisibleMs?: number; gapMs: number }[];
@@ -615,7 +617,17 @@ export async function measureFailover(s: Settings): Promise<FailoverSection> {
       }
       result.repetitions.push({ killed: old, newLeader: newLeader ?? '?', failoverMs: +(first[1] - tKill).toFixed(1), leaderVisibleMs: leaderVisibleMs === undefined ? undefined : +(leaderVisibleMs as number).toFixed(1), gapMs: +longestGap(r.requests, tKill - FAILOVER_PRELOAD_MS, first[1] + 1).toFixed(1) });
       await bc.cluster.startProcess(old);
-      await bc.converged(CONVERGE_TIMEOUT_MS);
+      try {
+        await bc.converged(CONVERGE_TIMEOUT_MS);
+      } catch (e) {
+        // The killed leader did not rejoin: report what was measured so far and what was seen.
+        const positions: Record<string, unknown> = {};
+        for (const n of bc.cluster.replicaNames) {
+          positions[n] = await bc.status(n, 1000).then((st) => ({ role: st.heartbeat.role, epoch: st.heartbeat.epoch, lsn: st.heartbeat.lsn }), (err: Error) => err.message);
+        }
+        result.rejoinFailure = { repetition: rep + 1, killed: old, error: (e as Error).message.split('\n')[0], positions, lastLogLines: bc.logLines(old).slice(-5).map((l) => l.msg) };
+        break;
+      }
     }
     if (result.available && result.repetitions.length) {
       const times = result.repetitions.map((x) => x.failoverMs);
@@ -636,6 +648,9 @@ export function failoverTable(f: FailoverSection): string {
   const flotilla = f.available
     ? [`Flotilla (semi-sync, 3 replicas, ${f.repetitions.length} kills)`, fmt(f.failoverP50Ms! / 1000, 2), fmt(f.failoverP99Ms! / 1000, 2), fmt(f.longestGapMs! / 1000, 2)]
     : [`Flotilla: failover: not available (${f.reason})`, '—', '—', '—'];
+  const rejoin = f.rejoinFailure
+    ? `\n\nRepetitions stopped after ${f.rejoinFailure.repetition}: the killed leader ${f.rejoinFailure.killed}, started again, did not reach the leader's LSN within ${CONVERGE_TIMEOUT_MS / 1000} s (${JSON.stringify(f.rejoinFailure.positions)}).`
+    : '';
   return markdownTable(
     ['system', 'leader kill → first write p50 s', 'p99 s', 'longest client write gap s'],
     [
@@ -645,7 +660,7 @@ export function failoverTable(f: FailoverSection): string {
       ['MongoDB replica set (typical election)', '~12', '', ''],
       ['Patroni (defaults: ttl 30 s, loop_wait 10 s)', '30+', '', ''],
     ],
-  );
+  ) + rejoin;
 }
 
 function sleep(ms: number): Promise<void> {
