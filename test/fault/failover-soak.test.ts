@@ -48,6 +48,8 @@ interface Round {
   epoch: number;
   failoverMs: number;
   clientGapMs: number;
+  /** Kill → the new leader's first heartbeat as leader (detection + promotion). */
+  promotedMs: number;
 }
 
 function distribution(name: string, values: number[]): string {
@@ -85,8 +87,17 @@ test(`soak: ${ROUNDS} kill -9s of the leader under load (semi-sync): p99 kill �
     await killAndKeepDown(f.cluster, leader);
     const lastBefore = Math.max(...load.acked.filter((a) => a.ackedAtMs <= killedAt).map((a) => a.ackedAtMs));
     const first = await firstAckAbove(load, epoch, ROUND_TIMEOUT_MS);
-    const promoted = f.watch.leaders.find((o) => o.epoch === first.epoch)?.leader ?? '?';
-    rounds.push({ round, killed: leader, promoted, epoch: first.epoch, failoverMs: first.ackedAtMs - killedAt, clientGapMs: first.ackedAtMs - lastBefore });
+    const seen = f.watch.leaders.find((o) => o.epoch === first.epoch);
+    const promoted = seen?.leader ?? '?';
+    rounds.push({
+      round,
+      killed: leader,
+      promoted,
+      epoch: first.epoch,
+      failoverMs: first.ackedAtMs - killedAt,
+      clientGapMs: first.ackedAtMs - lastBefore,
+      promotedMs: (seen?.atMs ?? NaN) - killedAt,
+    });
     // eslint-disable-next-line no-console
     console.log(`round ${round}: kill -9 ${leader} → ${promoted} acknowledged in epoch ${first.epoch} after ${Math.round(first.ackedAtMs - killedAt)} ms (client gap ${Math.round(first.ackedAtMs - lastBefore)} ms)`);
 
@@ -105,6 +116,8 @@ test(`soak: ${ROUNDS} kill -9s of the leader under load (semi-sync): p99 kill �
       distribution('leader kill -9 → first acknowledged write', failover),
       histogram(failover),
       distribution('client write gap (last ack before the kill → first after)', gaps),
+      distribution('of which: kill → new leader heartbeating (detection + promotion)', rounds.map((r) => r.promotedMs)),
+      distribution('of which: new leader heartbeating → first acknowledged write', rounds.map((r) => r.failoverMs - r.promotedMs)),
       `promotions: ${rounds.map((r) => `${r.killed}→${r.promoted}`).join(' ')}`,
     ].join('\n'),
   );
