@@ -39,7 +39,7 @@ export const CATCHUP_REQUEST_BYTES = 512 * 1024;
 export const SNAPSHOT_CHUNKS_IN_FLIGHT = 8;
 export const RETRY_DELAY_MS = 250;
 /** A seeding follower flushes the snapshot file to disk every this many bytes. */
-export const SNAPSHOT_FSYNC_EVERY_BYTES = 64 * 1024 * 1024;
+export const SNAPSHOT_FSYNC_EVERY_BYTES = 8 * 1024 * 1024;
 
 type Phase = 'live' | 'catching-up' | 'seeding';
 

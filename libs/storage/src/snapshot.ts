@@ -31,6 +31,9 @@ const fs = require('node:fs');
 const crypto = require('node:crypto');
 const Database = require(workerData.driver);
 const q = (name) => '"' + name.replace(/"/g, '""') + '"';
+// Lowest CPU priority for this thread only (Linux: a thread's id works as a pid for setpriority):
+// the node's own event loop, which commits the writes, must win every contest for a core.
+try { require('node:os').setPriority(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()), 19); } catch (_) { /* not Linux */ }
 try {
   const dest = new Database(workerData.dest);
   // Built in one go and fsynced once at the end: no journal needed for a file nobody uses yet.
