@@ -7,10 +7,26 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { connect, NatsConnection } from 'nats';
-import { LocalCluster, LocalClusterOptions } from '@flotilla/local-cluster';
+import { findRepoRoot, LocalCluster, LocalClusterOptions } from '@flotilla/local-cluster';
 import { MemoryLogger } from '@flotilla/logging';
 import { decodeEnvelope, encode, PROTOCOL_VERSION, StatusReply, subjectsFor, throwIfError } from '@flotilla/protocol';
 import { httpJson, waitFor } from '@flotilla/testing';
+
+let root: string | undefined;
+
+/**
+ * Makes every cluster of this run start its processes from a private copy of the built tree (see
+ * main.ts): dist/ is shared with other sessions that rebuild it, and a replica restarted in the
+ * middle of a run must run the code the run started with.
+ */
+export function useRoot(dir: string): void {
+  root = dir;
+}
+
+/** Root of the tree the clusters run from (the private copy, once {@link useRoot} was called). */
+export function benchRoot(): string {
+  return root ?? findRepoRoot();
+}
 
 /** Every live bench cluster, so an interrupted run can kill them all (see main.ts). */
 export const liveClusters = new Set<BenchCluster>();
@@ -41,7 +57,7 @@ export class BenchCluster {
   /** Starts a cluster of `replicas`, waits until it is ready and has a leader, creates `ddl`. */
   static async start(options: Partial<LocalClusterOptions> & { replicas: number; ddl?: string[]; keepDir?: boolean }): Promise<BenchCluster> {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-bench-'));
-    const bc = new BenchCluster({ port: 0, monitor: false, logger: new MemoryLogger({ app: 'local-cluster' }), ...options, dataDir }, options.keepDir ?? false);
+    const bc = new BenchCluster({ port: 0, monitor: false, logger: new MemoryLogger({ app: 'local-cluster' }), root: benchRoot(), ...options, dataDir }, options.keepDir ?? false);
     liveClusters.add(bc);
     try {
       await bc.cluster.start();

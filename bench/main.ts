@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { findRepoRoot } from '@flotilla/local-cluster';
-import { BenchCluster, liveClusters } from './bench-cluster';
+import { BenchCluster, liveClusters, useRoot } from './bench-cluster';
 import { machineInfo } from './report';
 import {
   catchupTable, failoverTable, KV_TABLE_DDL, lagTable, livePostgres, measureCatchup, measureFailover, measureFlotillaModes, measureLag,
@@ -63,10 +63,27 @@ function parseArgs(argv: string[], root: string): Args {
   return { quick, only, out: path.resolve(out) };
 }
 
+let privateRootDir: string | undefined;
+
+/**
+ * A private copy of the built tree (dist/, package.json, a node_modules link) that every process of
+ * the run starts from: other sessions rebuild the shared dist/ at any time, and a replica restarted
+ * mid-run (catch-up, failover) once loaded a half-rebuilt tree and crashed.
+ */
+function makePrivateRoot(root: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-bench-root-'));
+  fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
+  fs.mkdirSync(path.join(dir, 'apps'));
+  fs.cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
+  return dir;
+}
+
 /** Kills whatever the run started: on Ctrl-C, on a crash, at exit. */
 function cleanupNow(): void {
   for (const bc of liveClusters) bc.cluster.killAllNow();
   for (const pg of livePostgres) pg.stop();
+  if (privateRootDir) fs.rmSync(privateRootDir, { recursive: true, force: true });
 }
 
 async function main(): Promise<void> {
@@ -80,6 +97,8 @@ async function main(): Promise<void> {
       process.exit(130);
     });
   }
+  privateRootDir = makePrivateRoot(root);
+  useRoot(privateRootDir);
   const machine = machineInfo(os.tmpdir());
   const git = (a: string[]) => spawnSync('git', a, { cwd: root, encoding: 'utf8' }).stdout?.trim() ?? '';
   const results: Record<string, unknown> = {
@@ -188,6 +207,7 @@ async function main(): Promise<void> {
   }
 
   save();
+  fs.rmSync(privateRootDir, { recursive: true, force: true });
   console.log(`\nResults: ${args.out}`);
 }
 

@@ -6,9 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { appEntry, findRepoRoot } from '@flotilla/local-cluster';
+import { appEntry } from '@flotilla/local-cluster';
 import { waitFor } from '@flotilla/testing';
-import { BenchCluster, CONVERGE_TIMEOUT_MS } from './bench-cluster';
+import { BenchCluster, benchRoot, CONVERGE_TIMEOUT_MS } from './bench-cluster';
 import { LoadResult, percentile, runWriters, startAckListener } from './load';
 import { nowMs, WriterResult } from './load-worker';
 import { PgMode, PostgresPair } from './postgres';
@@ -569,7 +569,7 @@ export function longestGap(requests: WriterResult['requests'], fromMs: number, t
 }
 
 export async function measureFailover(s: Settings): Promise<FailoverSection> {
-  const monitorBuilt = fs.existsSync(appEntry('monitor', findRepoRoot()));
+  const monitorBuilt = fs.existsSync(appEntry('monitor', benchRoot()));
   // No automatic restart: the killed leader stays down until it is started again by hand, so
   // the time measured is a failover to another replica, not the old leader coming back.
   const bc = await BenchCluster.start({ replicas: 3, restart: false, monitor: monitorBuilt ? true : false, env: { FLOTILLA_MODE: 'semi-sync' }, ddl: [KV_TABLE_DDL] });
