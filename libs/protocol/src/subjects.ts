@@ -10,10 +10,13 @@ export interface Subjects {
   /** Heartbeat of one node ({@link Heartbeat}); subscribe to {@link Subjects.heartbeatAll}. */
   heartbeat(node: string): string;
   readonly heartbeatAll: string;
-  /** Request/reply to the leader: entries after a position ({@link CatchupRequest}). */
-  readonly catchup: string;
-  /** Request/reply to the leader: an online snapshot in chunks ({@link SnapshotRequest}). */
-  readonly snapshot: string;
+  /**
+   * Request/reply to one leader by name: entries after a position ({@link CatchupRequest}). Named,
+   * so a deposed or frozen leader never swallows requests meant for its successor.
+   */
+  catchup(leader: string): string;
+  /** Request/reply to one leader by name: an online snapshot in chunks ({@link SnapshotRequest}). */
+  snapshot(leader: string): string;
   /** Request/reply gateway → leader ({@link WriteRequest}). */
   readonly write: string;
   /** Request/reply gateway → one replica ({@link QueryRequest}). */
@@ -41,8 +44,8 @@ export function subjectsFor(cluster: string): Subjects {
     ack: `${p}ack`,
     heartbeat: (node) => `${p}hb.${node}`,
     heartbeatAll: `${p}hb.*`,
-    catchup: `${p}catchup`,
-    snapshot: `${p}snapshot`,
+    catchup: (leader) => `${p}catchup.${leader}`,
+    snapshot: (leader) => `${p}snapshot.${leader}`,
     write: `${p}write`,
     read: (node) => `${p}read.${node}`,
     control: (node) => `${p}control.${node}`,

@@ -35,6 +35,8 @@ import type { RoleContext } from './context';
 export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
 /** Bytes asked for per catch-up round trip. */
 export const CATCHUP_REQUEST_BYTES = 512 * 1024;
+/** One catch-up round trip; a healthy leader answers in milliseconds. */
+export const CATCHUP_REQUEST_TIMEOUT_MS = 1000;
 /** Snapshot chunks requested ahead of the one being written. */
 export const SNAPSHOT_CHUNKS_IN_FLIGHT = 8;
 export const RETRY_DELAY_MS = 250;
@@ -263,7 +265,9 @@ export class FollowerRole {
         maxBytes: CATCHUP_REQUEST_BYTES,
       };
       try {
-        const reply = decodeCatchupReply(await transport.request(subjects.catchup, encode(req), this.ctx.config.requestTimeoutMs));
+        // Asked of the leader we follow now, by name, with a short timeout: when leadership moves
+        // meanwhile, the next round asks the new leader instead of waiting on the old one.
+        const reply = decodeCatchupReply(await transport.request(subjects.catchup(this.leader), encode(req), CATCHUP_REQUEST_TIMEOUT_MS));
         if (reply.epoch < this.epoch) throw new FlotillaError(ErrorCode.STALE_EPOCH, `catch-up answered by ${reply.leader} at old epoch ${reply.epoch}`);
         if (reply.type === 'catchup-diverged') {
           await this.rewind(parseLsn(reply.truncateAfter), reply.leader);
@@ -352,7 +356,8 @@ export class FollowerRole {
     log.info('snapshot seeding started', { reason, lsn: store.lastLsn });
     const tmp = store.file + '.snapshot.tmp';
     try {
-      const info = decodeEnvelope(await transport.request(subjects.snapshot, encode({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node }), 120_000));
+      const from = this.leader;
+      const info = decodeEnvelope(await transport.request(subjects.snapshot(from), encode({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node }), 120_000));
       throwIfError(info);
       const snap = info as unknown as SnapshotInfo;
       log.info('snapshot offered', { id: snap.id, lsn: snap.lsn, bytes: snap.bytes, chunks: snap.chunks });
@@ -363,7 +368,7 @@ export class FollowerRole {
       let lastReport = 0;
       try {
         const fetchChunk = (index: number) =>
-          transport.request(subjects.snapshot, encode({ type: 'snapshot-chunk', v: PROTOCOL_VERSION, id: snap.id, index }), this.ctx.config.requestTimeoutMs);
+          transport.request(subjects.snapshot(from), encode({ type: 'snapshot-chunk', v: PROTOCOL_VERSION, id: snap.id, index }), this.ctx.config.requestTimeoutMs);
         const inFlight: Promise<Uint8Array>[] = [];
         let next = 0;
         for (let i = 0; i < snap.chunks; i++) {
@@ -392,7 +397,7 @@ export class FollowerRole {
         fs.closeSync(fd);
       }
       if (hash.digest('hex') !== snap.sha256) throw new Error('snapshot checksum mismatch');
-      await transport.request(subjects.snapshot, encode({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: snap.id }), 5000).catch(() => undefined);
+      await transport.request(subjects.snapshot(from), encode({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: snap.id }), 5000).catch(() => undefined);
       store.replaceWithSnapshot(tmp);
       counters.inc('snapshotsInstalled');
       this.received = Math.max(this.received, store.lastLsn);

@@ -93,8 +93,8 @@ export class LeaderRole {
     this.tickTimer = clock.setInterval(() => this.sync.tick(clock.monotonic()), SYNC_TICK_MS);
     this.subs.push(transport.subscribe(subjects.write, (m) => this.onWrite(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.ack, (m) => this.onAck(m.data)));
-    this.subs.push(transport.subscribe(subjects.catchup, (m) => this.onCatchup(m.data, m.respond)));
-    this.subs.push(transport.subscribe(subjects.snapshot, (m) => void this.onSnapshot(m.data, m.respond)));
+    this.subs.push(transport.subscribe(subjects.catchup(this.ctx.node), (m) => this.onCatchup(m.data, m.respond)));
+    this.subs.push(transport.subscribe(subjects.snapshot(this.ctx.node), (m) => void this.onSnapshot(m.data, m.respond)));
   }
 
   /** Stops taking writes; queued ones are answered NOT_LEADER (they were never applied). */
