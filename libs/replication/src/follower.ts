@@ -29,12 +29,15 @@ import {
 import { DivergenceError, LogEntry } from '@flotilla/storage';
 import { TransportError } from '@flotilla/transport';
 import type { Subscription } from '@flotilla/transport';
+import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
 
 /** Live entries buffered while a catch-up runs; beyond this they are dropped and fetched again. */
 export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
 /** Bytes asked for per catch-up round trip. */
 export const CATCHUP_REQUEST_BYTES = 512 * 1024;
+/** An async follower fdatasyncs what it applied at most this long after applying it. */
+export const FLUSH_INTERVAL_MS = 20;
 /** One catch-up round trip; a healthy leader answers in milliseconds. */
 export const CATCHUP_REQUEST_TIMEOUT_MS = 1000;
 /** Snapshot chunks requested ahead of the one being written. */
@@ -60,13 +63,21 @@ export class FollowerRole {
   private leaderContactMono: number;
   seedProgress: { bytes: number; done: number } | null = null;
 
+  /** Highest LSN known to be on disk (fdatasync'd); acks report it as `flushed`. */
+  private flushed: number;
+  private flushTimer: Timer | null = null;
+
   constructor(
     private readonly ctx: RoleContext,
     public epoch: number,
     public leader: string,
     /** Called after every commit of applied entries (read waiters, metrics). */
     private readonly onApplied: () => void,
+    /** True when a write may be waiting for this follower's flush (sync modes): flush at once. */
+    private readonly flushUrgent: () => boolean = () => true,
   ) {
+    ctx.store.setDurability('deferred');
+    this.flushed = ctx.store.syncWal();
     this.received = ctx.store.lastLsn;
     this.leaderContactMono = ctx.clock.monotonic();
   }
@@ -83,8 +94,17 @@ export class FollowerRole {
 
   stop(): void {
     this.stopped = true;
+    this.flushTimer?.cancel();
+    this.flushTimer = null;
     this.sub?.unsubscribe();
     this.sub = null;
+    // Whatever role comes next starts from a durable position.
+    this.flushed = this.ctx.store.syncWal();
+  }
+
+  /** Highest LSN on disk. */
+  get flushedLsn(): number {
+    return Math.min(this.flushed, this.ctx.store.lastLsn);
   }
 
   /** Follow a new leader (a new epoch): catch up from our own position again. */
@@ -220,8 +240,20 @@ export class FollowerRole {
       const next = this.pending[0] ?? this.buffered[0];
       this.firstUnappliedTs = next?.ts ?? 0;
     }
+    if (this.flushUrgent()) this.flush();
+    else if (!this.flushTimer) this.flushTimer = this.ctx.clock.setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
     this.sendAck();
     this.onApplied();
+  }
+
+  /** fdatasync of what was applied; the next ack reports it as flushed. */
+  private flush(): void {
+    this.flushTimer?.cancel();
+    this.flushTimer = null;
+    if (this.stopped || this.flushed >= this.ctx.store.lastLsn) return;
+    const wasBehind = this.flushed;
+    this.flushed = this.ctx.store.syncWal();
+    if (this.flushed > wasBehind && !this.flushUrgent()) this.sendAck();
   }
 
   sendAck(): void {
@@ -234,7 +266,7 @@ export class FollowerRole {
       node: this.ctx.node,
       epoch: this.epoch,
       received: String(Math.max(this.received, this.ctx.store.lastLsn)),
-      flushed: lsn,
+      flushed: String(Math.min(this.flushed, this.ctx.store.lastLsn)),
       applied: lsn,
       live: this.phase === 'live',
     };

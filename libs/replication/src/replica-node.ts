@@ -98,6 +98,9 @@ export class ReplicaNode {
       this.follower?.stop();
       this.follower = null;
       this.leader?.stop();
+      // Everything applied as a follower becomes durable before anything is acknowledged on it.
+      store.setDurability('full');
+      store.syncWal();
       store.startCapture();
       store.beginEpoch(view.epoch);
       this.epoch = view.epoch;
@@ -113,7 +116,14 @@ export class ReplicaNode {
       this.leaderName = view.leader;
       if (this.follower) this.follower.repoint(view.leader ?? '', view.epoch);
       else {
-        this.follower = new FollowerRole(this.ctx, view.epoch, view.leader ?? '', () => this.wakeReaders());
+        this.follower = new FollowerRole(
+          this.ctx,
+          view.epoch,
+          view.leader ?? '',
+          () => this.wakeReaders(),
+          // Flush at once unless the leader says it runs async and we are not in its sync set.
+          () => this.leaderMode !== 'async' || this.leaderSyncSet.includes(this.ctx.node),
+        );
         this.follower.start();
       }
       this.role = Role.FOLLOWER;
@@ -160,7 +170,7 @@ export class ReplicaNode {
       leader: this.leaderName,
       lsn,
       appliedLsn: lsn,
-      flushedLsn: lsn,
+      flushedLsn: this.follower ? String(this.follower.flushedLsn) : lsn,
       lastEpoch: store.lastEpoch_,
       lagMs: this.follower ? this.follower.lagMs() : 0,
       sync: this.follower ? this.leaderSyncSet.includes(node) : false,

@@ -90,6 +90,7 @@ export class Store {
   private lastTs = 0;
   private lastEpoch = 0;
   private logBytes = 0;
+  private durability: 'full' | 'deferred' = 'full';
   private readonly now: () => number;
   private q!: ReturnType<Store['prepareInternal']>;
   /** Transactions undone by rewinds; survives re-seeds (its own file). */
@@ -114,7 +115,7 @@ export class Store {
     this.db = new Database(this.file);
     this.db.pragma('journal_mode = WAL');
     // fsync on every commit: an acknowledged write survives power loss (group commit amortises it).
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma(`synchronous = ${this.durability === 'full' ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('temp_store = MEMORY');
     this.db.pragma('cache_size = -65536');
     this.db.pragma('busy_timeout = 5000');
@@ -191,6 +192,35 @@ export class Store {
   }
 
   // ---- leader ---------------------------------------------------------------------------------
+
+  /**
+   * When commits reach the disk. `full`: every commit fsyncs (the leader: an acknowledged write is
+   * durable). `deferred`: commits are written but fsynced by {@link syncWal} when the caller says
+   * (a follower: it flushes when a write waits for it, else every few ms). A process crash loses
+   * nothing either way (the page cache survives it); a power loss can lose a deferred tail, which
+   * the follower then fetches again — data, log and position stay consistent, being one file.
+   */
+  setDurability(durability: 'full' | 'deferred'): void {
+    this.durability = durability;
+    this.db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
+  }
+
+  /** Makes every commit so far durable (fdatasync of the WAL); returns the LSN that is now flushed. */
+  syncWal(): number {
+    const lsn = this.last;
+    let fd: number;
+    try {
+      fd = fs.openSync(this.file + '-wal', 'r');
+    } catch {
+      return lsn; // no WAL: everything is in the (synced) database file
+    }
+    try {
+      fs.fdatasyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return lsn;
+  }
 
   /** Leader: install change capture and enforce foreign keys (followers apply rows without them). */
   startCapture(): void {
