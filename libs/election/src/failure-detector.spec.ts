@@ -39,6 +39,20 @@ describe('FailureDetector', () => {
     expect(d.silentAsLeaderForMs('replica-0', 3)).toBe(1200);
   });
 
+  it('a leader that reports its lease invalid counts as silent (cut off from the lease store, still on NATS)', () => {
+    const clock = new FakeClock();
+    const d = new FailureDetector(clock, 1000);
+    d.observe(hb('replica-0', 'leader', 3));
+    for (let i = 0; i < 5; i++) {
+      clock.advance(250);
+      d.observe({ ...hb('replica-0', 'leader', 3), leaseValid: false });
+    }
+    expect(d.isHealthy('replica-0')).toBe(true);
+    expect(d.isLeaderAlive('replica-0', 3)).toBe(false);
+    d.observe({ ...hb('replica-0', 'leader', 3), leaseValid: true });
+    expect(d.isLeaderAlive('replica-0', 3)).toBe(true);
+  });
+
   it('counts a leader heartbeat only at the given epoch or later', () => {
     const d = new FailureDetector(new FakeClock(), 1000);
     d.observe(hb('replica-0', 'leader', 2));

@@ -50,7 +50,9 @@ export class FailureDetector {
     const at = this.clock.monotonic();
     const previous = this.seen.get(hb.node);
     const entry: Seen = { hb, at, leaderAt: previous?.leaderAt, leaderEpoch: previous?.leaderEpoch };
-    if (hb.role === 'leader') {
+    // A leader that says it cannot renew its lease refuses writes: for failover it is as good as
+    // silent (it may be cut off from the lease store while still on NATS).
+    if (hb.role === 'leader' && hb.leaseValid !== false) {
       entry.leaderAt = at;
       entry.leaderEpoch = hb.epoch;
     }

@@ -137,6 +137,8 @@ export interface Heartbeat {
   httpUrl?: string;
   /** Why the node cannot serve, if it cannot. */
   problem?: string;
+  /** Leader only: false while it cannot renew its lease (it refuses writes; the monitor treats it as down). */
+  leaseValid?: boolean;
   /** Leader only: the followers that are synchronous now. */
   syncSet?: string[];
   /** Leader only: true while semi-sync/sync runs degraded to async (policy `degrade`). */

@@ -180,7 +180,10 @@ export class ReplicaNode {
       ts: clock.now(),
     };
     if (config.httpPort) hb.httpUrl = `http://${config.httpHost}:${config.httpPort}`;
-    if (this.role === Role.LEADER && !this.lease.isValidLeader()) hb.problem = 'lease not valid: writes refused';
+    if (this.role === Role.LEADER) {
+      hb.leaseValid = this.lease.isValidLeader();
+      if (!hb.leaseValid) hb.problem = 'lease not valid: writes refused';
+    }
     if (this.leader) {
       const st = this.leader.sync.current;
       hb.syncSet = [...this.leader.sync.members];
