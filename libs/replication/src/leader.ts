@@ -36,6 +36,8 @@ import type { RoleContext } from './context';
 import { SyncTracker } from './sync-tracker';
 import { validateWriteRequest } from './validate';
 
+/** A group commit slower than this is logged (a disk or CPU stall the operator should see). */
+export const SLOW_COMMIT_MS = 50;
 /** How often waiting writes are checked against syncTimeoutMs. */
 export const SYNC_TICK_MS = 20;
 
@@ -148,6 +150,7 @@ export class LeaderRole {
         continue;
       }
       let outcomes: WriteOutcome[];
+      const commitStart = clock.monotonic();
       try {
         outcomes = store.executeBatch(
           batch.map((q) => ({ statements: q.req.statements, idempotencyKey: q.req.idempotencyKey })),
@@ -159,6 +162,8 @@ export class LeaderRole {
         for (const q of batch) q.respond(e);
         continue;
       }
+      const commitMs = clock.monotonic() - commitStart;
+      if (commitMs > SLOW_COMMIT_MS) log.warn('slow commit', { ms: Math.round(commitMs), requests: batch.length, lsn: store.lastLsn });
       const entries: LogEntry[] = [];
       for (const o of outcomes) if (o.ok && o.entry) entries.push(o.entry);
       this.publish(entries);
