@@ -4,8 +4,6 @@
  * write never acknowledged), a heartbeat watch that records which node led which epoch, and
  * `verifyHistory`: wait for convergence, read every replica's SQLite file, run the checker.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import type { NatsConnection, Subscription } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
@@ -160,22 +158,7 @@ export async function killAndKeepDown(cluster: LocalCluster, name: string): Prom
   await cluster.stopProcess(name);
 }
 
-/** JSON lines of a process's log file. */
-export function logLines(cluster: LocalCluster, name: string): { msg: string; [k: string]: unknown }[] {
-  const file = path.join(cluster.dataDir, 'logs', `${name}.log`);
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .flatMap((line) => {
-      try {
-        const v = JSON.parse(line);
-        return typeof v?.msg === 'string' ? [v] : [];
-      } catch {
-        return [];
-      }
-    });
-}
+export { logLines } from '@flotilla/testing';
 
 export async function createHistoryTable(cluster: LocalCluster): Promise<void> {
   const r = await httpJson('POST', `${cluster.gatewayUrl}/v1/execute`, {

@@ -6,12 +6,11 @@
  * which is a different (valid) recovery than the one under test.
  */
 import { execFile } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NatsConnection } from 'nats';
 import { LeaseRecord, NatsKvLeaser } from '@flotilla/election';
 import { LocalCluster } from '@flotilla/local-cluster';
-import { httpJson, startLocalCluster, startNatsServer, stopAll, TcpProxy, waitFor } from '@flotilla/testing';
+import { httpJson, startLocalCluster, startNatsServer, stopAll, TcpProxy, waitFor, logLines } from '@flotilla/testing';
 import { natsClient, startLoad } from './support';
 
 jest.setTimeout(240_000);
@@ -58,22 +57,6 @@ async function activeMonitor(cluster: LocalCluster): Promise<string> {
   );
 }
 
-/** JSON lines of a process's log file. */
-function logLines(cluster: LocalCluster, name: string): { msg: string; [k: string]: unknown }[] {
-  const file = path.join(cluster.dataDir, 'logs', `${name}.log`);
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .flatMap((line) => {
-      try {
-        const v = JSON.parse(line);
-        return typeof v?.msg === 'string' ? [v] : [];
-      } catch {
-        return [];
-      }
-    });
-}
 
 /** kill -9, and the supervisor does not start it again (until startProcess). */
 async function killAndKeepDown(cluster: LocalCluster, name: string): Promise<void> {

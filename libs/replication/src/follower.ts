@@ -186,7 +186,7 @@ export class FollowerRole {
     const expected = this.nextExpected();
     if (e.lsn < expected) {
       // Already have an entry there; one of a newer epoch than our last means our tail diverged.
-      if (e.epoch > this.ctx.store.lastEpoch_ && this.pending.length === 0) void this.catchUp('diverged');
+      if (e.epoch > this.ctx.store.lastEntryEpoch && this.pending.length === 0) void this.catchUp('diverged');
       return;
     }
     if (e.lsn > expected) {

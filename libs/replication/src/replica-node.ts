@@ -171,7 +171,7 @@ export class ReplicaNode {
       lsn,
       appliedLsn: lsn,
       flushedLsn: this.follower ? String(this.follower.flushedLsn) : lsn,
-      lastEpoch: store.lastEpoch_,
+      lastEpoch: store.lastEntryEpoch,
       lagMs: this.follower ? this.follower.lagMs() : 0,
       sync: this.follower ? this.leaderSyncSet.includes(node) : false,
       mode: this.leader ? this.leader.sync.mode : this.leaderMode ?? this.effectiveSettings().mode,

@@ -151,6 +151,7 @@ export class Store {
       epochs: db.prepare('SELECT epoch, start_lsn AS startLsn FROM _flotilla_epochs ORDER BY epoch'),
       readLog: db.prepare('SELECT lsn, epoch, ts, crc, payload FROM _flotilla_log WHERE lsn > ? ORDER BY lsn LIMIT ?'),
       oldest: db.prepare('SELECT min(lsn) AS lsn FROM _flotilla_log'),
+      lastInsertRowid: db.prepare('SELECT last_insert_rowid()').pluck(),
       settingsPut: db.prepare("INSERT OR REPLACE INTO _flotilla_meta(key, value) VALUES ('settings', ?)"),
       settingsGet: db.prepare("SELECT value FROM _flotilla_meta WHERE key = 'settings'").pluck(),
       appliedRead: this.readDb.prepare("SELECT value FROM _flotilla_meta WHERE key = 'applied_lsn'").pluck(),
@@ -165,8 +166,8 @@ export class Store {
   get lastTimestamp(): number {
     return this.lastTs;
   }
-  /** Epoch of the last applied entry, or the epoch this node began as leader. */
-  get lastEpoch_(): number {
+  /** Epoch of the last applied entry (Raft's lastLogTerm). */
+  get lastEntryEpoch(): number {
     return this.lastEpoch;
   }
 
@@ -321,7 +322,7 @@ export class Store {
               const rows = s.all(...paramsToNative(st.params)) as Record<string, unknown>[];
               const r: ExecResult & { rows?: unknown[] } = {
                 changes: s.readonly ? 0 : rows.length,
-                lastInsertRowid: String(this.db.prepare('SELECT last_insert_rowid()').pluck().get()),
+                lastInsertRowid: String(this.q.lastInsertRowid.get()),
               };
               r.rows = rows.map(rowToWire);
               results.push(r);

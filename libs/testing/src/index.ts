@@ -8,3 +8,4 @@ export * from './tracker';
 export * from './wait-for';
 export * from './cluster';
 export * from './history-checker';
+export * from './log-lines';

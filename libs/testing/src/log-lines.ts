@@ -1,0 +1,20 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { LocalCluster } from '@flotilla/local-cluster';
+
+/** The JSON log lines (those with a `msg`) of one process of a local cluster, from its log file. */
+export function logLines(cluster: LocalCluster, name: string): { msg: string; [k: string]: unknown }[] {
+  const file = path.join(cluster.dataDir, 'logs', `${name}.log`);
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .flatMap((line) => {
+      try {
+        const v = JSON.parse(line);
+        return typeof v?.msg === 'string' ? [v] : [];
+      } catch {
+        return [];
+      }
+    });
+}
