@@ -5,7 +5,6 @@
  * the right status and an `{error:{code,message}}` body, and the gateway must keep answering.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { connect, Msg, NatsConnection, Subscription } from 'nats';
 import {
@@ -22,7 +21,7 @@ import {
   WriteReply,
   WriteRequest,
 } from '@flotilla/protocol';
-import { AppHandle, freePort, httpJson, spawnApp, startNatsServer, stopAll, waitFor } from '@flotilla/testing';
+import { AppHandle, freePort, httpJson, spawnApp, startNatsServer, stopAll, tempDir, waitFor } from '@flotilla/testing';
 
 jest.setTimeout(60_000);
 
@@ -129,7 +128,7 @@ function expectError(res: { status: number; body: unknown }, status: number, cod
 beforeAll(async () => {
   const dist = path.resolve(__dirname, '../../dist/apps/gateway/src/main.js');
   if (!fs.existsSync(dist)) throw new Error(`${dist} is missing: run \`npm run build\` first`);
-  logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-gw-bad-'));
+  logDir = tempDir('flotilla-gw-bad-');
   nats = await startNatsServer({ jetstream: true });
   nc = await connect({ servers: nats.url });
   replica = new FakeReplica(nc, subjectsFor(CLUSTER));
@@ -158,8 +157,7 @@ beforeAll(async () => {
 afterAll(async () => {
   replica?.stop();
   await nc?.close();
-  await stopAll();
-  if (logDir) fs.rmSync(logDir, { recursive: true, force: true });
+  await stopAll(); // also removes logDir
 });
 
 describe('gateway: bad input', () => {

@@ -9,10 +9,9 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClusterFile, ClusterProcessInfo, isAlive, probeNats, readClusterFile } from '@flotilla/local-cluster';
-import { freePort, httpJson, startLocalCluster, startNatsServer, stopAll, TcpProxy, waitFor } from '@flotilla/testing';
+import { freePort, httpJson, startLocalCluster, startNatsServer, stopAll, TcpProxy, tempDir, waitFor } from '@flotilla/testing';
 
 jest.setTimeout(90_000);
 
@@ -35,10 +34,6 @@ server.listen(Number(process.env.FLOTILLA_HTTP_PORT), '127.0.0.1', () => {
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
 `;
-
-function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
 
 /** A fake repository root whose dist/apps/<app>/src/main.js are the stub (for the CLI, via FLOTILLA_ROOT). */
 function stubRoot(): string {

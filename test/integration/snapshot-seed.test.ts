@@ -27,8 +27,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  // eslint-disable-next-line no-console
-  if (process.env.KEEP_LOGS) console.log(`logs in ${cluster.dataDir}/logs`);
   await nc?.close();
   await stopAll();
 });

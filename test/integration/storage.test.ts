@@ -2,18 +2,17 @@
  * Storage against real SQLite files: capture on a leader store, apply on a follower store, and the
  * two end up identical (type-exact checksums); failures roll back only their own request.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ErrorCode } from '@flotilla/protocol';
 import { DivergenceError, LogEntry, Store, WriteInput } from '@flotilla/storage';
+import { removeTempDir, tempDir } from '@flotilla/testing';
 
 let dir: string;
 let leader: Store;
 let follower: Store;
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-storage-'));
+  dir = tempDir('flotilla-storage-');
   leader = Store.open(path.join(dir, 'leader.sqlite'));
   leader.startCapture();
   leader.beginEpoch(1);
@@ -23,7 +22,7 @@ beforeEach(() => {
 afterEach(() => {
   leader.close();
   follower.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  removeTempDir(dir);
 });
 
 function exec(...reqs: WriteInput[]) {

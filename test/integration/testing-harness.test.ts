@@ -1,6 +1,6 @@
 /**
  * The test harness itself (libs/testing) against real servers: nats-server launcher, TCP proxy,
- * table checksums on a real SQLite file, spawnApp and stopAll.
+ * table checksums on a real SQLite file, spawnApp and stopAll, temp dirs.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -8,17 +8,27 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { isAlive, probeNats } from '@flotilla/local-cluster';
-import { freePort, httpJson, readTableChecksums, spawnApp, startNatsServer, stopAll, TcpProxy, trackedCount, waitFor } from '@flotilla/testing';
+import {
+  freePort,
+  httpJson,
+  keepTestDirs,
+  readTableChecksums,
+  spawnApp,
+  startLocalCluster,
+  startNatsServer,
+  stopAll,
+  TcpProxy,
+  tempDir,
+  tempDirCount,
+  trackedCount,
+  waitFor,
+} from '@flotilla/testing';
 
 jest.setTimeout(60_000);
 
 afterAll(async () => {
   await stopAll();
 });
-
-function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
 
 /** Sends `text` over a fresh connection to `port` and resolves with what comes back (or the error code). */
 function roundTrip(port: number, text: string, timeoutMs = 500): Promise<string> {
@@ -55,7 +65,7 @@ describe('startNatsServer', () => {
     expect(await probeNats(server.port)).toBe(true);
     await server.stop();
     expect(isAlive(server.pid)).toBe(false);
-    expect(fs.existsSync(server.storeDir)).toBe(false);
+    expect(fs.existsSync(server.storeDir)).toBe(keepTestDirs());
   });
 });
 
@@ -174,6 +184,29 @@ describe('spawnApp and stopAll', () => {
     expect(app.running).toBe(false);
     expect(isAlive(app.pid)).toBe(false);
     expect(isAlive(nats.pid)).toBe(false);
+    expect(fs.existsSync(path.dirname(logFile))).toBe(keepTestDirs());
+    expect(tempDirCount()).toBe(0);
     await app.exited;
+  });
+});
+
+describe('temp dirs', () => {
+  /** Stands in for every app: spawned, idle, ended by SIGTERM. */
+  const idle = () => ({ command: process.execPath, args: ['-e', 'setInterval(() => {}, 1000)'] });
+
+  it('startLocalCluster keeps a data dir it made past cluster.stop() (tests read it then); stopAll removes it; a given one stays', async () => {
+    const given = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-given-'));
+    try {
+      const { cluster: own } = await startLocalCluster({ replicas: 0, monitor: false, command: idle });
+      const { cluster: theirs } = await startLocalCluster({ replicas: 0, monitor: false, command: idle, dataDir: given });
+      await own.stop();
+      await theirs.stop();
+      expect(fs.existsSync(path.join(own.dataDir, 'cluster.json'))).toBe(true);
+      await stopAll();
+      expect(fs.existsSync(own.dataDir)).toBe(keepTestDirs());
+      expect(fs.existsSync(path.join(given, 'cluster.json'))).toBe(true);
+    } finally {
+      fs.rmSync(given, { recursive: true, force: true });
+    }
   });
 });

@@ -14,6 +14,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { keepTestDirs } from '@flotilla/testing';
 import { freePort, toolPath } from './support';
 
 const execFileAsync = promisify(execFile);
@@ -39,7 +40,10 @@ export interface ControlPlane {
 }
 
 export interface ControlPlaneOptions {
-  /** Keep the temporary directory after stop (logs for debugging). Default: FLOTILLA_KEEP_K8S_DIR set. */
+  /**
+   * Keep the temporary directory after stop (logs for debugging). Default: FLOTILLA_KEEP_K8S_DIR
+   * or FLOTILLA_KEEP_TEST_DIRS set.
+   */
   keepDir?: boolean;
 }
 
@@ -71,7 +75,7 @@ async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
   const apiserverBin = toolPath('kube-apiserver');
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-k8s-'));
   const children: ChildProcess[] = [];
-  const keepDir = options.keepDir ?? process.env.FLOTILLA_KEEP_K8S_DIR !== undefined;
+  const keepDir = options.keepDir ?? (process.env.FLOTILLA_KEEP_K8S_DIR !== undefined || keepTestDirs());
   const stop = async () => {
     for (const child of children.reverse()) await stopProcess(child);
     if (!keepDir) rmSync(dir, { recursive: true, force: true });

@@ -5,13 +5,13 @@
  * ServiceAccount's rights checked with `kubectl auth can-i --as`, the schema refusing bad values,
  * and k8s/ (kustomize) matching the chart's defaults.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { configKeys, envNameOf } from '@flotilla/config';
 import { kubernetesClient } from '@flotilla/election';
+import { removeTempDir, tempDir } from '@flotilla/testing';
 import { ControlPlane, startControlPlane } from './control-plane';
 import { runTool, toolsBinDir } from './support';
 
@@ -235,7 +235,7 @@ test('the replica ServiceAccount can use leases and label its pod, and nothing m
 
 describe('k8s/ (kustomize)', () => {
   test('is what k8s/generate.sh makes from the chart today', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'flotilla-k8s-manifests-'));
+    const out = tempDir('flotilla-k8s-manifests-');
     try {
       await promisify(execFile)('bash', [join(ROOT, 'k8s', 'generate.sh'), out], { env: { ...process.env, HELM: join(toolsBinDir(), 'helm') } });
       const generated = readdirSync(out).sort();
@@ -243,7 +243,7 @@ describe('k8s/ (kustomize)', () => {
       expect(committed).toEqual(generated);
       for (const file of generated) expect(`${file}:\n${readFileSync(join(ROOT, 'k8s', file), 'utf8')}`).toBe(`${file}:\n${readFileSync(join(out, file), 'utf8')}`);
     } finally {
-      rmSync(out, { recursive: true, force: true });
+      removeTempDir(out);
     }
   });
 

@@ -2,9 +2,9 @@
  * bin/kubectl-flotilla: kubectl finds it as a plugin and `kubectl flotilla ...` is the flotilla
  * CLI (needs `npm run build`, which `npm run test:k8s` does first).
  */
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { symlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { removeTempDir, tempDir } from '@flotilla/testing';
 import { freePort, runTool } from './support';
 
 jest.setTimeout(60_000);
@@ -17,12 +17,14 @@ describe('kubectl flotilla', () => {
 
   beforeAll(() => {
     // Installed the way the plugin's comment says: a symlink on PATH.
-    pathDir = mkdtempSync(join(tmpdir(), 'flotilla-plugin-'));
+    pathDir = tempDir('flotilla-plugin-');
     symlinkSync(PLUGIN, join(pathDir, 'kubectl-flotilla'));
     env = { PATH: `${pathDir}${delimiter}${process.env.PATH}`, FLOTILLA_GATEWAY_URL: '' };
   });
 
-  afterAll(() => rmSync(pathDir, { recursive: true, force: true }));
+  afterAll(() => {
+    if (pathDir) removeTempDir(pathDir);
+  });
 
   test('is listed by kubectl plugin list', async () => {
     const listed = await runTool('kubectl', ['plugin', 'list'], { env });

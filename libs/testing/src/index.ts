@@ -9,3 +9,4 @@ export * from './wait-for';
 export * from './cluster';
 export * from './history-checker';
 export * from './log-lines';
+export * from './temp-dir';

@@ -1,7 +1,8 @@
 /**
  * Every server and process a test starts is registered here, so one `stopAll()` in afterAll
- * leaves nothing running even when a test failed half-way.
+ * leaves nothing running even when a test failed half-way, and no temp dir behind (temp-dir.ts).
  */
+import { removeTempDirs } from './temp-dir';
 
 /** Anything that can be stopped; `describe` names it in error messages. */
 export interface Stoppable {
@@ -47,7 +48,9 @@ export function trackedCount(): number {
 
 /**
  * Stops every tracked resource, newest first (processes before the servers they use), and
- * forgets them. Failures are collected and thrown together after everything was tried.
+ * forgets them; then removes every dir made by `tempDir()` (kept with
+ * FLOTILLA_KEEP_TEST_DIRS), so call it after the test's last look into them. Failures are
+ * collected and thrown together after everything was tried.
  */
 export async function stopAll(): Promise<void> {
   const resources = [...live].reverse();
@@ -59,6 +62,11 @@ export async function stopAll(): Promise<void> {
     } catch (e) {
       problems.push(`${r.describe}: ${(e as Error).message}`);
     }
+  }
+  try {
+    removeTempDirs();
+  } catch (e) {
+    problems.push((e as Error).message);
   }
   if (problems.length > 0) throw new Error(`stopAll: ${problems.join('; ')}`);
 }
