@@ -66,6 +66,8 @@ export class FollowerRole {
   /** Highest LSN known to be on disk (fdatasync'd); acks report it as `flushed`. */
   private flushed: number;
   private flushTimer: Timer | null = null;
+  private flushing = false;
+  private flushAgain = false;
 
   constructor(
     private readonly ctx: RoleContext,
@@ -240,20 +242,50 @@ export class FollowerRole {
       const next = this.pending[0] ?? this.buffered[0];
       this.firstUnappliedTs = next?.ts ?? 0;
     }
-    if (this.flushUrgent()) this.flush();
-    else if (!this.flushTimer) this.flushTimer = this.ctx.clock.setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
-    this.sendAck();
+    if (this.flushUrgent()) {
+      // A write waits for our flush: the ack goes out when it is done, carrying applied too.
+      this.flush();
+    } else {
+      if (!this.flushTimer) this.flushTimer = this.ctx.clock.setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
+      this.sendAck();
+    }
     this.onApplied();
   }
 
-  /** fdatasync of what was applied; the next ack reports it as flushed. */
+  /**
+   * fdatasync of what was applied, on a libuv thread: the event loop applies the next entries
+   * meanwhile. One flush at a time; entries applied during it are covered by the next one. The
+   * ack that follows reports them as flushed.
+   */
   private flush(): void {
     this.flushTimer?.cancel();
     this.flushTimer = null;
     if (this.stopped || this.flushed >= this.ctx.store.lastLsn) return;
-    const wasBehind = this.flushed;
-    this.flushed = this.ctx.store.syncWal();
-    if (this.flushed > wasBehind && !this.flushUrgent()) this.sendAck();
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = true;
+    this.ctx.store.syncWalAsync().then(
+      (lsn) => {
+        this.flushing = false;
+        if (this.stopped) return;
+        if (lsn > this.flushed) {
+          this.flushed = lsn;
+          this.sendAck();
+        }
+        if (this.flushAgain) {
+          this.flushAgain = false;
+          this.flush();
+        }
+      },
+      (err: Error) => {
+        this.flushing = false;
+        // What the kernel failed to write is gone from the page cache too: never report it flushed.
+        this.ctx.log.error('fdatasync failed: this replica cannot vouch for its disk', { err: err.message });
+        this.ctx.fatal(err);
+      },
+    );
   }
 
   sendAck(): void {

@@ -4,4 +4,5 @@ export * from './leader';
 export * from './follower';
 export * from './replica-node';
 export * from './retention';
+export * from './sync-tracker';
 export * from './validate';

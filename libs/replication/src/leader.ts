@@ -78,6 +78,11 @@ export class LeaderRole {
   private snapshots = new Map<string, ServedSnapshot>();
   private snapshotInProgress: Promise<SnapshotFile> | null = null;
   private tickTimer: Timer | null = null;
+  /** Highest LSN fdatasync'd here; writes above it wait in localWaiters (ascending LSN). */
+  private localFlushed = 0;
+  private localFlushing = false;
+  private localFlushAgain = false;
+  private localWaiters: { lsn: number; q: QueuedWrite; o: WriteOutcome & { ok: true } }[] = [];
   /** Set while a switchover hands the lease on: new writes are refused (NOT_LEADER, retryable). */
   private handingOverTo: string | null = null;
 
@@ -91,6 +96,8 @@ export class LeaderRole {
 
   start(): void {
     const { transport, subjects, clock } = this.ctx;
+    // The role starts from a flushed store (ReplicaNode syncs it before handing over).
+    this.localFlushed = this.ctx.store.lastLsn;
     this.sync.noteCommitted(this.ctx.store.lastLsn);
     this.tickTimer = clock.setInterval(() => this.sync.tick(clock.monotonic()), SYNC_TICK_MS);
     this.subs.push(transport.subscribe(subjects.write, (m) => this.onWrite(m.data, m.respond)));
@@ -108,6 +115,9 @@ export class LeaderRole {
     const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' }));
     for (const q of this.queue) q.respond(err);
     this.queue = [];
+    const notDurable = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write was durable; retry with the same idempotencyKey' }));
+    for (const w of this.localWaiters) w.q.respond(notDurable);
+    this.localWaiters = [];
     // Committed here but not yet durable as required: never reported committed. A retry with
     // the same idempotency key is answered by the new leader, once, whichever way it went.
     this.sync.abortAll('this node stopped leading before the write was replicated as required; retry with the same idempotencyKey');
@@ -166,30 +176,76 @@ export class LeaderRole {
       if (commitMs > SLOW_COMMIT_MS) log.warn('slow commit', { ms: Math.round(commitMs), requests: batch.length, lsn: store.lastLsn });
       const entries: LogEntry[] = [];
       for (const o of outcomes) if (o.ok && o.entry) entries.push(o.entry);
+      // Followers get the entries while this node's own fdatasync runs (as Raft leaders write their
+      // disk in parallel with replicating): a write is acknowledged only once it is durable here
+      // AND on the followers its durability asks for, so the order of the two flushes is free.
       this.publish(entries);
       this.sync.noteCommitted(store.lastLsn);
-      // The commit may have run past the lease (a pause, a slow disk): then this node may already
-      // be deposed and these writes may be rewound. Do not acknowledge them.
-      const valid = this.leaseValid();
-      const now = clock.monotonic();
+      if (entries.length > 0) this.flushLocal();
       outcomes.forEach((o, i) => {
         const q = batch[i];
         if (!o.ok) return q.respond(encode(this.replyOf(o)));
-        if (!valid) {
-          return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write committed; it is not acknowledged: retry with the same idempotencyKey' })));
-        }
-        if (!this.sync.mustWait(q.req.durability)) return q.respond(encode(this.replyOf(o)));
-        this.sync.wait(o.lsn, q.req.durability, now, (w) => {
-          if (w.ok) q.respond(encode(this.replyOf(o)));
-          else q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}` })));
-        });
+        if (o.lsn <= this.localFlushed) return this.acknowledge(q, o);
+        this.localWaiters.push({ lsn: o.lsn, q, o });
       });
     }
+  }
+
+  /** Once durable here: acknowledge, or wait for the followers the durability asks for. */
+  private acknowledge(q: QueuedWrite, o: WriteOutcome & { ok: true }): void {
+    // The commit or its flush may have run past the lease (a pause, a slow disk): then this node
+    // may already be deposed and the write may be rewound. Do not acknowledge it.
+    if (!this.leaseValid()) {
+      return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write committed; it is not acknowledged: retry with the same idempotencyKey' })));
+    }
+    if (!this.sync.mustWait(q.req.durability)) return q.respond(encode(this.replyOf(o)));
+    this.sync.wait(o.lsn, q.req.durability, this.ctx.clock.monotonic(), (w) => {
+      if (w.ok) q.respond(encode(this.replyOf(o)));
+      else q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}` })));
+    });
+  }
+
+  /**
+   * fdatasync of the WAL on a libuv thread, one at a time: the event loop commits the next group
+   * meanwhile, and the next flush covers it. Writes waiting for it are then acknowledged.
+   */
+  private flushLocal(): void {
+    if (this.localFlushing) {
+      this.localFlushAgain = true;
+      return;
+    }
+    this.localFlushing = true;
+    this.ctx.store.syncWalAsync().then(
+      (lsn) => {
+        this.localFlushing = false;
+        if (this.stopped) return;
+        this.localFlushed = Math.max(this.localFlushed, lsn);
+        let n = 0;
+        while (n < this.localWaiters.length && this.localWaiters[n].lsn <= this.localFlushed) n++;
+        for (const w of this.localWaiters.splice(0, n)) this.acknowledge(w.q, w.o);
+        if (this.localFlushAgain) {
+          this.localFlushAgain = false;
+          this.flushLocal();
+        }
+      },
+      (err: Error) => {
+        this.localFlushing = false;
+        // The kernel may have dropped the pages it failed to write: nothing waiting is durable.
+        this.ctx.log.error('fdatasync failed: this leader cannot vouch for its disk', { err: err.message });
+        this.ctx.fatal(err);
+      },
+    );
+  }
+
+  /** Highest LSN durable on this node's disk. */
+  get flushedLsn(): number {
+    return this.localFlushed;
   }
 
   /** Change the replication mode: recorded in the log (replicated), then applied here. */
   setSettings(settings: ClusterSettings): LogEntry {
     const entry = this.ctx.store.writeSettings(settings, this.epoch);
+    this.localFlushed = Math.max(this.localFlushed, this.ctx.store.syncWal());
     this.publish([entry]);
     this.sync.noteCommitted(entry.lsn);
     this.sync.configure(settings, this.ctx.clock.monotonic());

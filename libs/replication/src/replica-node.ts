@@ -98,11 +98,12 @@ export class ReplicaNode {
       this.follower?.stop();
       this.follower = null;
       this.leader?.stop();
-      // Everything applied as a follower becomes durable before anything is acknowledged on it.
-      store.setDurability('full');
-      store.syncWal();
+      // Commits are flushed by the leader role, off the event loop (see LeaderRole.flushLocal).
+      store.setDurability('deferred');
       store.startCapture();
       store.beginEpoch(view.epoch);
+      // Everything applied as a follower, and the new epoch, are durable before the first write.
+      store.syncWal();
       this.epoch = view.epoch;
       this.leaderName = this.ctx.node;
       this.leader = new LeaderRole(this.ctx, view.epoch, () => this.lease.isValidLeader(), new SyncTracker(this.effectiveSettings(), this.ctx.log.child({ component: 'sync' }), () => this.heartbeat()));
@@ -170,7 +171,7 @@ export class ReplicaNode {
       leader: this.leaderName,
       lsn,
       appliedLsn: lsn,
-      flushedLsn: this.follower ? String(this.follower.flushedLsn) : lsn,
+      flushedLsn: this.follower ? String(this.follower.flushedLsn) : this.leader ? String(this.leader.flushedLsn) : lsn,
       lastEpoch: store.lastEntryEpoch,
       lagMs: this.follower ? this.follower.lagMs() : 0,
       sync: this.follower ? this.leaderSyncSet.includes(node) : false,

@@ -91,6 +91,10 @@ export class Store {
   private lastEpoch = 0;
   private logBytes = 0;
   private durability: 'full' | 'deferred' = 'full';
+  /** The WAL, open for {@link syncWalAsync}; null until first needed and after every close. */
+  private walHandle: Promise<fs.promises.FileHandle> | null = null;
+  /** Bumped whenever the files are closed (snapshot install, close): a flush in flight checks it. */
+  private fileGeneration = 0;
   private readonly now: () => number;
   private q!: ReturnType<Store['prepareInternal']>;
   /** Transactions undone by rewinds; survives re-seeds (its own file). */
@@ -219,6 +223,37 @@ export class Store {
       fs.fdatasyncSync(fd);
     } finally {
       fs.closeSync(fd);
+    }
+    return lsn;
+  }
+
+  /**
+   * {@link syncWal} on a libuv thread: the event loop goes on (applying, committing the next group)
+   * while the disk flushes. Resolves with the LSN that is now durable: the last one committed
+   * before the call (its WAL frames were written by then; fdatasync covers every write before it).
+   * Checkpoints stay safe in `deferred` mode: with synchronous=NORMAL SQLite syncs the WAL before
+   * it copies frames into the database file, and the database file after.
+   */
+  async syncWalAsync(): Promise<number> {
+    const lsn = this.last;
+    const generation = this.fileGeneration;
+    if (!this.walHandle) {
+      try {
+        this.walHandle = fs.promises.open(this.file + '-wal', 'r');
+        await this.walHandle;
+      } catch {
+        this.walHandle = null;
+        return lsn; // no WAL: everything is in the (synced) database file
+      }
+    }
+    const handle = await this.walHandle;
+    // Reopened meanwhile (a snapshot replaced the file): flush the new WAL instead.
+    if (generation !== this.fileGeneration) return this.syncWalAsync().then(() => lsn);
+    try {
+      await handle.datasync();
+    } catch (err) {
+      // Closed under us by replaceWithSnapshot/close: that close checkpointed and synced it all.
+      if ((err as NodeJS.ErrnoException).code !== 'EBADF' && generation === this.fileGeneration) throw err;
     }
     return lsn;
   }
@@ -657,6 +692,11 @@ export class Store {
   private closeFiles(): void {
     this.readDb.close();
     this.db.close();
+    this.fileGeneration++;
+    // FileHandle.close waits for a flush in flight on it.
+    const h = this.walHandle;
+    this.walHandle = null;
+    if (h) void h.then((x) => x.close()).catch(() => undefined);
   }
 
   close(): void {
