@@ -8,6 +8,7 @@
  *   snapshot  snapshot seeding MB/s next to `cp` of the same database file
  *   modes     async / semi-sync / sync next to PostgreSQL 15 streaming replication
  *   failover  leader kill -9 → first successful write (needs the monitor)
+ *   cpu       CPU per write of each process on the write path (async and semi-sync, 64 clients)
  *
  * Flags: --quick (short runs, a smoke test), --only <section[,section]>, --out <file.json>
  * (default bench/results/<date>.json). Every load generator runs in worker threads, targets
@@ -18,6 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { findRepoRoot } from '@flotilla/local-cluster';
+import { cpuTable, measureCpu } from './cpu';
 import { BenchCluster, liveClusters, useRoot } from './bench-cluster';
 import { machineInfo } from './report';
 import {
@@ -25,7 +27,7 @@ import {
   measurePostgres, measureSnapshot, measureWrites, modeRatios, modesTable, probeMaxRate, Settings, settingsFor, snapshotTable, WriteSection, writeTable,
 } from './sections';
 
-export const SECTIONS = ['write', 'lag', 'catchup', 'snapshot', 'modes', 'failover'] as const;
+export const SECTIONS = ['write', 'lag', 'catchup', 'snapshot', 'modes', 'failover', 'cpu'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Args {
@@ -203,6 +205,14 @@ async function main(): Promise<void> {
       const f = await measureFailover(s);
       sections.failover = f;
       print('Failover: kill -9 of the leader → first successful write through the gateway', (f.available ? '' : `failover: not available (${f.reason})\n\n`) + failoverTable(f));
+    })();
+  }
+
+  if (args.only.has('cpu')) {
+    await loads('cpu', async () => {
+      const c = [await measureCpu(s, 'async'), await measureCpu(s, 'semi-sync')];
+      sections.cpu = c;
+      print('Where the time goes: CPU per write of each process (64 clients, 3 replicas)', cpuTable(c));
     })();
   }
 

@@ -36,7 +36,7 @@ export function settingsFor(quick: boolean): Settings {
 /** Hard bound on requests of one throughput point (the duration normally ends it first). */
 const REQUESTS_PER_POINT_MAX = 2_000_000;
 /** One gateway request never waits longer than this. */
-const REQUEST_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 10_000;
 /** Clients of the rate-limited writers (lag, catch-up): enough to hold the rate when a reply is slow. */
 const PACED_CLIENTS = 16;
 /** Rows of the snapshot database: one 256 KiB blob per request (entries over 900 KiB are refused). */
@@ -52,11 +52,11 @@ const FAILOVER_CLIENTS = 4;
 const FAILOVER_REQUEST_TIMEOUT_MS = 10_000;
 
 export const KV_TABLE_DDL = 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT NOT NULL)';
-const INSERT_SQL = 'INSERT INTO t(k, v) VALUES (?, ?)';
+export const INSERT_SQL = 'INSERT INTO t(k, v) VALUES (?, ?)';
 
 let nextKeyBase = 1;
 /** A key range no earlier run of this process used (1e9 keys each). */
-function freshKeyBase(): number {
+export function freshKeyBase(): number {
   const base = nextKeyBase;
   nextKeyBase += 1_000_000_000;
   return base;
