@@ -12,6 +12,7 @@ import { ConfigError, FlotillaConfig, loadConfig } from '@flotilla/config';
 import { createLogger, Logger, systemClock } from '@flotilla/logging';
 import { subjectsFor } from '@flotilla/protocol';
 import { ClusterView, MISSED_HEARTBEATS_STALE } from '../../../libs/replication/src/cluster-view';
+import { installCheapAsyncBind } from './async-bind';
 import { isBodyReadError } from './error-filter';
 import { GatewayModule } from './gateway-module';
 import { GatewayRouter } from './gateway-router';
@@ -21,6 +22,8 @@ import { GatewayMetrics, installHttpMetrics } from './metrics';
 import { MonitorBoard } from './monitor-board';
 import { NatsLink } from './nats-link';
 import { OpenApiDocument } from './openapi';
+
+installCheapAsyncBind();
 
 /** Version reported in the OpenAPI document. */
 export const GATEWAY_VERSION = '0.1.0';
