@@ -24,6 +24,7 @@ import {
 import type { LeadershipView } from '@flotilla/election';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
+import type { Store } from '@flotilla/storage';
 import { RoleContext } from './context';
 import { FollowerRole } from './follower';
 import { LeaderRole } from './leader';
@@ -34,9 +35,24 @@ import { validateQueryRequest } from './validate';
 /** How long a switchover waits for the target to catch up. */
 export const SWITCHOVER_TIMEOUT_MS = 10_000;
 /** How often the log is trimmed. */
-export const RETENTION_INTERVAL_MS = 2000;
+export const RETENTION_INTERVAL_MS = 500;
 /** Oldest entries looked at per trim round. */
 export const RETENTION_WINDOW_ENTRIES = 20_000;
+/** Most entries dropped per retention round (every RETENTION_INTERVAL_MS: 10,000 per second). */
+export const RETENTION_ROUND_ENTRIES_MAX = 5_000;
+
+/** The oldest log entries, read a page at a time as far as the retention decision looks. */
+function* oldestPaged(store: Store, max: number): Generator<{ lsn: number; ts: number; bytes: number }> {
+  let after = 0;
+  let n = 0;
+  while (n < max) {
+    const page = store.oldestEntries(Math.min(256, max - n), after);
+    if (page.length === 0) return;
+    for (const e of page) yield e;
+    n += page.length;
+    after = page[page.length - 1].lsn;
+  }
+}
 
 export interface LeaseView {
   isValidLeader(): boolean;
@@ -377,13 +393,14 @@ export class ReplicaNode {
         lastLsn: store.lastLsn,
         logBytes: store.logSizeBytes,
         followerApplied: this.leader ? [...this.followerApplied.values()] : [],
-        oldest: store.oldestEntries(RETENTION_WINDOW_ENTRIES),
+        oldest: oldestPaged(store, RETENTION_WINDOW_ENTRIES),
         nowMs: clock.now(),
       },
       { retainEntries: config.logRetentionEntries, maxBytes: config.logRetentionBytes, maxAgeMs: config.logRetentionMs },
     );
     if (through >= store.oldestLsn()) {
-      const n = store.truncateLogThrough(through);
+      // Small rounds, often: one DELETE of tens of thousands of entries stalls the event loop.
+      const n = store.truncateLogThrough(through, RETENTION_ROUND_ENTRIES_MAX);
       if (n > 0) log.debug('log trimmed', { through, entries: n, oldest: store.oldestLsn() });
     }
   }

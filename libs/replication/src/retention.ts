@@ -18,7 +18,7 @@ export interface RetentionInput {
   /** Applied LSN of each follower the leader knows (stopped ones included). */
   followerApplied: number[];
   /** Oldest entries in order (a window is enough: at most this many are dropped per round). */
-  oldest: { lsn: number; ts: number; bytes: number }[];
+  oldest: Iterable<{ lsn: number; ts: number; bytes: number }>;
   nowMs: number;
 }
 

@@ -24,6 +24,8 @@ export function createSchema(db: Database.Database): void {
       lsn INTEGER NOT NULL,
       epoch INTEGER NOT NULL,
       results TEXT NOT NULL) WITHOUT ROWID;
+    -- Retention deletes keys with their log entries (lsn <= N): without it, a scan of every key.
+    CREATE INDEX IF NOT EXISTS _flotilla_idem_lsn ON _flotilla_idem(lsn);
     INSERT OR IGNORE INTO _flotilla_meta(key, value) VALUES
       ('schema_version', ${SCHEMA_VERSION}), ('applied_lsn', 0), ('applied_ts', 0), ('applied_epoch', 0);
   `);

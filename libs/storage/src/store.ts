@@ -153,6 +153,7 @@ export class Store {
       idemPut: db.prepare('INSERT INTO _flotilla_idem(key, lsn, epoch, results) VALUES (?, ?, ?, ?)'),
       epochPut: db.prepare('INSERT OR IGNORE INTO _flotilla_epochs(epoch, start_lsn) VALUES (?, ?)'),
       epochs: db.prepare('SELECT epoch, start_lsn AS startLsn FROM _flotilla_epochs ORDER BY epoch'),
+      maxEpoch: db.prepare('SELECT max(epoch) FROM _flotilla_epochs').pluck(),
       readLog: db.prepare('SELECT lsn, epoch, ts, crc, payload FROM _flotilla_log WHERE lsn > ? ORDER BY lsn LIMIT ?'),
       oldest: db.prepare('SELECT min(lsn) AS lsn FROM _flotilla_log'),
       lastInsertRowid: db.prepare('SELECT last_insert_rowid()').pluck(),
@@ -177,8 +178,8 @@ export class Store {
 
   /** Highest epoch this database knows of (history or last entry). */
   knownEpoch(): number {
-    const h = this.epochHistory();
-    return Math.max(this.lastEpoch, h.length ? h[h.length - 1].epoch : 0);
+    // Once per applied batch: one indexed lookup, not the whole history.
+    return Math.max(this.lastEpoch, (this.q.maxEpoch.get() as number | null) ?? 0);
   }
 
   epochHistory(): EpochStart[] {
@@ -618,9 +619,9 @@ export class Store {
     return r.changes;
   }
 
-  /** Log entries (LSN, ts, bytes) from the oldest, for retention decisions; at most `limit`. */
-  oldestEntries(limit: number): { lsn: number; ts: number; bytes: number }[] {
-    return this.db.prepare('SELECT lsn, ts, size AS bytes FROM _flotilla_log ORDER BY lsn LIMIT ?').all(limit) as {
+  /** Log entries (LSN, ts, bytes) from the oldest after `afterLsn`, for retention; at most `limit`. */
+  oldestEntries(limit: number, afterLsn = 0): { lsn: number; ts: number; bytes: number }[] {
+    return this.db.prepare('SELECT lsn, ts, size AS bytes FROM _flotilla_log WHERE lsn > ? ORDER BY lsn LIMIT ?').all(afterLsn, limit) as {
       lsn: number;
       ts: number;
       bytes: number;
