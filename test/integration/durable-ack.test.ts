@@ -77,6 +77,8 @@ async function startLeader(ctx: RoleContext, mode: 'async' | 'semi-sync'): Promi
   const leader = new LeaderRole(ctx, 1, () => true, sync);
   leader.start();
   stops.push(() => leader.stop());
+  // Subscriptions are registered at the server once the connection is flushed.
+  await (ctx.transport as NatsTransport).nc.flush();
   return leader;
 }
 
@@ -122,6 +124,7 @@ test('semi-sync: the reply waits for the sync follower fdatasync; its ack report
   const follower = new FollowerRole(fctx, 1, 'leader', () => undefined, () => true);
   follower.start();
   stops.push(() => follower.stop());
+  await (fctx.transport as NatsTransport).nc.flush();
   // The follower is live and synchronous once a write went through both.
   const ddl = await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)', 'ddl');
   expect(ddl.reply.type).toBe('write-reply');

@@ -178,3 +178,30 @@ test('lastLsnOfEpoch tells where a follower of an older epoch diverged', () => {
   expect(leader.epochAt(leader.lastLsn)).toBe(3);
   expect(leader.epochAt(end1)).toBe(1);
 });
+
+test('syncWalAsync: resolves with the LSN committed before the call; a close or snapshot install during a flush is safe', async () => {
+  leader.setDurability('deferred');
+  exec(sql('CREATE TABLE f(k INTEGER PRIMARY KEY)'));
+  exec(sql('INSERT INTO f VALUES (1)'));
+  const flushing = leader.syncWalAsync();
+  const lsnAtCall = leader.lastLsn;
+  exec(sql('INSERT INTO f VALUES (2)')); // committed during the flush: not covered by it
+  expect(await flushing).toBe(lsnAtCall);
+  expect(await leader.syncWalAsync()).toBe(leader.lastLsn);
+
+  // A follower whose files are replaced while its flush runs (the fd is closed only after it).
+  follower.setDurability('deferred');
+  follower.applyEntries([]);
+  const during = follower.syncWalAsync();
+  const snap = await leader.snapshotTo(path.join(dir, 'snap.sqlite'));
+  follower.replaceWithSnapshot(snap.file);
+  await expect(during).resolves.toEqual(expect.any(Number));
+  expect(follower.lastLsn).toBe(snap.lsn);
+  exec(sql('INSERT INTO f VALUES (3)'));
+  await expect(follower.syncWalAsync()).resolves.toBe(follower.lastLsn);
+  const closing = leader.syncWalAsync();
+  leader.close();
+  await expect(closing).resolves.toEqual(expect.any(Number));
+  leader = Store.open(path.join(dir, 'leader.sqlite'));
+  expect(leader.lastLsn).toBe(follower.lastLsn);
+});

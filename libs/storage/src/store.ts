@@ -92,9 +92,10 @@ export class Store {
   private logBytes = 0;
   private durability: 'full' | 'deferred' = 'full';
   /** The WAL, open for {@link syncWalAsync}; null until first needed and after every close. */
-  private walHandle: Promise<fs.promises.FileHandle> | null = null;
-  /** Bumped whenever the files are closed (snapshot install, close): a flush in flight checks it. */
-  private fileGeneration = 0;
+  private walFd: number | null = null;
+  /** WAL fds given up while a flush on them ran: closed when their last flush returns (no reuse under it). */
+  private walFdsClosing = new Set<number>();
+  private walSyncsInFlight = new Map<number, number>();
   private readonly now: () => number;
   private q!: ReturnType<Store['prepareInternal']>;
   /** Transactions undone by rewinds; survives re-seeds (its own file). */
@@ -235,28 +236,33 @@ export class Store {
    * Checkpoints stay safe in `deferred` mode: with synchronous=NORMAL SQLite syncs the WAL before
    * it copies frames into the database file, and the database file after.
    */
-  async syncWalAsync(): Promise<number> {
+  syncWalAsync(): Promise<number> {
     const lsn = this.last;
-    const generation = this.fileGeneration;
-    if (!this.walHandle) {
+    if (this.walFd === null) {
       try {
-        this.walHandle = fs.promises.open(this.file + '-wal', 'r');
-        await this.walHandle;
+        this.walFd = fs.openSync(this.file + '-wal', 'r');
       } catch {
-        this.walHandle = null;
-        return lsn; // no WAL: everything is in the (synced) database file
+        return Promise.resolve(lsn); // no WAL: everything is in the (synced) database file
       }
     }
-    const handle = await this.walHandle;
-    // Reopened meanwhile (a snapshot replaced the file): flush the new WAL instead.
-    if (generation !== this.fileGeneration) return this.syncWalAsync().then(() => lsn);
-    try {
-      await handle.datasync();
-    } catch (err) {
-      // Closed under us by replaceWithSnapshot/close: that close checkpointed and synced it all.
-      if ((err as NodeJS.ErrnoException).code !== 'EBADF' && generation === this.fileGeneration) throw err;
-    }
-    return lsn;
+    const fd = this.walFd;
+    this.walSyncsInFlight.set(fd, (this.walSyncsInFlight.get(fd) ?? 0) + 1);
+    // Callback fs, not fs.promises: a FileHandle promise costs several times the CPU per call.
+    return new Promise((resolve, reject) =>
+      fs.fdatasync(fd, (err) => {
+        const left = this.walSyncsInFlight.get(fd)! - 1;
+        if (left > 0) this.walSyncsInFlight.set(fd, left);
+        else this.walSyncsInFlight.delete(fd);
+        const closedUnder = this.walFdsClosing.has(fd);
+        if (closedUnder && left === 0) {
+          this.walFdsClosing.delete(fd);
+          fs.closeSync(fd);
+        }
+        // Closed meanwhile (snapshot install, shutdown): that close checkpointed and synced it all.
+        if (err && !closedUnder) reject(err);
+        else resolve(lsn);
+      }),
+    );
   }
 
   /** Leader: install change capture and enforce foreign keys (followers apply rows without them). */
@@ -693,11 +699,11 @@ export class Store {
   private closeFiles(): void {
     this.readDb.close();
     this.db.close();
-    this.fileGeneration++;
-    // FileHandle.close waits for a flush in flight on it.
-    const h = this.walHandle;
-    this.walHandle = null;
-    if (h) void h.then((x) => x.close()).catch(() => undefined);
+    if (this.walFd !== null) {
+      if (this.walSyncsInFlight.has(this.walFd)) this.walFdsClosing.add(this.walFd);
+      else fs.closeSync(this.walFd);
+      this.walFd = null;
+    }
   }
 
   close(): void {
