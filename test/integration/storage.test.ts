@@ -2,6 +2,8 @@
  * Storage against real SQLite files: capture on a leader store, apply on a follower store, and the
  * two end up identical (type-exact checksums); failures roll back only their own request.
  */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode } from '@flotilla/protocol';
 import { DivergenceError, LogEntry, Store, WriteInput } from '@flotilla/storage';
@@ -129,6 +131,56 @@ test('state survives reopening, and a snapshot carries its exact LSN', async () 
   follower.close();
   follower = Store.open(path.join(dir, 'follower.sqlite'));
   expect(follower.lastLsn).toBe(leader.lastLsn);
+});
+
+test('a snapshot reports its LSN, then progress while it grows, and hashes every chunk of the finished file', async () => {
+  exec(sql('CREATE TABLE b(id INTEGER PRIMARY KEY, data BLOB NOT NULL)'), sql('CREATE TABLE s(k TEXT PRIMARY KEY, v) WITHOUT ROWID'));
+  // 24 MiB of 256 KiB rows (one per transaction: the log holds them as hex, under the entry limit):
+  // several 8 MiB flush intervals, so progress is reported before the end.
+  for (let i = 0; i < 96; i++) exec(sql('INSERT INTO b(data) VALUES (randomblob(?))', [262144]));
+  exec(sql("INSERT INTO s VALUES ('a', 1), ('b', 2)"));
+  const chunkBytes = 1024 * 1024;
+  const events: string[] = [];
+  const progress: number[] = [];
+  let completeBytes = -1;
+  const snap = await leader.snapshotTo(path.join(dir, 'snap.sqlite'), {
+    chunkBytes,
+    listener: {
+      onStarted: (lsn) => events.push(`started ${lsn}`),
+      onProgress: (bytes) => progress.push(bytes),
+      onComplete: (bytes) => {
+        completeBytes = bytes;
+        events.push('complete');
+      },
+    },
+  });
+  expect(events).toEqual([`started ${leader.lastLsn}`, 'complete']);
+  expect(snap.lsn).toBe(leader.lastLsn);
+  expect(progress.length).toBeGreaterThan(0);
+  expect([...progress].sort((x, y) => x - y)).toEqual(progress);
+  expect(progress[progress.length - 1]).toBeLessThan(completeBytes);
+  const file = fs.readFileSync(snap.file);
+  expect(completeBytes).toBe(file.length);
+  expect(snap.bytes).toBe(file.length);
+  const chunks = Math.ceil(file.length / chunkBytes);
+  expect(snap.chunkHashes.length).toBe(32 * chunks);
+  for (let i = 0; i < chunks; i++) {
+    const want = createHash('sha256').update(file.subarray(i * chunkBytes, (i + 1) * chunkBytes)).digest();
+    expect(snap.chunkHashes.subarray(32 * i, 32 * i + 32).equals(want)).toBe(true);
+  }
+  const fresh = Store.open(path.join(dir, 'fresh.sqlite'));
+  fresh.replaceWithSnapshot(snap.file);
+  expect(fresh.tableChecksums()).toEqual(leader.tableChecksums());
+  expect(fresh.oldestLsn()).toBe(fresh.lastLsn + 1); // the log is not copied
+  fresh.close();
+});
+
+test('a snapshot stops when aborted', async () => {
+  exec(sql('CREATE TABLE b(id INTEGER PRIMARY KEY, data BLOB NOT NULL)'));
+  for (let i = 0; i < 8; i++) exec(sql('INSERT INTO b(data) VALUES (randomblob(?))', [262144]));
+  const abort = new AbortController();
+  const made = leader.snapshotTo(path.join(dir, 'snap.sqlite'), { chunkBytes: 1 << 20, signal: abort.signal, listener: { onStarted: () => abort.abort() } });
+  await expect(made).rejects.toThrow(/aborted/);
 });
 
 test('rewind undoes transactions newest first with their before-images and keeps them in the quarantine', () => {

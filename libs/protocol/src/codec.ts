@@ -12,6 +12,11 @@ import {
   Heartbeat,
   LogBatch,
   PROTOCOL_VERSION,
+  SNAPSHOT_FRAME_HEADER_BYTES,
+  SnapshotFrame,
+  SnapshotInfo,
+  SnapshotStarted,
+  SnapshotWait,
   WireEntry,
 } from './messages';
 import { FlotillaError, WireError } from './errors';
@@ -137,6 +142,61 @@ export function decodeCatchupReply(data: Uint8Array): CatchupReply | CatchupDive
   checkEntries(m.entries);
   if (!Array.isArray(m.epochs)) throw new ProtocolError('bad epochs');
   return m as unknown as CatchupReply;
+}
+
+/**
+ * A binary snapshot reply of `payloadBytes` with its header written; the caller fills the payload
+ * at offset {@link SNAPSHOT_FRAME_HEADER_BYTES} (so a chunk is read from disk straight into it).
+ */
+export function allocSnapshotFrame(kind: SnapshotFrame, index: number, payloadBytes: number): Buffer {
+  if (!Number.isInteger(index) || index < 0 || index > 0xffffffff) throw new RangeError(`snapshot frame index ${index}`);
+  const frame = Buffer.allocUnsafe(SNAPSHOT_FRAME_HEADER_BYTES + payloadBytes);
+  frame.write(kind, 0, 'latin1');
+  frame.writeUInt32BE(index, 4);
+  return frame;
+}
+
+/** A decoded reply of the snapshot channel. Payloads are views of the received bytes (no copy). */
+export type SnapshotReply =
+  | { type: 'frame'; frame: SnapshotFrame; index: number; payload: Uint8Array }
+  | SnapshotStarted
+  | SnapshotInfo
+  | SnapshotWait;
+
+const FRAMES: readonly string[] = Object.values(SnapshotFrame);
+
+/** Decodes a snapshot reply; an error reply is thrown as a FlotillaError, anything else unknown as ProtocolError. */
+export function decodeSnapshotReply(data: Uint8Array): SnapshotReply {
+  if (data.length >= SNAPSHOT_FRAME_HEADER_BYTES && data[0] !== 0x7b) {
+    const kind = Buffer.from(data.buffer, data.byteOffset, 4).toString('latin1');
+    if (!FRAMES.includes(kind)) throw new ProtocolError(`unknown snapshot frame ${JSON.stringify(kind)}`);
+    const index = Buffer.from(data.buffer, data.byteOffset, SNAPSHOT_FRAME_HEADER_BYTES).readUInt32BE(4);
+    return { type: 'frame', frame: kind as SnapshotFrame, index, payload: data.subarray(SNAPSHOT_FRAME_HEADER_BYTES) };
+  }
+  const m = decodeEnvelope(data);
+  throwIfError(m);
+  const count = (v: unknown, what: string) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`bad ${what}`);
+  };
+  switch (m.type) {
+    case 'snapshot-wait':
+      return m as unknown as SnapshotWait;
+    case 'snapshot-started':
+    case 'snapshot-info':
+      if (typeof m.id !== 'string') throw new ProtocolError('bad id');
+      parseLsn(m.lsn);
+      if (!isEpoch(m.epoch)) throw new ProtocolError('bad epoch');
+      count(m.chunkBytes, 'chunkBytes');
+      if ((m.chunkBytes as number) === 0) throw new ProtocolError('bad chunkBytes');
+      if (m.type === 'snapshot-info') {
+        count(m.bytes, 'bytes');
+        count(m.chunks, 'chunks');
+        if (m.chunks !== Math.ceil((m.bytes as number) / (m.chunkBytes as number))) throw new ProtocolError(`${String(m.bytes)} bytes are not ${String(m.chunks)} chunks`);
+      }
+      return m as unknown as SnapshotStarted | SnapshotInfo;
+    default:
+      throw new ProtocolError(`unexpected snapshot reply ${m.type}`);
+  }
 }
 
 export function errorReply(error: WireError): ErrorReply {

@@ -189,23 +189,68 @@ export interface CatchupDiverged {
 
 // ---- snapshot (request/reply to the leader) -------------------------------------------------
 
+/**
+ * Seeding a follower. The leader streams its snapshot while still making it:
+ *
+ * 1. `snapshot-begin` → {@link SnapshotStarted} (id, exact LSN, chunk size) as soon as the
+ *    snapshot's read transaction is open.
+ * 2. `snapshot-chunk` for index 0, 1, … with several in flight → a chunk frame
+ *    ({@link SnapshotFrame}), or {@link SnapshotWait} (not made that far yet: ask again), or, for an
+ *    index past the last chunk once the file is complete, {@link SnapshotInfo} (its size).
+ * 3. `snapshot-hashes` from 0 → hash frames: the SHA-256 of every chunk of the finished file, or
+ *    {@link SnapshotWait} while the leader still computes them. A chunk fetched before it was final
+ *    can differ from the finished file: it is fetched again. A follower installs the file only when
+ *    the SHA-256 of every chunk it wrote equals the leader's.
+ * 4. `snapshot-end`: the leader deletes its file.
+ */
 export type SnapshotRequest =
   | { type: 'snapshot-begin'; v: typeof PROTOCOL_VERSION; node: string }
   | { type: 'snapshot-chunk'; v: typeof PROTOCOL_VERSION; id: string; index: number }
+  | { type: 'snapshot-hashes'; v: typeof PROTOCOL_VERSION; id: string; from: number }
   | { type: 'snapshot-end'; v: typeof PROTOCOL_VERSION; id: string };
 
-export interface SnapshotInfo {
-  type: 'snapshot-info';
+export interface SnapshotStarted {
+  type: 'snapshot-started';
   v: typeof PROTOCOL_VERSION;
   id: string;
   /** The exact LSN the snapshot contains: catch-up resumes after it. */
   lsn: string;
   epoch: number;
+  /** Every chunk but the last has exactly this many bytes. */
+  chunkBytes: number;
+}
+
+/** The file is complete: it has `bytes` bytes in `chunks` chunks. */
+export interface SnapshotInfo {
+  type: 'snapshot-info';
+  v: typeof PROTOCOL_VERSION;
+  id: string;
+  lsn: string;
+  epoch: number;
   bytes: number;
-  sha256: string;
   chunkBytes: number;
   chunks: number;
 }
+
+/** Not available yet; ask again (the leader held the request a while before saying so). */
+export interface SnapshotWait {
+  type: 'snapshot-wait';
+  v: typeof PROTOCOL_VERSION;
+}
+
+/**
+ * Binary replies on the snapshot channel: 4 magic bytes, a big-endian uint32 (the chunk index, or
+ * the first chunk whose hash follows), then the payload. Any other reply is a JSON envelope (it
+ * starts with `{`).
+ */
+export const SnapshotFrame = {
+  /** Payload: the bytes of one chunk. */
+  CHUNK: 'FSC1',
+  /** Payload: 32-byte SHA-256 digests of consecutive chunks. */
+  HASHES: 'FSH1',
+} as const;
+export type SnapshotFrame = (typeof SnapshotFrame)[keyof typeof SnapshotFrame];
+export const SNAPSHOT_FRAME_HEADER_BYTES = 8;
 
 // ---- writes and reads -----------------------------------------------------------------------
 

@@ -24,7 +24,12 @@ import {
   parseLsn,
   PROTOCOL_VERSION,
   ProtocolError,
+  allocSnapshotFrame,
+  SNAPSHOT_FRAME_HEADER_BYTES,
+  SnapshotFrame,
   SnapshotInfo,
+  SnapshotStarted,
+  SnapshotWait,
   WireEntry,
   WriteReply,
   WriteRequest,
@@ -47,6 +52,10 @@ export const GROUP_COMMIT_REQUESTS_MAX = 512;
 export const LOG_MESSAGE_BYTES_MAX = 768 * 1024;
 /** A snapshot nobody asked a chunk of for this long is deleted. */
 export const SNAPSHOT_IDLE_MS = 60_000;
+/** A request for a chunk (or hashes) not made yet is held this long, then answered `snapshot-wait`. */
+export const SNAPSHOT_HOLD_MS = 1000;
+/** Chunk hashes per `snapshot-hashes` reply: 32 bytes each, 512 KiB, under NATS's 1 MiB payload limit. */
+export const SNAPSHOT_HASHES_PER_REPLY = 16 * 1024;
 
 export interface FollowerPosition {
   node: string;
@@ -62,11 +71,34 @@ interface QueuedWrite {
   respond: (data: Uint8Array) => void;
 }
 
+/** A chunk or hashes request waiting for the snapshot to get that far. */
+interface SnapshotWaiter {
+  kind: 'chunk' | 'hashes';
+  /** Chunk index, or the first chunk whose hash is asked for. */
+  n: number;
+  respond: (data: Uint8Array) => void;
+  timer: Timer;
+}
+
 interface ServedSnapshot {
-  info: SnapshotInfo;
+  id: string;
+  forNode: string;
   file: string;
-  fd: number;
+  /** Open from the moment the worker started the file until the snapshot is dropped. */
+  handle: fs.promises.FileHandle | null;
+  chunkBytes: number;
+  lsn: number;
+  epoch: number;
+  /** Bytes from the start that may be sent now (most likely final; checked by hash at the end). */
+  settledBytes: number;
+  /** The file's size once it is complete (it no longer changes then). */
+  bytes: number | null;
+  /** SHA-256 of every chunk of the complete file, once computed. */
+  hashes: Buffer | null;
+  waiters: Set<SnapshotWaiter>;
   lastUseMono: number;
+  abort: AbortController;
+  dropped: boolean;
 }
 
 export class LeaderRole {
@@ -388,70 +420,190 @@ export class LeaderRole {
 
   // ---- snapshots ------------------------------------------------------------------------------
 
-  private async onSnapshot(data: Uint8Array, respond?: (d: Uint8Array) => void): Promise<void> {
-    if (!respond) return;
+  private async onSnapshot(data: Uint8Array, reply?: (d: Uint8Array) => void): Promise<void> {
+    if (!reply) return;
+    // Answers go out later too (held requests, reads off the loop): a closed connection by then
+    // is no reason to fail anything, the follower times out and starts over.
+    const respond = (d: Uint8Array) => {
+      try {
+        reply(d);
+      } catch (err) {
+        this.ctx.log.debug('snapshot reply not sent', { err: (err as Error).message });
+      }
+    };
     try {
       const m = decodeEnvelope(data);
       this.expireSnapshots();
       if (m.type === 'snapshot-begin') {
         respond(encode(await this.beginSnapshot(String(m.node))));
-      } else if (m.type === 'snapshot-chunk') {
-        const s = this.snapshots.get(String(m.id));
-        const index = Number(m.index);
-        if (!s) throw new FlotillaError(ErrorCode.NOT_FOUND, `no snapshot ${String(m.id)}; begin a new one`);
-        if (!Number.isInteger(index) || index < 0 || index >= s.info.chunks) throw new FlotillaError(ErrorCode.BAD_REQUEST, `chunk ${String(m.index)} out of range`);
-        s.lastUseMono = this.ctx.clock.monotonic();
-        const size = Math.min(s.info.chunkBytes, s.info.bytes - index * s.info.chunkBytes);
-        const buf = Buffer.allocUnsafe(size);
-        fs.readSync(s.fd, buf, 0, size, index * s.info.chunkBytes);
-        respond(buf);
+        return;
+      }
+      const s = this.snapshots.get(String(m.id));
+      if (!s) throw new FlotillaError(ErrorCode.NOT_FOUND, `no snapshot ${String(m.id)}; begin a new one`);
+      s.lastUseMono = this.ctx.clock.monotonic();
+      if (m.type === 'snapshot-chunk' || m.type === 'snapshot-hashes') {
+        const n = Number(m.type === 'snapshot-chunk' ? m.index : m.from);
+        if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new ProtocolError(`${m.type}: bad chunk number ${String(m.index ?? m.from)}`);
+        this.answerSnapshot(s, { kind: m.type === 'snapshot-chunk' ? 'chunk' : 'hashes', n, respond });
       } else if (m.type === 'snapshot-end') {
-        const s = this.snapshots.get(String(m.id));
-        if (s) this.dropSnapshot(s);
+        this.dropSnapshot(s);
         respond(encode({ type: 'ok', v: PROTOCOL_VERSION }));
       } else {
         throw new ProtocolError(`unknown snapshot request ${m.type}`);
       }
     } catch (err) {
-      if (err instanceof ProtocolError) this.refuse('snapshot', err);
-      else if (!(err instanceof FlotillaError)) this.ctx.log.error('snapshot failed', { err: (err as Error).message });
-      const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.UNAVAILABLE, message: (err as Error).message };
-      respond(encode(errorReply(wire)));
+      this.answerSnapshotError(err, respond);
     }
   }
 
-  private async beginSnapshot(forNode: string): Promise<SnapshotInfo> {
+  private answerSnapshotError(err: unknown, respond: (d: Uint8Array) => void): void {
+    if (err instanceof ProtocolError) this.refuse('snapshot', err);
+    else if (!(err instanceof FlotillaError)) this.ctx.log.error('snapshot failed', { err: (err as Error).message });
+    const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.UNAVAILABLE, message: (err as Error).message };
+    respond(encode(errorReply(wire)));
+  }
+
+  /**
+   * Starts making a snapshot and answers as soon as its read transaction is open (its LSN is
+   * fixed): chunks are served while the file grows.
+   */
+  private async beginSnapshot(forNode: string): Promise<SnapshotStarted> {
     const { store, log, config, clock } = this.ctx;
     const dir = path.join(path.dirname(store.file), 'snapshots');
     fs.mkdirSync(dir, { recursive: true });
+    // One snapshot made at a time: concurrent requests wait for it and get their own copy.
+    while (this.snapshotInProgress) await this.snapshotInProgress.catch(() => undefined);
+    if (this.stopped) throw new FlotillaError(ErrorCode.NOT_LEADER, 'this node stopped leading; ask the new leader');
     const id = randomUUID();
     const started = clock.monotonic();
     log.info('snapshot started', { for: forNode, id, lsn: store.lastLsn });
-    // One snapshot at a time: concurrent requests wait for it and get their own copy of the file.
-    while (this.snapshotInProgress) await this.snapshotInProgress.catch(() => undefined);
-    const p = store.snapshotTo(path.join(dir, `${id}.sqlite`));
-    this.snapshotInProgress = p;
-    let snap: SnapshotFile;
-    try {
-      snap = await p;
-    } finally {
-      this.snapshotInProgress = null;
-    }
-    const chunkBytes = config.snapshotChunkBytes;
-    const info: SnapshotInfo = {
-      type: 'snapshot-info',
-      v: PROTOCOL_VERSION,
+    const s: ServedSnapshot = {
       id,
-      lsn: String(snap.lsn),
-      epoch: snap.epoch,
-      bytes: snap.bytes,
-      sha256: snap.sha256,
-      chunkBytes,
-      chunks: Math.max(1, Math.ceil(snap.bytes / chunkBytes)),
+      forNode,
+      file: path.join(dir, `${id}.sqlite`),
+      handle: null,
+      chunkBytes: config.snapshotChunkBytes,
+      lsn: 0,
+      epoch: 0,
+      settledBytes: 0,
+      bytes: null,
+      hashes: null,
+      waiters: new Set(),
+      lastUseMono: started,
+      abort: new AbortController(),
+      dropped: false,
     };
-    this.snapshots.set(id, { info, file: snap.file, fd: fs.openSync(snap.file, 'r'), lastUseMono: clock.monotonic() });
-    log.info('snapshot ready', { for: forNode, id, lsn: snap.lsn, bytes: snap.bytes, ms: Math.round(clock.monotonic() - started) });
-    return info;
+    this.snapshots.set(id, s);
+    let opened!: () => void;
+    const readable = new Promise<void>((r) => (opened = r));
+    const made = store.snapshotTo(s.file, {
+      chunkBytes: s.chunkBytes,
+      signal: s.abort.signal,
+      listener: {
+        onStarted: (lsn, epoch) => {
+          s.lsn = lsn;
+          s.epoch = epoch;
+          void fs.promises.open(s.file, 'r').then(
+            (h) => {
+              if (s.dropped) void h.close();
+              else s.handle = h;
+              opened();
+            },
+            () => opened(),
+          );
+        },
+        onProgress: (bytes) => {
+          s.settledBytes = bytes;
+          this.wakeSnapshotWaiters(s);
+        },
+        onComplete: (bytes) => {
+          s.bytes = bytes;
+          s.settledBytes = bytes;
+          log.info('snapshot complete', { for: forNode, id, lsn: s.lsn, bytes, ms: Math.round(clock.monotonic() - started) });
+          this.wakeSnapshotWaiters(s);
+        },
+      },
+    });
+    this.snapshotInProgress = made;
+    const done = made.then(
+      (snap) => {
+        s.hashes = snap.chunkHashes;
+        log.info('snapshot ready', { for: forNode, id, lsn: snap.lsn, bytes: snap.bytes, ms: Math.round(clock.monotonic() - started) });
+        this.wakeSnapshotWaiters(s);
+      },
+      (err: Error) => {
+        if (!s.dropped) log.error('snapshot failed', { for: forNode, id, err: err.message });
+        this.dropSnapshot(s, new FlotillaError(ErrorCode.UNAVAILABLE, `snapshot ${id} failed: ${err.message}; begin a new one`));
+        throw err;
+      },
+    );
+    void done.catch(() => undefined).finally(() => {
+      if (this.snapshotInProgress === made) this.snapshotInProgress = null;
+    });
+    await Promise.race([readable, done]);
+    await readable; // a small snapshot can be done before its file is open here
+    if (!s.handle) {
+      const err = new FlotillaError(ErrorCode.UNAVAILABLE, `snapshot ${id} could not be opened; begin a new one`);
+      this.dropSnapshot(s, err);
+      throw err;
+    }
+    return { type: 'snapshot-started', v: PROTOCOL_VERSION, id, lsn: String(s.lsn), epoch: s.epoch, chunkBytes: s.chunkBytes };
+  }
+
+  /** Answers a chunk or hashes request now if it can be, else holds it until it can (or for SNAPSHOT_HOLD_MS). */
+  private answerSnapshot(s: ServedSnapshot, w: Omit<SnapshotWaiter, 'timer'>): void {
+    if (this.trySnapshotAnswer(s, w)) return;
+    const waiter: SnapshotWaiter = {
+      ...w,
+      timer: this.ctx.clock.setTimeout(() => {
+        if (s.waiters.delete(waiter)) w.respond(encode({ type: 'snapshot-wait', v: PROTOCOL_VERSION } satisfies SnapshotWait));
+      }, SNAPSHOT_HOLD_MS),
+    };
+    s.waiters.add(waiter);
+  }
+
+  private wakeSnapshotWaiters(s: ServedSnapshot): void {
+    for (const w of s.waiters) {
+      if (this.trySnapshotAnswer(s, w)) {
+        w.timer.cancel();
+        s.waiters.delete(w);
+      }
+    }
+  }
+
+  /** Sends what `w` asks for if it is available; false when it is not yet. */
+  private trySnapshotAnswer(s: ServedSnapshot, w: Omit<SnapshotWaiter, 'timer'>): boolean {
+    const chunks = s.bytes === null ? null : Math.ceil(s.bytes / s.chunkBytes);
+    if (w.kind === 'hashes') {
+      if (!s.hashes || chunks === null) return false;
+      if (w.n >= chunks) {
+        this.answerSnapshotError(new FlotillaError(ErrorCode.BAD_REQUEST, `hashes from chunk ${w.n}: the snapshot has ${chunks} chunks`), w.respond);
+        return true;
+      }
+      const count = Math.min(SNAPSHOT_HASHES_PER_REPLY, chunks - w.n);
+      const frame = allocSnapshotFrame(SnapshotFrame.HASHES, w.n, 32 * count);
+      s.hashes.copy(frame, SNAPSHOT_FRAME_HEADER_BYTES, 32 * w.n, 32 * (w.n + count));
+      w.respond(frame);
+      return true;
+    }
+    if (chunks !== null && w.n >= chunks) {
+      const info: SnapshotInfo = { type: 'snapshot-info', v: PROTOCOL_VERSION, id: s.id, lsn: String(s.lsn), epoch: s.epoch, bytes: s.bytes!, chunkBytes: s.chunkBytes, chunks };
+      w.respond(encode(info));
+      return true;
+    }
+    const start = w.n * s.chunkBytes;
+    const size = s.bytes === null ? s.chunkBytes : Math.min(s.chunkBytes, s.bytes - start);
+    if (start + size > s.settledBytes || !s.handle) return false;
+    // Read off the event loop, straight into the reply frame.
+    const frame = allocSnapshotFrame(SnapshotFrame.CHUNK, w.n, size);
+    s.handle
+      .read(frame, SNAPSHOT_FRAME_HEADER_BYTES, size, start)
+      .then(({ bytesRead }) => {
+        if (bytesRead !== size) throw new Error(`read ${bytesRead} of ${size} bytes at ${start}`);
+        w.respond(frame);
+      })
+      .catch((err: Error) => this.answerSnapshotError(new FlotillaError(ErrorCode.UNAVAILABLE, `snapshot ${s.id} chunk ${w.n}: ${err.message}`), w.respond));
+    return true;
   }
 
   private expireSnapshots(): void {
@@ -459,11 +611,25 @@ export class LeaderRole {
     for (const s of this.snapshots.values()) if (now - s.lastUseMono > SNAPSHOT_IDLE_MS) this.dropSnapshot(s);
   }
 
-  private dropSnapshot(s: ServedSnapshot): void {
-    this.snapshots.delete(s.info.id);
-    fs.closeSync(s.fd);
-    // Unlinking a large file can take a while: never on the event loop that commits writes.
-    void fs.promises.rm(s.file, { force: true });
+  /** Stops making `s` if it still is, answers its held requests with `why`, deletes its file. */
+  private dropSnapshot(s: ServedSnapshot, why = new FlotillaError(ErrorCode.NOT_FOUND, `snapshot ${s.id} was dropped; begin a new one`)): void {
+    if (s.dropped) return;
+    s.dropped = true;
+    this.snapshots.delete(s.id);
+    s.abort.abort();
+    for (const w of s.waiters) {
+      w.timer.cancel();
+      w.respond(encode(errorReply(why.toWire())));
+    }
+    s.waiters.clear();
+    // Closing waits for reads in flight; unlinking a large file can take a while: never on the
+    // event loop that commits writes.
+    const handle = s.handle;
+    s.handle = null;
+    void (handle ? handle.close() : Promise.resolve())
+      .catch(() => undefined)
+      .then(() => fs.promises.rm(s.file, { force: true }))
+      .catch(() => undefined);
   }
 
   private refuse(channel: string, err: unknown): void {

@@ -27,7 +27,7 @@ import {
 import { CaptureReader, changeJson, installCapture, removeCaptureTriggers } from './capture';
 import { ChangeApplier, DivergenceError } from './apply';
 import { createSchema } from './schema';
-import { createSnapshot, SnapshotFile } from './snapshot';
+import { createSnapshot, SnapshotFile, SnapshotOptions } from './snapshot';
 import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
 import { Quarantine } from './quarantine';
 import { toClientError } from './sql-error';
@@ -68,6 +68,8 @@ export const QUERY_ROWS_MAX = 10_000;
  * bigger transaction is refused with PAYLOAD_TOO_LARGE and rolled back: split it.
  */
 export const ENTRY_PAYLOAD_BYTES_MAX = 900 * 1024;
+/** Chunk of a snapshot's hashes when the caller names none (the leader passes its transfer chunk). */
+export const SNAPSHOT_HASH_CHUNK_BYTES_DEFAULT = 1024 * 1024;
 
 /** A rewind that cannot be done from the log: re-seed from a snapshot instead. */
 export class RewindImpossibleError extends Error {
@@ -669,10 +671,13 @@ export class Store {
 
   // ---- snapshots ------------------------------------------------------------------------------
 
-  /** A consistent copy of this database at an exact LSN, made without blocking writes. */
-  async snapshotTo(dest: string): Promise<SnapshotFile> {
+  /**
+   * A consistent copy of this database at an exact LSN, made in a worker thread without blocking
+   * writes; `options.listener` hears of its progress, so the file can be read while it grows.
+   */
+  async snapshotTo(dest: string, options: SnapshotOptions = { chunkBytes: SNAPSHOT_HASH_CHUNK_BYTES_DEFAULT }): Promise<SnapshotFile> {
     fs.rmSync(dest, { force: true });
-    return createSnapshot(this.file, dest);
+    return createSnapshot(this.file, dest, options);
   }
 
   /**
