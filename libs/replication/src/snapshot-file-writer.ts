@@ -7,8 +7,12 @@
  */
 import * as fs from 'node:fs';
 
-/** A seeding follower flushes the snapshot file to disk every this many bytes. */
-export const SNAPSHOT_FSYNC_EVERY_BYTES = 8 * 1024 * 1024;
+/**
+ * A seeding follower flushes the snapshot file to disk every this many bytes: as little dirty data
+ * as the leader's snapshot worker leaves (SNAPSHOT_FLUSH_EVERY_BYTES, same measurement), for when
+ * both share a disk.
+ */
+export const SNAPSHOT_FSYNC_EVERY_BYTES = 2 * 1024 * 1024;
 /** Bytes accepted but not yet written at most; `write` waits beyond this (memory bound). */
 export const SNAPSHOT_WRITE_QUEUE_BYTES_MAX = 16 * 1024 * 1024;
 

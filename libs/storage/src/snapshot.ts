@@ -58,8 +58,15 @@ export interface SnapshotOptions {
 export const SNAPSHOT_ROWS_PER_SLICE = 16;
 /** Most rows copied by one statement (tiny rows): progress is reported between statements. */
 export const SNAPSHOT_ROWS_PER_SLICE_MAX = 16 * 1024;
-/** The snapshot file is flushed to disk whenever it grew by this much. */
-export const SNAPSHOT_FLUSH_EVERY_BYTES = 8 * 1024 * 1024;
+/**
+ * The snapshot file is flushed to disk whenever it grew by this much. On ext4 (data=ordered) the
+ * leader's WAL fsync also writes out the dirty data of other files in the same journal
+ * transaction, so this bounds how much snapshot data a commit can wait for. Measured at 200 MB
+ * with a follower streaming the file and one client writing meanwhile (same disk): 8 MiB gave a
+ * write p99 of 31–55 ms and a maximum of up to 125 ms; 2 MiB a p99 of 18–44 ms and a maximum of
+ * 35–100 ms, as low as making the snapshot without streaming it, for the same seeding time.
+ */
+export const SNAPSHOT_FLUSH_EVERY_BYTES = 2 * 1024 * 1024;
 /**
  * The last bytes written are not reported as progress: b-tree pages near the end of the file
  * still change while rows are appended. Measured on a table of 1.5 M small rows: without this
