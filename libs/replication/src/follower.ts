@@ -35,6 +35,7 @@ import { TransportError } from '@flotilla/transport';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
+import { WalFlusher } from './wal-flusher';
 import { SNAPSHOT_HOLD_MS } from './leader';
 import { SnapshotFileWriter } from './snapshot-file-writer';
 
@@ -91,8 +92,7 @@ export class FollowerRole {
   /** Highest LSN known to be on disk (fdatasync'd); acks report it as `flushed`. */
   private flushed: number;
   private flushTimer: Timer | null = null;
-  private flushing = false;
-  private flushAgain = false;
+  private readonly flusher: WalFlusher;
 
   constructor(
     private readonly ctx: RoleContext,
@@ -105,6 +105,21 @@ export class FollowerRole {
   ) {
     ctx.store.setDurability('deferred');
     this.flushed = ctx.store.syncWal();
+    this.flusher = new WalFlusher(
+      () => ctx.store.syncWalAsync(),
+      (lsn) => {
+        if (lsn > this.flushed) {
+          this.flushed = lsn;
+          this.sendAck();
+        }
+      },
+      (err) => {
+        // What the kernel failed to write is gone from the page cache too: never report it flushed.
+        ctx.log.error('fdatasync failed: this replica cannot vouch for its disk', { err: err.message });
+        ctx.fatal(err);
+      },
+      () => !this.stopped,
+    );
     this.received = ctx.store.lastLsn;
     this.leaderContactMono = ctx.clock.monotonic();
   }
@@ -286,31 +301,7 @@ export class FollowerRole {
     this.flushTimer?.cancel();
     this.flushTimer = null;
     if (this.stopped || this.flushed >= this.ctx.store.lastLsn) return;
-    if (this.flushing) {
-      this.flushAgain = true;
-      return;
-    }
-    this.flushing = true;
-    this.ctx.store.syncWalAsync().then(
-      (lsn) => {
-        this.flushing = false;
-        if (this.stopped) return;
-        if (lsn > this.flushed) {
-          this.flushed = lsn;
-          this.sendAck();
-        }
-        if (this.flushAgain) {
-          this.flushAgain = false;
-          this.flush();
-        }
-      },
-      (err: Error) => {
-        this.flushing = false;
-        // What the kernel failed to write is gone from the page cache too: never report it flushed.
-        this.ctx.log.error('fdatasync failed: this replica cannot vouch for its disk', { err: err.message });
-        this.ctx.fatal(err);
-      },
-    );
+    this.flusher.request();
   }
 
   sendAck(): void {

@@ -40,6 +40,7 @@ import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
 import { SyncTracker } from './sync-tracker';
 import { validateWriteRequest } from './validate';
+import { WalFlusher } from './wal-flusher';
 
 /** A group commit slower than this is logged (a disk or CPU stall the operator should see). */
 export const SLOW_COMMIT_MS = 50;
@@ -112,8 +113,16 @@ export class LeaderRole {
   private tickTimer: Timer | null = null;
   /** Highest LSN fdatasync'd here; writes above it wait in localWaiters (ascending LSN). */
   private localFlushed = 0;
-  private localFlushing = false;
-  private localFlushAgain = false;
+  private readonly flusher = new WalFlusher(
+    () => this.ctx.store.syncWalAsync(),
+    (lsn) => this.onLocalFlushed(lsn),
+    (err) => {
+      // The kernel may have dropped the pages it failed to write: nothing waiting is durable.
+      this.ctx.log.error('fdatasync failed: this leader cannot vouch for its disk', { err: err.message });
+      this.ctx.fatal(err);
+    },
+    () => !this.stopped,
+  );
   private localWaiters: { lsn: number; q: QueuedWrite; o: WriteOutcome & { ok: true } }[] = [];
   /** Set while a switchover hands the lease on: new writes are refused (NOT_LEADER, retryable). */
   private handingOverTo: string | null = null;
@@ -242,31 +251,14 @@ export class LeaderRole {
    * meanwhile, and the next flush covers it. Writes waiting for it are then acknowledged.
    */
   private flushLocal(): void {
-    if (this.localFlushing) {
-      this.localFlushAgain = true;
-      return;
-    }
-    this.localFlushing = true;
-    this.ctx.store.syncWalAsync().then(
-      (lsn) => {
-        this.localFlushing = false;
-        if (this.stopped) return;
-        this.localFlushed = Math.max(this.localFlushed, lsn);
-        let n = 0;
-        while (n < this.localWaiters.length && this.localWaiters[n].lsn <= this.localFlushed) n++;
-        for (const w of this.localWaiters.splice(0, n)) this.acknowledge(w.q, w.o);
-        if (this.localFlushAgain) {
-          this.localFlushAgain = false;
-          this.flushLocal();
-        }
-      },
-      (err: Error) => {
-        this.localFlushing = false;
-        // The kernel may have dropped the pages it failed to write: nothing waiting is durable.
-        this.ctx.log.error('fdatasync failed: this leader cannot vouch for its disk', { err: err.message });
-        this.ctx.fatal(err);
-      },
-    );
+    this.flusher.request();
+  }
+
+  private onLocalFlushed(lsn: number): void {
+    this.localFlushed = Math.max(this.localFlushed, lsn);
+    let n = 0;
+    while (n < this.localWaiters.length && this.localWaiters[n].lsn <= this.localFlushed) n++;
+    for (const w of this.localWaiters.splice(0, n)) this.acknowledge(w.q, w.o);
   }
 
   /** Highest LSN durable on this node's disk. */
