@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode } from '@flotilla/protocol';
-import { DivergenceError, LogEntry, Store, WriteInput } from '@flotilla/storage';
+import { DivergenceError, LogEntry, Store, WAL_PREALLOCATE_BYTES, WriteInput } from '@flotilla/storage';
 import { removeTempDir, tempDir } from '@flotilla/testing';
 
 let dir: string;
@@ -256,4 +256,22 @@ test('syncWalAsync: resolves with the LSN committed before the call; a close or 
   await expect(closing).resolves.toEqual(expect.any(Number));
   leader = Store.open(path.join(dir, 'leader.sqlite'));
   expect(leader.lastLsn).toBe(follower.lastLsn);
+});
+
+test('the WAL is written out to its preallocated size at open, does not grow under small writes, and recovers after a crash', () => {
+  const wal = path.join(dir, 'leader.sqlite-wal');
+  expect(fs.statSync(wal).size).toBe(WAL_PREALLOCATE_BYTES);
+  exec(sql('CREATE TABLE w(k INTEGER PRIMARY KEY, v TEXT)'));
+  for (let i = 0; i < 500; i++) exec(sql('INSERT INTO w VALUES (?, ?)', [i, 'x'.repeat(100)]));
+  expect(fs.statSync(wal).size).toBe(WAL_PREALLOCATE_BYTES);
+  // A crash: copies of the database and its WAL as they are on disk, without a close.
+  fs.copyFileSync(path.join(dir, 'leader.sqlite'), path.join(dir, 'crashed.sqlite'));
+  fs.copyFileSync(wal, path.join(dir, 'crashed.sqlite-wal'));
+  const crashed = Store.open(path.join(dir, 'crashed.sqlite'));
+  try {
+    expect(crashed.lastLsn).toBe(leader.lastLsn);
+    expect(crashed.tableChecksums()).toEqual(leader.tableChecksums());
+  } finally {
+    crashed.close();
+  }
 });

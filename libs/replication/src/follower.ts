@@ -52,7 +52,7 @@ export const CATCHUP_REQUEST_TIMEOUT_MS = 1000;
  * 200 MB: 16 seeded in 1.2–1.7 s where 8 took 1.5–3.0 s; while the leader is still making the
  * file, requests past its end wait there, and a deeper window refills faster when it moves on.
  */
-export const SNAPSHOT_CHUNKS_IN_FLIGHT = 16;
+export const SNAPSHOT_CHUNKS_IN_FLIGHT = 4;
 /** The leader answers `snapshot-begin` once the snapshot's read transaction is open (after any snapshot it is making). */
 export const SNAPSHOT_BEGIN_TIMEOUT_MS = 120_000;
 /** A seeding follower logs its progress at most this often. */

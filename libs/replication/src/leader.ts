@@ -123,7 +123,7 @@ export class LeaderRole {
     },
     () => !this.stopped,
   );
-  private localWaiters: { lsn: number; q: QueuedWrite; o: WriteOutcome & { ok: true } }[] = [];
+  private localWaiters: { lsn: number; sinceMono: number; q: QueuedWrite; o: WriteOutcome & { ok: true } }[] = [];
   /** Set while a switchover hands the lease on: new writes are refused (NOT_LEADER, retryable). */
   private handingOverTo: string | null = null;
 
@@ -223,11 +223,12 @@ export class LeaderRole {
       this.publish(entries);
       this.sync.noteCommitted(store.lastLsn);
       if (entries.length > 0) this.flushLocal();
+      const now = clock.monotonic();
       outcomes.forEach((o, i) => {
         const q = batch[i];
         if (!o.ok) return q.respond(encode(this.replyOf(o)));
         if (o.lsn <= this.localFlushed) return this.acknowledge(q, o);
-        this.localWaiters.push({ lsn: o.lsn, q, o });
+        this.localWaiters.push({ lsn: o.lsn, sinceMono: now, q, o });
       });
     }
   }
@@ -255,6 +256,12 @@ export class LeaderRole {
   }
 
   private onLocalFlushed(lsn: number): void {
+    // How long the oldest write it releases waited for the disk (after its commit).
+    const oldest = this.localWaiters[0];
+    if (oldest && oldest.lsn <= lsn) {
+      const ms = this.ctx.clock.monotonic() - oldest.sinceMono;
+      if (ms > SLOW_COMMIT_MS) this.ctx.log.warn('slow flush', { ms: Math.round(ms), lsn, waiting: this.localWaiters.length });
+    }
     this.localFlushed = Math.max(this.localFlushed, lsn);
     let n = 0;
     while (n < this.localWaiters.length && this.localWaiters[n].lsn <= this.localFlushed) n++;
