@@ -222,7 +222,9 @@ export class LeaderRole {
       // AND on the followers its durability asks for, so the order of the two flushes is free.
       this.publish(entries);
       this.sync.noteCommitted(store.lastLsn);
-      if (entries.length > 0) this.flushLocal();
+      // fdatasync of the WAL on a libuv thread, one at a time (WalFlusher): the event loop commits
+      // the next group meanwhile and the next flush covers it; waiting writes go on in onLocalFlushed.
+      if (entries.length > 0) this.flusher.request();
       const now = clock.monotonic();
       outcomes.forEach((o, i) => {
         const q = batch[i];
@@ -245,14 +247,6 @@ export class LeaderRole {
       if (w.ok) q.respond(encode(this.replyOf(o)));
       else q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}` })));
     });
-  }
-
-  /**
-   * fdatasync of the WAL on a libuv thread, one at a time: the event loop commits the next group
-   * meanwhile, and the next flush covers it. Writes waiting for it are then acknowledged.
-   */
-  private flushLocal(): void {
-    this.flusher.request();
   }
 
   private onLocalFlushed(lsn: number): void {

@@ -114,7 +114,7 @@ export class ReplicaNode {
       this.follower?.stop();
       this.follower = null;
       this.leader?.stop();
-      // Commits are flushed by the leader role, off the event loop (see LeaderRole.flushLocal).
+      // Commits are flushed by the leader role, off the event loop (WalFlusher, see LeaderRole.onLocalFlushed).
       store.setDurability('deferred');
       store.startCapture();
       store.beginEpoch(view.epoch);

@@ -221,18 +221,21 @@ export class Store {
   /** Makes every commit so far durable (fdatasync of the WAL); returns the LSN that is now flushed. */
   syncWal(): number {
     const lsn = this.last;
-    let fd: number;
-    try {
-      fd = fs.openSync(this.file + '-wal', 'r');
-    } catch {
-      return lsn; // no WAL: everything is in the (synced) database file
+    const fd = this.openWal();
+    if (fd !== null) fs.fdatasyncSync(fd);
+    return lsn; // no WAL: everything is in the (synced) database file
+  }
+
+  /** The WAL's fd for flushes, opened once per open of the files; null while there is no WAL. */
+  private openWal(): number | null {
+    if (this.walFd === null) {
+      try {
+        this.walFd = fs.openSync(this.file + '-wal', 'r');
+      } catch {
+        return null;
+      }
     }
-    try {
-      fs.fdatasyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    return lsn;
+    return this.walFd;
   }
 
   /**
@@ -273,14 +276,8 @@ export class Store {
    */
   syncWalAsync(): Promise<number> {
     const lsn = this.last;
-    if (this.walFd === null) {
-      try {
-        this.walFd = fs.openSync(this.file + '-wal', 'r');
-      } catch {
-        return Promise.resolve(lsn); // no WAL: everything is in the (synced) database file
-      }
-    }
-    const fd = this.walFd;
+    const fd = this.openWal();
+    if (fd === null) return Promise.resolve(lsn); // no WAL: everything is in the (synced) database file
     this.walSyncsInFlight.set(fd, (this.walSyncsInFlight.get(fd) ?? 0) + 1);
     // Callback fs, not fs.promises: a FileHandle promise costs several times the CPU per call.
     return new Promise((resolve, reject) =>
