@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { BenchCluster } from './bench-cluster';
 import { runWriters } from './load';
 import { fmt, markdownTable } from './report';
+import { measureMessageFloor, MessageFloor } from './floor';
 import { INSERT_SQL, KV_TABLE_DDL, REQUEST_TIMEOUT_MS, freshKeyBase, Settings } from './sections';
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on every Linux build we know). */
@@ -42,10 +43,12 @@ export interface CpuSection {
   throughputPerS: number;
   rows: CpuRow[];
   totalUsPerWrite: number;
+  /** Measured after the run on the same nats-server when asked for (the 1-client run). */
+  floor?: MessageFloor;
 }
 
 /** One cluster per mode; CPU sampled around a closed-loop run of `clients` writers. */
-export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clients = 64): Promise<CpuSection> {
+export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clients = 64, withFloor = false): Promise<CpuSection> {
   const env: Record<string, string> = { FLOTILLA_MODE: mode };
   if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
   const bc = await BenchCluster.start({ replicas: 3, env, ddl: [KV_TABLE_DDL] });
@@ -75,6 +78,7 @@ export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clien
     return {
       mode, clients, writes, seconds: +seconds.toFixed(1), throughputPerS: Math.round(writes / seconds), rows,
       totalUsPerWrite: +rows.reduce((a, r) => a + r.usPerWrite, 0).toFixed(1),
+      floor: withFloor ? await measureMessageFloor(bc.cluster.natsUrl, pids.get('nats')!) : undefined,
     };
   } finally {
     await bc.stop();
@@ -91,6 +95,14 @@ export function cpuTable(sections: CpuSection[]): string {
         [...c.rows.map((r) => [r.process, r.role, fmt(r.cpuMs), fmt(r.usPerWrite, 1), fmt(r.coreShare, 2)]), ['total', '', '', fmt(c.totalUsPerWrite, 1), fmt(c.rows.reduce((a, r) => a + r.coreShare, 0), 2)]],
       ),
     );
+    if (c.floor) {
+      out.push(
+        `\nFloor of this machine, same nats-server: a bare nats.js subscriber that only echoes each message (no decoding, no SQLite) ` +
+          `spends ${c.floor.subscriberUsPerMessage} µs of CPU per message at ${fmt(c.floor.ratePerS)} messages/s, and nats-server ` +
+          `${c.floor.natsServerUsPerMessage} µs per message echoed (in and out). At 1 client a follower handles one log message ` +
+          'and sends one ack per write: that much of its CPU per write is wake-ups and socket I/O, not Flotilla.',
+      );
+    }
     out.push('');
   }
   return out.join('\n');

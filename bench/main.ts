@@ -24,7 +24,7 @@ import { BenchCluster, liveClusters, useRoot } from './bench-cluster';
 import { machineInfo } from './report';
 import {
   catchupTable, failoverTable, KV_TABLE_DDL, lagTable, livePostgres, measureCatchup, measureFailover, measureFlotillaModes, measureLag,
-  measurePostgres, measureSnapshot, measureWrites, modeRatios, modesTable, probeMaxRate, Settings, settingsFor, snapshotTable, WriteSection, writeTable,
+  measurePostgres, measureSnapshot, measureWritePairs, modeRatios, modesTable, probeMaxRate, Settings, settingsFor, snapshotTable, writeTable,
 } from './sections';
 
 export const SECTIONS = ['write', 'lag', 'catchup', 'snapshot', 'modes', 'failover', 'cpu'] as const;
@@ -135,30 +135,21 @@ async function main(): Promise<void> {
 
   // write, lag and catch-up share one 3-replica cluster; write also needs a 1-replica one.
   if (args.only.has('write') || args.only.has('lag') || args.only.has('catchup')) {
-    let write: WriteSection | undefined;
-    if (args.only.has('write')) {
-      await loads('write0', async () => {
-        const bc = await BenchCluster.start({ replicas: 1, ddl: [KV_TABLE_DDL] });
-        try {
-          write = { zeroFollowers: await measureWrites(bc, s, false), twoFollowers: [], ratios: [], maxRateTwoFollowersPerS: 0, drainMs: [] };
-        } finally {
-          await bc.stop();
-        }
-      })();
-    }
-    const bc = await BenchCluster.start({ replicas: 3, ddl: [KV_TABLE_DDL] });
+    let zero = args.only.has('write') ? await BenchCluster.start({ replicas: 1, ddl: [KV_TABLE_DDL] }) : undefined;
+    let started: BenchCluster | undefined;
     try {
+      const bc = (started = await BenchCluster.start({ replicas: 3, ddl: [KV_TABLE_DDL] }));
       let maxRate = 0;
-      if (args.only.has('write')) {
+      if (zero) {
+        const z = zero;
         await loads('write', async () => {
-          if (!write) throw new Error('the 0-follower half failed');
-          write.twoFollowers = await measureWrites(bc, s, true, write.drainMs);
-          write.ratios = write.zeroFollowers.map((z, i) => ({ clients: z.clients, ratio: +(write!.twoFollowers[i].throughputPerS / z.throughputPerS).toFixed(2) }));
-          write.maxRateTwoFollowersPerS = Math.max(...write.twoFollowers.map((p) => p.throughputPerS));
+          const write = await measureWritePairs(z, bc, s);
           maxRate = write.maxRateTwoFollowersPerS;
           sections.write = write;
           print('Write throughput through the gateway (single-row INSERT, closed loop)', writeTable(write));
         })();
+        zero = undefined;
+        await z.stop();
       }
       if ((args.only.has('lag') || args.only.has('catchup')) && !maxRate) maxRate = await probeMaxRate(bc, s);
       if (args.only.has('lag')) {
@@ -176,7 +167,8 @@ async function main(): Promise<void> {
         })();
       }
     } finally {
-      await bc.stop();
+      await zero?.stop();
+      await started?.stop();
     }
   }
 
@@ -210,9 +202,9 @@ async function main(): Promise<void> {
 
   if (args.only.has('cpu')) {
     await loads('cpu', async () => {
-      const c = [await measureCpu(s, 'async'), await measureCpu(s, 'semi-sync')];
+      const c = [await measureCpu(s, 'async'), await measureCpu(s, 'semi-sync'), await measureCpu(s, 'async', 1, true)];
       sections.cpu = c;
-      print('Where the time goes: CPU per write of each process (64 clients, 3 replicas)', cpuTable(c));
+      print('Where the time goes: CPU per write of each process (64 and 1 clients, 3 replicas)', cpuTable(c));
     })();
   }
 

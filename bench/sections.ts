@@ -13,6 +13,8 @@ import { LoadResult, percentile, runWriters, startAckListener } from './load';
 import { nowMs, WriterResult } from './load-worker';
 import { PgMode, PostgresPair } from './postgres';
 import { fmt, markdownTable, ratioCell } from './report';
+import { measureNatsCeiling, NatsCeiling } from './nats-ceiling';
+import { SNAPSHOT_CHUNKS_IN_FLIGHT } from '@flotilla/replication';
 
 /** Run lengths and sizes; `--quick` shrinks all of them. */
 export interface Settings {
@@ -25,12 +27,16 @@ export interface Settings {
   outageMs: number;
   snapshotMb: number;
   failoverRepetitions: number;
+  /** Write section: 0- and 2-follower points measured alternately this many times per client count. */
+  writePairs: number;
+  writeWarmupMs: number;
+  writeDurationMs: number;
 }
 
 export function settingsFor(quick: boolean): Settings {
   return quick
-    ? { quick, clientCounts: [1, 16, 64], warmupMs: 500, durationMs: 2500, lagDurationMs: 4000, outageMs: 10_000, snapshotMb: 50, failoverRepetitions: 3 }
-    : { quick, clientCounts: [1, 16, 64], warmupMs: 2000, durationMs: 12_000, lagDurationMs: 20_000, outageMs: 60_000, snapshotMb: 200, failoverRepetitions: 20 };
+    ? { quick, clientCounts: [1, 16, 64], warmupMs: 500, durationMs: 2500, lagDurationMs: 4000, outageMs: 10_000, snapshotMb: 50, failoverRepetitions: 3, writePairs: 1, writeWarmupMs: 500, writeDurationMs: 2500 }
+    : { quick, clientCounts: [1, 16, 64], warmupMs: 2000, durationMs: 12_000, lagDurationMs: 20_000, outageMs: 60_000, snapshotMb: 200, failoverRepetitions: 20, writePairs: 3, writeWarmupMs: 1500, writeDurationMs: 8000 };
 }
 
 /** Hard bound on requests of one throughput point (the duration normally ends it first). */
@@ -99,10 +105,16 @@ export async function gatewayPoint(bc: BenchCluster, s: Settings, clients: numbe
 // ---- (a) write throughput, 0 vs 2 followers ---------------------------------------------------
 
 export interface WriteSection {
+  /** Per client count, the 0-follower point of median throughput among its repetitions. */
   zeroFollowers: Point[];
   twoFollowers: Point[];
-  /** twoFollowers/zeroFollowers throughput per client count. */
-  ratios: { clients: number; ratio: number }[];
+  /**
+   * twoFollowers/zeroFollowers per client count: the median of the ratios of the pairs (a 0- and a
+   * 2-follower point measured back to back), with every pair's ratio.
+   */
+  ratios: { clients: number; ratio: number; pairRatios: number[] }[];
+  /** Every point measured, in order: [0-follower, 2-follower] per pair. */
+  pairs: { clients: number; zero: Point; two: Point }[];
   /** Best 2-follower throughput: the "maximum write rate" of the lag and catch-up sections. */
   maxRateTwoFollowersPerS: number;
   /** Time the followers needed to reach the leader after each 2-follower point (backlog). */
@@ -122,14 +134,60 @@ export async function measureWrites(bc: BenchCluster, s: Settings, waitForFollow
   return out;
 }
 
+/**
+ * The 0- vs 2-follower comparison, in pairs: for each client count, `s.writePairs` times a point on
+ * the 1-replica cluster and then one on the 3-replica cluster, back to back. This machine's speed
+ * drifts by ±20% over minutes (other tenants of the host), so two halves measured minutes apart
+ * compare the drift as much as the followers; the ratio of adjacent points, and the median over the
+ * pairs, do not. Both clusters stay up throughout (the idle one costs ~2% of a core).
+ */
+export async function measureWritePairs(zero: BenchCluster, two: BenchCluster, s: Settings): Promise<WriteSection> {
+  const ps: Settings = { ...s, warmupMs: s.writeWarmupMs, durationMs: s.writeDurationMs };
+  const w: WriteSection = { zeroFollowers: [], twoFollowers: [], ratios: [], pairs: [], maxRateTwoFollowersPerS: 0, drainMs: [] };
+  for (const clients of s.clientCounts) {
+    const here: WriteSection['pairs'] = [];
+    for (let i = 0; i < s.writePairs; i++) {
+      const z = await gatewayPoint(zero, ps, clients);
+      const t = await gatewayPoint(two, ps, clients);
+      const t0 = Date.now();
+      await two.converged();
+      w.drainMs.push(Date.now() - t0);
+      here.push({ clients, zero: z, two: t });
+    }
+    w.pairs.push(...here);
+    const byThroughput = (a: Point, b: Point) => a.throughputPerS - b.throughputPerS;
+    w.zeroFollowers.push(median(here.map((p) => p.zero), byThroughput));
+    w.twoFollowers.push(median(here.map((p) => p.two), byThroughput));
+    const pairRatios = here.map((p) => +(p.two.throughputPerS / p.zero.throughputPerS).toFixed(2));
+    w.ratios.push({ clients, ratio: median(pairRatios, (a, b) => a - b), pairRatios });
+  }
+  w.maxRateTwoFollowersPerS = Math.max(...w.twoFollowers.map((p) => p.throughputPerS));
+  return w;
+}
+
+/** The middle element (the lower middle of an even count). */
+function median<T>(xs: T[], cmp: (a: T, b: T) => number): T {
+  const sorted = [...xs].sort(cmp);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 export function writeTable(w: WriteSection): string {
   const rows = w.zeroFollowers.map((z, i) => {
     const t = w.twoFollowers[i];
-    return [String(z.clients), fmt(z.throughputPerS), fmt(z.p50Ms, 2), fmt(z.p99Ms, 2), fmt(t?.throughputPerS), fmt(t?.p50Ms, 2), fmt(t?.p99Ms, 2), ratioCell(w.ratios[i]?.ratio, 0.8)];
+    const r = w.ratios[i];
+    return [
+      String(z.clients), fmt(z.throughputPerS), fmt(z.p50Ms, 2), fmt(z.p99Ms, 2), fmt(t?.throughputPerS), fmt(t?.p50Ms, 2), fmt(t?.p99Ms, 2),
+      ratioCell(r?.ratio, 0.8), r ? r.pairRatios.map((x) => x.toFixed(2)).join(', ') : '—',
+    ];
   });
-  return markdownTable(
-    ['clients', '0 followers writes/s', 'p50 ms', 'p99 ms', '2 async followers writes/s', 'p50 ms', 'p99 ms', '2f / 0f throughput'],
-    rows,
+  const pairs = w.ratios[0]?.pairRatios.length ?? 0;
+  return (
+    markdownTable(
+      ['clients', '0 followers writes/s', 'p50 ms', 'p99 ms', '2 async followers writes/s', 'p50 ms', 'p99 ms', '2f / 0f throughput (median of pairs)', 'each pair'],
+      rows,
+    ) +
+    `\n\n${pairs} pair(s) per client count, each a 0-follower point and then a 2-follower point measured back to back; ` +
+    'the writes/s and latencies shown are the points of median throughput.'
   );
 }
 
@@ -366,6 +424,8 @@ export interface SnapshotSection {
   cpMbPerS: number;
   ratioToCp: number;
   buildMs: number;
+  /** Bare NATS request/reply of as many bytes, in the snapshot's chunk size: with its window and a deeper one. */
+  natsCeiling?: NatsCeiling[];
 }
 
 export async function measureSnapshot(s: Settings): Promise<SnapshotSection> {
@@ -394,12 +454,17 @@ export async function measureSnapshot(s: Settings): Promise<SnapshotSection> {
     const transferMs = totalMs - makeMs;
     await bc.converged();
     const cp = timedCopy(dbFile);
+    const chunkBytes = Number(bc.logLines(added, 0, 'snapshot offered')[0]?.chunkBytes ?? 960 * 1024);
+    const natsCeiling = [
+      await measureNatsCeiling(bc.cluster.natsUrl, snapshotBytes, chunkBytes, SNAPSHOT_CHUNKS_IN_FLIGHT),
+      await measureNatsCeiling(bc.cluster.natsUrl, snapshotBytes, chunkBytes, 16),
+    ];
     const mbps = (bytes: number, ms: number) => +(bytes / 1e6 / (ms / 1000)).toFixed(1);
     const totalMbPerS = mbps(snapshotBytes, totalMs);
     return {
       databaseBytes, walBytes, snapshotBytes, copyMs, makeMs, totalMs, transferMs,
       makeMbPerS: mbps(snapshotBytes, makeMs), transferMbPerS: mbps(snapshotBytes, transferMs), totalMbPerS,
-      cpBytes: cp.bytes, cpMs: Math.round(cp.ms), cpMbPerS: mbps(cp.bytes, cp.ms), ratioToCp: +(totalMbPerS / mbps(cp.bytes, cp.ms)).toFixed(2), buildMs,
+      cpBytes: cp.bytes, cpMs: Math.round(cp.ms), cpMbPerS: mbps(cp.bytes, cp.ms), ratioToCp: +(totalMbPerS / mbps(cp.bytes, cp.ms)).toFixed(2), buildMs, natsCeiling,
     };
   } finally {
     await bc.stop();
@@ -434,6 +499,10 @@ export function snapshotTable(x: SnapshotSection): string {
       ['snapshot: total (new replica, "snapshot seeding finished")', mb(x.snapshotBytes), fmt(x.totalMs), fmt(x.totalMbPerS, 1)],
       ['`cp` of leader db.sqlite + fsync', mb(x.cpBytes), fmt(x.cpMs), fmt(x.cpMbPerS, 1)],
       ['snapshot total / cp', '', '', ratioCell(x.ratioToCp, 0.5)],
+      ...(x.natsCeiling ?? []).map((c) => [
+        `ceiling: bare NATS request/reply, ${fmt(c.chunkBytes / 1024)} KiB chunks, ${c.inFlight} in flight (no file, no SQLite, no hash)`,
+        mb(c.bytes), fmt(c.ms), `${fmt(c.mbPerS, 1)} (${fmt(c.mbPerS / x.cpMbPerS, 2)}× cp)`,
+      ]),
     ],
   ) + `\n\nLeader database: ${mb(x.databaseBytes)} MB db.sqlite + ${mb(x.walBytes)} MB WAL, built in ${fmt(x.buildMs / 1000, 1)} s from 256 KiB blobs.`;
 }
@@ -450,23 +519,29 @@ export const MODE_PAIRS: { flotilla: 'async' | 'semi-sync' | 'sync'; pg: PgMode 
 export const PG_OFF: PgMode = { label: 'synchronous_commit=off, async standby', synchronousCommit: 'off', syncStandby: false };
 
 export interface ModesSection {
-  flotilla: { mode: string; reportedMode?: string; points: Point[] }[];
+  /** `replicas` 2 is PostgreSQL's topology (primary + 1 standby); 3 is Flotilla's default. */
+  flotilla: { mode: string; replicas: number; reportedMode?: string; points: Point[] }[];
   postgres: { mode: PgMode; points: Point[] }[];
   postgresVersion: string;
-  ratios: { clients: number; flotilla: string; pg: string; ratio: number }[];
+  ratios: { clients: number; flotilla: string; replicas: number; pg: string; ratio: number }[];
 }
+
+/** Flotilla cluster sizes of the comparison: the same topology as the PostgreSQL pair, and Flotilla's default. */
+export const MODE_REPLICAS = [2, 3] as const;
 
 export async function measureFlotillaModes(s: Settings): Promise<ModesSection['flotilla']> {
   const out: ModesSection['flotilla'] = [];
-  for (const { flotilla: mode } of MODE_PAIRS) {
-    const env: Record<string, string> = { FLOTILLA_MODE: mode };
-    if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
-    const bc = await BenchCluster.start({ replicas: 3, env, ddl: [KV_TABLE_DDL] });
-    try {
-      const reportedMode = String(((await bc.clusterView()) as unknown as { mode?: string }).mode ?? '?');
-      out.push({ mode, reportedMode, points: await measureWrites(bc, s, true) });
-    } finally {
-      await bc.stop();
+  for (const replicas of MODE_REPLICAS) {
+    for (const { flotilla: mode } of MODE_PAIRS) {
+      const env: Record<string, string> = { FLOTILLA_MODE: mode };
+      if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
+      const bc = await BenchCluster.start({ replicas, env, ddl: [KV_TABLE_DDL] });
+      try {
+        const reportedMode = String(((await bc.clusterView()) as unknown as { mode?: string }).mode ?? '?');
+        out.push({ mode, replicas, reportedMode, points: await measureWrites(bc, s, true) });
+      } finally {
+        await bc.stop();
+      }
     }
   }
   return out;
@@ -503,12 +578,13 @@ export const livePostgres = new Set<PostgresPair>();
 export function modeRatios(m: Pick<ModesSection, 'flotilla' | 'postgres'>): ModesSection['ratios'] {
   const out: ModesSection['ratios'] = [];
   for (const pair of MODE_PAIRS) {
-    const f = m.flotilla.find((x) => x.mode === pair.flotilla);
     const p = m.postgres.find((x) => x.mode.synchronousCommit === pair.pg.synchronousCommit);
-    if (!f || !p) continue;
-    for (const fp of f.points) {
-      const pp = p.points.find((x) => x.clients === fp.clients);
-      if (pp) out.push({ clients: fp.clients, flotilla: pair.flotilla, pg: pair.pg.label, ratio: +(fp.throughputPerS / pp.throughputPerS).toFixed(2) });
+    for (const f of m.flotilla.filter((x) => x.mode === pair.flotilla)) {
+      if (!p) continue;
+      for (const fp of f.points) {
+        const pp = p.points.find((x) => x.clients === fp.clients);
+        if (pp) out.push({ clients: fp.clients, flotilla: pair.flotilla, replicas: f.replicas, pg: pair.pg.label, ratio: +(fp.throughputPerS / pp.throughputPerS).toFixed(2) });
+      }
     }
   }
   return out;
@@ -517,18 +593,21 @@ export function modeRatios(m: Pick<ModesSection, 'flotilla' | 'postgres'>): Mode
 export function modesTable(m: ModesSection): string {
   const rows: string[][] = [];
   for (const pair of MODE_PAIRS) {
-    const f = m.flotilla.find((x) => x.mode === pair.flotilla);
     const p = m.postgres.find((x) => x.mode.synchronousCommit === pair.pg.synchronousCommit);
-    for (const clients of [...new Set([...(f?.points ?? []), ...(p?.points ?? [])].map((x) => x.clients))]) {
-      const fp = f?.points.find((x) => x.clients === clients);
-      const pp = p?.points.find((x) => x.clients === clients);
-      const ratio = fp && pp ? fp.throughputPerS / pp.throughputPerS : undefined;
-      const target = pair.flotilla === 'semi-sync' && clients >= 16 ? ratioCell(ratio, 1.0) : ratio !== undefined ? `${ratio.toFixed(2)}×` : '—';
-      rows.push([
-        `Flotilla ${pair.flotilla}${f?.reportedMode && f.reportedMode !== pair.flotilla ? ` (cluster reports ${f.reportedMode})` : ''}`,
-        String(clients), fmt(fp?.throughputPerS), fmt(fp?.p50Ms, 2), fmt(fp?.p99Ms, 2),
-        `PG ${pair.pg.label}`, fmt(pp?.throughputPerS), fmt(pp?.p50Ms, 2), fmt(pp?.p99Ms, 2), target,
-      ]);
+    for (const replicas of MODE_REPLICAS) {
+      const f = m.flotilla.find((x) => x.mode === pair.flotilla && (x.replicas ?? 3) === replicas);
+      if (!f) continue;
+      for (const clients of [...new Set([...f.points, ...(p?.points ?? [])].map((x) => x.clients))]) {
+        const fp = f.points.find((x) => x.clients === clients);
+        const pp = p?.points.find((x) => x.clients === clients);
+        const ratio = fp && pp ? fp.throughputPerS / pp.throughputPerS : undefined;
+        const target = pair.flotilla === 'semi-sync' && clients >= 16 ? ratioCell(ratio, 1.0) : ratio !== undefined ? `${ratio.toFixed(2)}×` : '—';
+        rows.push([
+          `Flotilla ${pair.flotilla}, ${replicas} replicas${f.reportedMode && f.reportedMode !== pair.flotilla ? ` (cluster reports ${f.reportedMode})` : ''}`,
+          String(clients), fmt(fp?.throughputPerS), fmt(fp?.p50Ms, 2), fmt(fp?.p99Ms, 2),
+          `PG ${pair.pg.label}`, fmt(pp?.throughputPerS), fmt(pp?.p50Ms, 2), fmt(pp?.p99Ms, 2), target,
+        ]);
+      }
     }
   }
   const off = m.postgres.find((x) => x.mode.synchronousCommit === 'off');
@@ -536,7 +615,8 @@ export function modesTable(m: ModesSection): string {
     rows.push(['(reference)', String(pp.clients), '', '', '', `PG ${off!.mode.label}`, fmt(pp.throughputPerS), fmt(pp.p50Ms, 2), fmt(pp.p99Ms, 2), '']);
   }
   return (
-    `${m.postgresVersion}, primary + 1 streaming standby on loopback, fsync on; Flotilla 3 replicas (leader + 2 followers).\n\n` +
+    `${m.postgresVersion}, primary + 1 streaming standby on loopback, fsync on. Flotilla with 2 replicas (leader + 1 follower: ` +
+    `the same topology, and in semi-sync that follower is the sync one) and with 3 (leader + 2 followers, one of them sync in semi-sync).\n\n` +
     markdownTable(['Flotilla', 'clients', 'tx/s', 'p50 ms', 'p99 ms', 'PostgreSQL 15', 'tx/s', 'p50 ms', 'p99 ms', 'Flotilla / PG'], rows)
   );
 }
