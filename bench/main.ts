@@ -23,8 +23,8 @@ import { cpuTable, measureCpu } from './cpu';
 import { BenchCluster, liveClusters, useRoot } from './bench-cluster';
 import { machineInfo } from './report';
 import {
-  catchupTable, failoverTable, KV_TABLE_DDL, lagTable, livePostgres, measureCatchup, measureFailover, measureFlotillaModes, measureLag,
-  measurePostgres, measureSnapshot, measureWritePairs, modeRatios, modesTable, probeMaxRate, Settings, settingsFor, snapshotTable, writeTable,
+  catchupTable, failoverTable, KV_TABLE_DDL, lagTable, livePostgres, measureCatchup, measureFailover, measureLag,
+  measureModes, measureSnapshot, measureWritePairs, modesTable, probeMaxRate, Settings, settingsFor, snapshotTable, writeTable,
 } from './sections';
 
 export const SECTIONS = ['write', 'lag', 'catchup', 'snapshot', 'modes', 'failover', 'cpu'] as const;
@@ -182,11 +182,7 @@ async function main(): Promise<void> {
 
   if (args.only.has('modes')) {
     await loads('modes', async () => {
-      const flotilla = await measureFlotillaModes(s);
-      sections.modes = { flotilla };
-      const pg = await measurePostgres(s);
-      const m = { flotilla, postgres: pg.results, postgresVersion: pg.version, ratios: [] as ReturnType<typeof modeRatios> };
-      m.ratios = modeRatios(m);
+      const m = await measureModes(s);
       sections.modes = m;
       print('Replication modes: Flotilla vs PostgreSQL 15 streaming replication (single-row INSERT transactions)', modesTable(m));
     })();

@@ -121,19 +121,6 @@ export interface WriteSection {
   drainMs: number[];
 }
 
-export async function measureWrites(bc: BenchCluster, s: Settings, waitForFollowers: boolean, drainMs?: number[]): Promise<Point[]> {
-  const out: Point[] = [];
-  for (const clients of s.clientCounts) {
-    out.push(await gatewayPoint(bc, s, clients));
-    if (waitForFollowers) {
-      const t0 = Date.now();
-      await bc.converged();
-      drainMs?.push(Date.now() - t0);
-    }
-  }
-  return out;
-}
-
 /**
  * The 0- vs 2-follower comparison, in pairs: for each client count, `s.writePairs` times a point on
  * the 1-replica cluster and then one on the 3-replica cluster, back to back. This machine's speed
@@ -519,53 +506,65 @@ export const MODE_PAIRS: { flotilla: 'async' | 'semi-sync' | 'sync'; pg: PgMode 
 export const PG_OFF: PgMode = { label: 'synchronous_commit=off, async standby', synchronousCommit: 'off', syncStandby: false };
 
 export interface ModesSection {
-  /** `replicas` 2 is PostgreSQL's topology (primary + 1 standby); 3 is Flotilla's default. */
-  flotilla: { mode: string; replicas: number; reportedMode?: string; points: Point[] }[];
-  postgres: { mode: PgMode; points: Point[] }[];
   postgresVersion: string;
-  ratios: { clients: number; flotilla: string; replicas: number; pg: string; ratio: number }[];
+  /**
+   * One row per (mode, Flotilla replicas, clients): the Flotilla point and, measured right after
+   * it, the PostgreSQL point of the paired setting. `replicas` 2 is PostgreSQL's topology (primary +
+   * 1 standby); 3 is Flotilla's default.
+   */
+  pairs: { mode: string; replicas: number; reportedMode?: string; clients: number; flotilla: Point; pgMode: PgMode; pg: Point; ratio: number }[];
+  /** PostgreSQL with synchronous_commit=off, for reference (no Flotilla counterpart). */
+  reference: { mode: PgMode; points: Point[] };
 }
 
 /** Flotilla cluster sizes of the comparison: the same topology as the PostgreSQL pair, and Flotilla's default. */
 export const MODE_REPLICAS = [2, 3] as const;
 
-export async function measureFlotillaModes(s: Settings): Promise<ModesSection['flotilla']> {
-  const out: ModesSection['flotilla'] = [];
-  for (const replicas of MODE_REPLICAS) {
-    for (const { flotilla: mode } of MODE_PAIRS) {
-      const env: Record<string, string> = { FLOTILLA_MODE: mode };
-      if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
-      const bc = await BenchCluster.start({ replicas, env, ddl: [KV_TABLE_DDL] });
-      try {
-        const reportedMode = String(((await bc.clusterView()) as unknown as { mode?: string }).mode ?? '?');
-        out.push({ mode, replicas, reportedMode, points: await measureWrites(bc, s, true) });
-      } finally {
-        await bc.stop();
-      }
-    }
-  }
-  return out;
+async function pgPoint(pg: PostgresPair, s: Settings, clients: number): Promise<Point> {
+  return point(
+    await runWriters({
+      kind: 'pg-writer', connection: pg.connection, table: 't',
+      clients, warmupMs: s.warmupMs, durationMs: s.warmupMs + s.durationMs, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS: 0, keyBase: freshKeyBase(),
+    }),
+  );
 }
 
-export async function measurePostgres(s: Settings): Promise<{ version: string; results: ModesSection['postgres'] }> {
+/**
+ * Flotilla and PostgreSQL in pairs of points measured back to back: the PostgreSQL pair stays up
+ * the whole section and is switched to the paired setting before each Flotilla cluster starts,
+ * then every Flotilla point is followed by the PostgreSQL point with the same client count. This
+ * machine's speed drifts by ±20% over minutes; the ratio of adjacent points does not see it. While
+ * one side is measured the other idles (the Flotilla cluster's idle cost is ~2% of a core).
+ */
+export async function measureModes(s: Settings): Promise<ModesSection> {
   const pg = new PostgresPair();
   livePostgres.add(pg);
   try {
     await pg.start();
-    const results: ModesSection['postgres'] = [];
-    for (const mode of [PG_OFF, ...MODE_PAIRS.map((p) => p.pg)]) {
-      await pg.setMode(mode);
-      const points: Point[] = [];
-      for (const clients of s.clientCounts) {
-        const r = await runWriters({
-          kind: 'pg-writer', connection: pg.connection, table: 't',
-          clients, warmupMs: s.warmupMs, durationMs: s.warmupMs + s.durationMs, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS: 0, keyBase: freshKeyBase(),
-        });
-        points.push(point(r));
+    await pg.setMode(PG_OFF);
+    const reference = { mode: PG_OFF, points: [] as Point[] };
+    for (const clients of s.clientCounts) reference.points.push(await pgPoint(pg, s, clients));
+    const pairs: ModesSection['pairs'] = [];
+    for (const { flotilla: mode, pg: pgMode } of MODE_PAIRS) {
+      await pg.setMode(pgMode);
+      for (const replicas of MODE_REPLICAS) {
+        const env: Record<string, string> = { FLOTILLA_MODE: mode };
+        if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
+        const bc = await BenchCluster.start({ replicas, env, ddl: [KV_TABLE_DDL] });
+        try {
+          const reportedMode = String(((await bc.clusterView()) as unknown as { mode?: string }).mode ?? '?');
+          for (const clients of s.clientCounts) {
+            const f = await gatewayPoint(bc, s, clients);
+            await bc.converged();
+            const p = await pgPoint(pg, s, clients);
+            pairs.push({ mode, replicas, reportedMode, clients, flotilla: f, pgMode, pg: p, ratio: +(f.throughputPerS / p.throughputPerS).toFixed(2) });
+          }
+        } finally {
+          await bc.stop();
+        }
       }
-      results.push({ mode, points });
     }
-    return { version: pg.version, results };
+    return { postgresVersion: pg.version, pairs, reference };
   } finally {
     pg.stop();
     livePostgres.delete(pg);
@@ -575,48 +574,20 @@ export async function measurePostgres(s: Settings): Promise<{ version: string; r
 /** PostgreSQL pairs alive, for cleanup on interruption. */
 export const livePostgres = new Set<PostgresPair>();
 
-export function modeRatios(m: Pick<ModesSection, 'flotilla' | 'postgres'>): ModesSection['ratios'] {
-  const out: ModesSection['ratios'] = [];
-  for (const pair of MODE_PAIRS) {
-    const p = m.postgres.find((x) => x.mode.synchronousCommit === pair.pg.synchronousCommit);
-    for (const f of m.flotilla.filter((x) => x.mode === pair.flotilla)) {
-      if (!p) continue;
-      for (const fp of f.points) {
-        const pp = p.points.find((x) => x.clients === fp.clients);
-        if (pp) out.push({ clients: fp.clients, flotilla: pair.flotilla, replicas: f.replicas, pg: pair.pg.label, ratio: +(fp.throughputPerS / pp.throughputPerS).toFixed(2) });
-      }
-    }
-  }
-  return out;
-}
-
 export function modesTable(m: ModesSection): string {
-  const rows: string[][] = [];
-  for (const pair of MODE_PAIRS) {
-    const p = m.postgres.find((x) => x.mode.synchronousCommit === pair.pg.synchronousCommit);
-    for (const replicas of MODE_REPLICAS) {
-      const f = m.flotilla.find((x) => x.mode === pair.flotilla && (x.replicas ?? 3) === replicas);
-      if (!f) continue;
-      for (const clients of [...new Set([...f.points, ...(p?.points ?? [])].map((x) => x.clients))]) {
-        const fp = f.points.find((x) => x.clients === clients);
-        const pp = p?.points.find((x) => x.clients === clients);
-        const ratio = fp && pp ? fp.throughputPerS / pp.throughputPerS : undefined;
-        const target = pair.flotilla === 'semi-sync' && clients >= 16 ? ratioCell(ratio, 1.0) : ratio !== undefined ? `${ratio.toFixed(2)}×` : '—';
-        rows.push([
-          `Flotilla ${pair.flotilla}, ${replicas} replicas${f.reportedMode && f.reportedMode !== pair.flotilla ? ` (cluster reports ${f.reportedMode})` : ''}`,
-          String(clients), fmt(fp?.throughputPerS), fmt(fp?.p50Ms, 2), fmt(fp?.p99Ms, 2),
-          `PG ${pair.pg.label}`, fmt(pp?.throughputPerS), fmt(pp?.p50Ms, 2), fmt(pp?.p99Ms, 2), target,
-        ]);
-      }
-    }
-  }
-  const off = m.postgres.find((x) => x.mode.synchronousCommit === 'off');
-  for (const pp of off?.points ?? []) {
-    rows.push(['(reference)', String(pp.clients), '', '', '', `PG ${off!.mode.label}`, fmt(pp.throughputPerS), fmt(pp.p50Ms, 2), fmt(pp.p99Ms, 2), '']);
+  const rows: string[][] = m.pairs.map((x) => [
+    `Flotilla ${x.mode}, ${x.replicas} replicas${x.reportedMode && x.reportedMode !== x.mode ? ` (cluster reports ${x.reportedMode})` : ''}`,
+    String(x.clients), fmt(x.flotilla.throughputPerS), fmt(x.flotilla.p50Ms, 2), fmt(x.flotilla.p99Ms, 2),
+    `PG ${x.pgMode.label}`, fmt(x.pg.throughputPerS), fmt(x.pg.p50Ms, 2), fmt(x.pg.p99Ms, 2),
+    x.mode === 'semi-sync' && x.clients >= 16 ? ratioCell(x.ratio, 1.0) : `${x.ratio.toFixed(2)}×`,
+  ]);
+  for (const pp of m.reference.points) {
+    rows.push(['(reference)', String(pp.clients), '', '', '', `PG ${m.reference.mode.label}`, fmt(pp.throughputPerS), fmt(pp.p50Ms, 2), fmt(pp.p99Ms, 2), '']);
   }
   return (
     `${m.postgresVersion}, primary + 1 streaming standby on loopback, fsync on. Flotilla with 2 replicas (leader + 1 follower: ` +
-    `the same topology, and in semi-sync that follower is the sync one) and with 3 (leader + 2 followers, one of them sync in semi-sync).\n\n` +
+    `the same topology, and in semi-sync that follower is the sync one) and with 3 (leader + 2 followers, one of them sync in semi-sync). ` +
+    'Each row is a pair: the Flotilla point, then right after it the PostgreSQL point.\n\n' +
     markdownTable(['Flotilla', 'clients', 'tx/s', 'p50 ms', 'p99 ms', 'PostgreSQL 15', 'tx/s', 'p50 ms', 'p99 ms', 'Flotilla / PG'], rows)
   );
 }
