@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { BenchCluster } from './bench-cluster';
 import { runWriters } from './load';
 import { fmt, markdownTable } from './report';
-import { measureMessageFloor, MessageFloor } from './floor';
+import { measureMessageFloor, MessageFloor } from './bare-nats';
 import { INSERT_SQL, KV_TABLE_DDL, REQUEST_TIMEOUT_MS, freshKeyBase, Settings } from './sections';
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on every Linux build we know). */

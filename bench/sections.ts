@@ -13,7 +13,7 @@ import { LoadResult, percentile, runWriters, startAckListener } from './load';
 import { nowMs, WriterResult } from './load-worker';
 import { PgMode, PostgresPair } from './postgres';
 import { fmt, markdownTable, ratioCell } from './report';
-import { measureNatsCeiling, NatsCeiling } from './nats-ceiling';
+import { measureNatsCeiling, NatsCeiling } from './bare-nats';
 import { SNAPSHOT_CHUNKS_IN_FLIGHT } from '@flotilla/replication';
 
 /** Run lengths and sizes; `--quick` shrinks all of them. */
@@ -108,11 +108,8 @@ export interface WriteSection {
   /** Per client count, the 0-follower point of median throughput among its repetitions. */
   zeroFollowers: Point[];
   twoFollowers: Point[];
-  /**
-   * twoFollowers/zeroFollowers per client count: the median of the ratios of the pairs (a 0- and a
-   * 2-follower point measured back to back), with every pair's ratio.
-   */
-  ratios: { clients: number; ratio: number; pairRatios: number[] }[];
+  /** twoFollowers/zeroFollowers per client count: the median of the ratios of its pairs. */
+  ratios: { clients: number; ratio: number }[];
   /** Every point measured, in order: [0-follower, 2-follower] per pair. */
   pairs: { clients: number; zero: Point; two: Point }[];
   /** Best 2-follower throughput: the "maximum write rate" of the lag and catch-up sections. */
@@ -145,11 +142,14 @@ export async function measureWritePairs(zero: BenchCluster, two: BenchCluster, s
     const byThroughput = (a: Point, b: Point) => a.throughputPerS - b.throughputPerS;
     w.zeroFollowers.push(median(here.map((p) => p.zero), byThroughput));
     w.twoFollowers.push(median(here.map((p) => p.two), byThroughput));
-    const pairRatios = here.map((p) => +(p.two.throughputPerS / p.zero.throughputPerS).toFixed(2));
-    w.ratios.push({ clients, ratio: median(pairRatios, (a, b) => a - b), pairRatios });
+    w.ratios.push({ clients, ratio: median(here.map(pairRatio), (a, b) => a - b) });
   }
   w.maxRateTwoFollowersPerS = Math.max(...w.twoFollowers.map((p) => p.throughputPerS));
   return w;
+}
+
+function pairRatio(p: WriteSection['pairs'][number]): number {
+  return +(p.two.throughputPerS / p.zero.throughputPerS).toFixed(2);
 }
 
 /** The middle element (the lower middle of an even count). */
@@ -164,10 +164,10 @@ export function writeTable(w: WriteSection): string {
     const r = w.ratios[i];
     return [
       String(z.clients), fmt(z.throughputPerS), fmt(z.p50Ms, 2), fmt(z.p99Ms, 2), fmt(t?.throughputPerS), fmt(t?.p50Ms, 2), fmt(t?.p99Ms, 2),
-      ratioCell(r?.ratio, 0.8), r ? r.pairRatios.map((x) => x.toFixed(2)).join(', ') : '—',
+      ratioCell(r?.ratio, 0.8), w.pairs.filter((p) => p.clients === z.clients).map((p) => pairRatio(p).toFixed(2)).join(', ') || '—',
     ];
   });
-  const pairs = w.ratios[0]?.pairRatios.length ?? 0;
+  const pairs = w.pairs.filter((p) => p.clients === w.zeroFollowers[0]?.clients).length;
   return (
     markdownTable(
       ['clients', '0 followers writes/s', 'p50 ms', 'p99 ms', '2 async followers writes/s', 'p50 ms', 'p99 ms', '2f / 0f throughput (median of pairs)', 'each pair'],
