@@ -5,9 +5,9 @@
  * published straight onto the change stream.
  */
 import * as fs from 'node:fs';
-import type { NatsConnection } from 'nats';
+import { createInbox, NatsConnection } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
-import { encode, LogBatch, payloadCrc, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { decodeBatchFrame, decodeEnvelope, encode, encodeBatchFrame, LogBatch, payloadCrc, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
 import { fileChecksums, natsClient, statusOf } from './support';
 
@@ -132,4 +132,50 @@ test('log entries out of order, from an older epoch or with a bad checksum are r
   expect(w.status).toBe(200);
   await waitFor(async () => Number((await statusOf(nc, follower)).heartbeat.lsn) === Number(w.body.lsn), { what: 'follower applied the genuine write' });
   expect(fileChecksums(cluster.replicaDbFile(follower)).tables).toEqual(fileChecksums(cluster.replicaDbFile(leader)).tables);
+});
+
+test('batch frames on the write subject: a malformed frame is refused whole, a bad write in a good frame fails alone', async () => {
+  const subjects = subjectsFor('flotilla');
+  const sum = async () => (await httpJson('POST', `${cluster.gatewayUrl}/v1/query`, { sql: 'SELECT count(*) AS n, sum(balance) AS total FROM accounts', consistency: 'strong' })).body.rows[0];
+  const before = await sum();
+  const { pids, lsn: lsnBefore } = await state();
+  const write = (sql: string) => encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql }] });
+
+  // Truncated: answered with one plain BAD_REQUEST (the gateway gives it to every write of the frame).
+  const good = encodeBatchFrame([{ id: 1, data: write("INSERT INTO accounts(owner, balance) VALUES ('eve', 1)") }, { id: 2, data: write('SELECT 1') }]);
+  const refused = decodeEnvelope((await nc.request(subjects.write, good.subarray(0, good.length - 3), { timeout: 10_000 })).data);
+  expect(refused).toMatchObject({ type: 'error', error: { code: 'BAD_REQUEST', message: expect.stringMatching(/batch frame/) } });
+  expect(await sum()).toEqual(before);
+  expect((await state()).lsn).toBe(lsnBefore);
+
+  // Good frame, mixed writes: each answered under its own id, only the valid one applied.
+  const inbox = createInbox();
+  const replies = new Map<number, any>();
+  const sub = nc.subscribe(inbox, {
+    callback: (_e, m) => {
+      for (const it of decodeBatchFrame(m.data)) replies.set(it.id, JSON.parse(new TextDecoder().decode(it.data)));
+    },
+  });
+  nc.publish(
+    subjects.write,
+    encodeBatchFrame([
+      { id: 11, data: write("INSERT INTO accounts(owner, balance) VALUES ('dee', 7)") },
+      { id: 12, data: new TextEncoder().encode('{"type":"write","v":1,"statements":"nope"}') },
+      { id: 13, data: write('UPDAT accounts SET balance = 0') },
+      { id: 14, data: write("INSERT INTO accounts(owner, balance) VALUES ('ann', 1)") },
+    ]),
+    { reply: inbox },
+  );
+  await waitFor(() => replies.size === 4 || null, { what: 'a reply to each of the 4 writes' });
+  sub.unsubscribe();
+  expect(replies.get(11)).toMatchObject({ type: 'write-reply', lsn: expect.any(String) });
+  expect(replies.get(12)).toMatchObject({ type: 'error', error: { code: 'BAD_REQUEST' } });
+  expect(replies.get(13)).toMatchObject({ type: 'error', error: { code: 'SQL_ERROR' } });
+  expect(replies.get(14)).toMatchObject({ type: 'error', error: { code: 'CONSTRAINT' } });
+  expect(await sum()).toEqual({ n: before.n + 1, total: before.total + 7 });
+
+  const logFile = `${cluster.dataDir}/logs/${leader}.log`;
+  const refusals = fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"refused message"')).map((l) => JSON.parse(l).reason as string);
+  expect(refusals.some((r) => /batch frame item 1 claims/.test(r))).toBe(true);
+  expect((await state()).pids).toEqual(pids);
 });

@@ -57,6 +57,8 @@ export async function startGateway(config: FlotillaConfig, logger: Logger): Prom
     monitors,
     logger: logger.child({ component: 'nats' }),
     onBadHeartbeat: () => metrics?.heartbeatsRejected.inc(),
+    // The leader reads batch frames on `write`: concurrent writes share NATS messages both ways.
+    batchSubjects: [subjects.write],
   });
   metrics = new GatewayMetrics(view, () => link.connected);
   const router = new GatewayRouter({

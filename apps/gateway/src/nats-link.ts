@@ -4,7 +4,17 @@
  * disconnected fail at once with NOT_CONNECTED rather than queueing behind the reconnect.
  */
 import { connect, createInbox, ErrorCode as NatsErrorCode, Msg, NatsConnection, NatsError } from 'nats';
-import { decodeHeartbeat, Subjects } from '@flotilla/protocol';
+import {
+  BATCH_FRAME_BYTES_MAX,
+  BatchItem,
+  batchItemBytes,
+  decodeBatchFrame,
+  decodeHeartbeat,
+  encodeBatchFrame,
+  isBatchFrame,
+  packBatchFrames,
+  Subjects,
+} from '@flotilla/protocol';
 import type { Logger } from '@flotilla/logging';
 import type { ClusterView } from '../../../libs/replication/src/cluster-view';
 import { decodeMonitorStatus, MonitorBoard } from './monitor-board';
@@ -14,6 +24,9 @@ import { RequestFailure, RequestFailureKind, Requester } from './requester';
 export const BAD_HEARTBEAT_LOG_INTERVAL_MS = 10_000;
 /** How often requests past their deadline are failed (a reply after the deadline never counts). */
 export const REQUEST_SWEEP_MS = 20;
+
+/** Request ids are u32 in batch frames: they wrap there, long after any request ended. */
+const REQUEST_ID_MAX = 0xffff_ffff;
 
 interface PendingRequest {
   subject: string;
@@ -31,6 +44,18 @@ export interface NatsLinkOptions {
   logger: Logger;
   /** Called for every heartbeat rejected at the boundary (for a metric). */
   onBadHeartbeat?: () => void;
+  /**
+   * Subjects whose responders understand batch frames (the leader's `write`): under load, the
+   * requests to one of them made in the same event-loop turn go as one frame, and the replies come
+   * back in frames. Other subjects get one message per request.
+   */
+  batchSubjects?: readonly string[];
+}
+
+/** A frame sent and not yet fully answered: its requests' ids, and when the last one gives up. */
+interface SentFrame {
+  ids: Set<number>;
+  deadlineMs: number;
 }
 
 export class NatsLink implements Requester {
@@ -51,8 +76,16 @@ export class NatsLink implements Requester {
   private readonly pending = new Map<number, PendingRequest>();
   private nextRequestId = 1;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly batchSubjects: ReadonlySet<string>;
+  /** Requests to batch subjects waiting for the end of this turn, by subject. */
+  private outbox = new Map<string, BatchItem[]>();
+  /** Frames in flight, by frame id (reply subject `<inbox>.b<frame id>`). */
+  private readonly frames = new Map<number, SentFrame>();
+  private nextFrameId = 1;
 
-  constructor(private readonly o: NatsLinkOptions) {}
+  constructor(private readonly o: NatsLinkOptions) {
+    this.batchSubjects = new Set(o.batchSubjects ?? []);
+  }
 
   /** True while connected to a NATS server. */
   get connected(): boolean {
@@ -139,14 +172,18 @@ export class NatsLink implements Requester {
     const queuedMs = performance.now();
     this.inFlight++;
     try {
-      // Alone, a request goes at once (no latency added when idle); under load it joins the batch.
+      const deadlineMs = queuedMs + timeoutMs;
+      // Alone, a request goes at once (no latency added when idle). Under load, a request to a
+      // batch subject joins the frame sent at the end of this turn, any other the turn's one write.
+      if (this.inFlight > 1 && this.batchSubjects.has(subject) && batchItemBytes(data) <= BATCH_FRAME_BYTES_MAX / 2) {
+        return await this.enqueue(subject, data, deadlineMs);
+      }
       if (this.inFlight > 1) {
         await this.nextBatch();
         if (!this.connected) throw new RequestFailure(RequestFailureKind.NOT_CONNECTED, 'not connected to NATS');
       }
-      const deadlineMs = queuedMs + timeoutMs;
       if (performance.now() >= deadlineMs) throw new RequestFailure(RequestFailureKind.TIMEOUT, `no reply on ${subject} in time`);
-      const id = this.nextRequestId++;
+      const id = this.newRequestId();
       const reply = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { subject, deadlineMs, resolve, reject }));
       try {
         nc.publish(subject, data, { reply: `${this.inbox}.${id}` });
@@ -162,19 +199,113 @@ export class NatsLink implements Requester {
     }
   }
 
+  private newRequestId(): number {
+    const id = this.nextRequestId;
+    this.nextRequestId = id >= REQUEST_ID_MAX ? 1 : id + 1;
+    return id;
+  }
+
+  /** Queues a request for this turn's frame to `subject`; resolves with its reply. */
+  private enqueue(subject: string, data: Uint8Array, deadlineMs: number): Promise<Uint8Array> {
+    const id = this.newRequestId();
+    const reply = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { subject, deadlineMs, resolve, reject }));
+    let items = this.outbox.get(subject);
+    if (!items) this.outbox.set(subject, (items = []));
+    items.push({ id, data });
+    void this.nextBatch();
+    return reply;
+  }
+
+  /** Sends what {@link enqueue} collected this turn: a lone request plainly, more as frames. */
+  private sendOutbox(): void {
+    if (this.outbox.size === 0) return;
+    const outbox = this.outbox;
+    this.outbox = new Map();
+    const nc = this.nc;
+    for (const [subject, items] of outbox) {
+      const now = performance.now();
+      const live = items.filter((it) => {
+        const p = this.pending.get(it.id);
+        if (!p) return false;
+        if (!nc || !this.connected) this.fail(it.id, new RequestFailure(RequestFailureKind.NOT_CONNECTED, 'not connected to NATS'));
+        else if (p.deadlineMs <= now) this.fail(it.id, new RequestFailure(RequestFailureKind.TIMEOUT, `no reply on ${subject} in time`));
+        else return true;
+        return false;
+      });
+      if (!nc || live.length === 0) continue;
+      for (const frame of live.length === 1 ? [live] : packBatchFrames(live)) {
+        try {
+          if (frame.length === 1) {
+            nc.publish(subject, frame[0].data, { reply: `${this.inbox}.${frame[0].id}` });
+            continue;
+          }
+          const frameId = this.nextFrameId++;
+          let deadlineMs = 0;
+          for (const it of frame) deadlineMs = Math.max(deadlineMs, this.pending.get(it.id)!.deadlineMs);
+          this.frames.set(frameId, { ids: new Set(frame.map((it) => it.id)), deadlineMs });
+          nc.publish(subject, encodeBatchFrame(frame), { reply: `${this.inbox}.b${frameId}` });
+        } catch (err) {
+          const failure = classify(err, subject);
+          for (const it of frame) this.fail(it.id, failure);
+        }
+      }
+    }
+  }
+
+  private fail(id: number, failure: RequestFailure): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    p.reject(failure);
+  }
+
   private onReply(msg: Msg): void {
-    const id = Number(msg.subject.slice(this.inbox.length + 1));
+    const tag = msg.subject.slice(this.inbox.length + 1);
+    if (tag.startsWith('b')) return this.onFrameReply(Number(tag.slice(1)), msg);
+    this.settle(Number(tag), msg);
+  }
+
+  /** Settles request `id` with a reply (ignored when it already timed out or is not ours). */
+  private settle(id: number, msg: Msg, data: Uint8Array = msg.data): void {
     const p = this.pending.get(id);
     if (!p) return; // timed out already, or not ours
     this.pending.delete(id);
     if (performance.now() > p.deadlineMs) p.reject(new RequestFailure(RequestFailureKind.TIMEOUT, `no reply on ${p.subject} in time`));
     // The server's answer when nobody subscribes: an empty message with status 503.
-    else if (msg.data.length === 0 && msg.headers?.code === 503) p.reject(new RequestFailure(RequestFailureKind.NO_RESPONDERS, `no responders on ${p.subject}`));
-    else p.resolve(msg.data);
+    else if (data.length === 0 && msg.headers?.code === 503) p.reject(new RequestFailure(RequestFailureKind.NO_RESPONDERS, `no responders on ${p.subject}`));
+    else p.resolve(data);
+  }
+
+  /**
+   * A reply to a frame: a frame of replies settles the requests it names; anything else (no
+   * responders, or a responder that refused the frame as a whole) is the answer to all of them.
+   */
+  private onFrameReply(frameId: number, msg: Msg): void {
+    const frame = this.frames.get(frameId);
+    if (!frame) return;
+    if (!isBatchFrame(msg.data)) {
+      this.frames.delete(frameId);
+      for (const id of frame.ids) this.settle(id, msg);
+      return;
+    }
+    let items: BatchItem[];
+    try {
+      items = decodeBatchFrame(msg.data);
+    } catch (err) {
+      // Its requests time out (fate unknown); a leader answering garbage is worth a line.
+      this.o.logger.warn('batch reply rejected', { reason: (err as Error).message });
+      return;
+    }
+    for (const it of items) {
+      if (!frame.ids.delete(it.id)) continue; // not of this frame: never settle another's request
+      this.settle(it.id, msg, it.data);
+    }
+    if (frame.ids.size === 0) this.frames.delete(frameId);
   }
 
   private sweep(): void {
     const now = performance.now();
+    for (const [frameId, f] of this.frames) if (f.deadlineMs <= now) this.frames.delete(frameId);
     for (const [id, p] of this.pending) {
       if (p.deadlineMs > now) continue;
       this.pending.delete(id);
@@ -194,6 +325,7 @@ export class NatsLink implements Requester {
     this.batch ??= new Promise((resolve) =>
       setImmediate(() => {
         this.batch = undefined;
+        this.sendOutbox();
         resolve();
       }),
     );
@@ -206,6 +338,8 @@ export class NatsLink implements Requester {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const p of this.pending.values()) p.reject(new RequestFailure(RequestFailureKind.OTHER, `request on ${p.subject} failed: gateway closing`));
     this.pending.clear();
+    this.outbox.clear();
+    this.frames.clear();
     const nc = this.nc;
     this.nc = undefined;
     if (!nc || nc.isClosed()) return;

@@ -3,3 +3,4 @@ export * from './errors';
 export * from './messages';
 export * from './codec';
 export * from './values';
+export * from './batch-frame';

@@ -10,16 +10,20 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import {
   AckMessage,
+  BatchItem,
+  BatchReplies,
   CatchupDiverged,
   CatchupReply,
   ClusterSettings,
   decodeAck,
+  decodeBatchFrame,
   decodeCatchupRequest,
   decodeEnvelope,
   encode,
   ErrorCode,
   errorReply,
   FlotillaError,
+  isBatchFrame,
   LogBatch,
   parseLsn,
   PROTOCOL_VERSION,
@@ -169,6 +173,28 @@ export class LeaderRole {
 
   private onWrite(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
     if (!respond) return;
+    if (isBatchFrame(data)) return this.onWriteFrame(data, respond);
+    this.admitWrite(data, respond);
+  }
+
+  /**
+   * The writes a gateway sent together: each is validated and queued on its own (one bad write
+   * fails alone) and its reply goes back in a frame with the others that finish at the same time.
+   */
+  private onWriteFrame(data: Uint8Array, respond: (d: Uint8Array) => void): void {
+    let items: BatchItem[];
+    try {
+      items = decodeBatchFrame(data);
+    } catch (err) {
+      this.refuse('write', err);
+      respond(encode(errorReply({ code: ErrorCode.BAD_REQUEST, message: (err as Error).message })));
+      return;
+    }
+    const replies = new BatchReplies(respond);
+    for (const it of items) this.admitWrite(it.data, (d) => replies.add(it.id, d));
+  }
+
+  private admitWrite(data: Uint8Array, respond: (d: Uint8Array) => void): void {
     let req: WriteRequest;
     try {
       req = validateWriteRequest(decodeEnvelope(data));
