@@ -223,17 +223,13 @@ export class NatsLink implements Requester {
     this.outbox = new Map();
     const nc = this.nc;
     for (const [subject, items] of outbox) {
-      const now = performance.now();
-      const live = items.filter((it) => {
-        const p = this.pending.get(it.id);
-        if (!p) return false;
-        if (!nc || !this.connected) this.fail(it.id, new RequestFailure(RequestFailureKind.NOT_CONNECTED, 'not connected to NATS'));
-        else if (p.deadlineMs <= now) this.fail(it.id, new RequestFailure(RequestFailureKind.TIMEOUT, `no reply on ${subject} in time`));
-        else return true;
-        return false;
-      });
-      if (!nc || live.length === 0) continue;
-      for (const frame of live.length === 1 ? [live] : packBatchFrames(live)) {
+      if (!nc || !this.connected) {
+        for (const it of items) this.fail(it.id, new RequestFailure(RequestFailureKind.NOT_CONNECTED, 'not connected to NATS'));
+        continue;
+      }
+      // Those the sweep timed out meanwhile are no longer pending: not sent.
+      const live = items.filter((it) => this.pending.has(it.id));
+      for (const frame of packBatchFrames(live)) {
         try {
           if (frame.length === 1) {
             nc.publish(subject, frame[0].data, { reply: `${this.inbox}.${frame[0].id}` });
@@ -306,11 +302,7 @@ export class NatsLink implements Requester {
   private sweep(): void {
     const now = performance.now();
     for (const [frameId, f] of this.frames) if (f.deadlineMs <= now) this.frames.delete(frameId);
-    for (const [id, p] of this.pending) {
-      if (p.deadlineMs > now) continue;
-      this.pending.delete(id);
-      p.reject(new RequestFailure(RequestFailureKind.TIMEOUT, `no reply on ${p.subject} in time`));
-    }
+    for (const [id, p] of this.pending) if (p.deadlineMs <= now) this.fail(id, new RequestFailure(RequestFailureKind.TIMEOUT, `no reply on ${p.subject} in time`));
   }
 
   /**
