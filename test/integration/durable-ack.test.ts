@@ -3,11 +3,14 @@
  * role in this process over a real nats-server and real SQLite files, each store's async WAL flush
  * held behind a gate the test opens. The leader publishes while its own flush runs; the client
  * reply comes only after the leader's flush AND (semi-sync) the sync follower's flush returned.
+ *
+ * And what the leader publishes when (streamBatchMs): entries no write waits for are held and go
+ * out together, one message per interval at most; an entry a follower must flush goes at once.
  */
 import * as path from 'node:path';
 import { loadConfig } from '@flotilla/config';
 import { MemoryLogger, systemClock } from '@flotilla/logging';
-import { decodeEnvelope, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { decodeEnvelope, Durability, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { Counters, FollowerRole, LeaderRole, RoleContext, SyncTracker } from '@flotilla/replication';
 import { Store } from '@flotilla/storage';
 import { startNatsServer, stopAll, tempDir, waitFor } from '@flotilla/testing';
@@ -56,14 +59,14 @@ afterAll(async () => {
   await stopAll();
 });
 
-async function context(node: string, dir: string, cluster: string): Promise<RoleContext> {
+async function context(node: string, dir: string, cluster: string, streamBatchMs?: number): Promise<RoleContext> {
   const store = Store.open(path.join(dir, `${node}.sqlite`));
   stores.push(store);
   const transport = await NatsTransport.connect({ servers: nats.url, name: node });
   transports.push(transport);
   return {
     node, store, transport, subjects: subjectsFor(cluster), clock: systemClock,
-    log: new MemoryLogger({ node }), config: loadConfig({ cluster, node }, {}), counters: new Counters(),
+    log: new MemoryLogger({ node }), config: loadConfig({ cluster, node, streamBatchMs }, {}), counters: new Counters(),
     fatal: (err) => { throw err; },
   };
 }
@@ -83,8 +86,8 @@ async function startLeader(ctx: RoleContext, mode: 'async' | 'semi-sync'): Promi
 }
 
 /** Sends a write; resolves with the reply and the time it arrived. */
-async function write(ctx: RoleContext, sql: string, key: string): Promise<{ reply: Record<string, unknown>; atMs: number }> {
-  const data = await ctx.transport.request(ctx.subjects.write, encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql }], idempotencyKey: key }), 30_000);
+async function write(ctx: RoleContext, sql: string, key: string, durability?: Durability): Promise<{ reply: Record<string, unknown>; atMs: number }> {
+  const data = await ctx.transport.request(ctx.subjects.write, encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql }], idempotencyKey: key, durability }), 30_000);
   return { reply: decodeEnvelope(data), atMs: performance.now() };
 }
 
@@ -149,4 +152,71 @@ test('semi-sync: the reply waits for the sync follower fdatasync; its ack report
   expect(firstFlushedAck).toBeDefined();
   expect(firstFlushedAck!.atMs).toBeGreaterThanOrEqual(gate.openedAtMs);
   expect(fctx.store.tableChecksums()).toEqual(lctx.store.tableChecksums());
+});
+
+/** Every message the leader publishes on the change stream: when it arrived and the LSNs it carried. */
+function recordStream(client: RoleContext): { atMs: number; lsns: number[] }[] {
+  const messages: { atMs: number; lsns: number[] }[] = [];
+  const sub = client.transport.subscribe(client.subjects.log, (m) => {
+    messages.push({ atMs: performance.now(), lsns: ((decodeEnvelope(m.data).entries as { lsn: string }[]) ?? []).map((e) => Number(e.lsn)) });
+  });
+  stops.push(() => sub.unsubscribe());
+  return messages;
+}
+
+const BATCH_MS = 1000;
+
+test('async: the first entry after a quiet spell goes at once; entries within streamBatchMs are acknowledged, then go together', async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-c';
+  const lctx = await context('leader', dir, cluster, BATCH_MS);
+  const client = await context('client', dir, cluster);
+  await startLeader(lctx, 'async');
+  const stream = recordStream(client);
+  await (client.transport as NatsTransport).nc.flush();
+  expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)', 'ddl')).reply.type).toBe('write-reply');
+  // The first entry after a quiet spell: published at once, not after the interval.
+  const first = await waitFor(() => stream[0], { what: 'the DDL published', timeoutMs: BATCH_MS / 2, intervalMs: 5 });
+  const ddlLsn = lctx.store.lastLsn;
+  expect(first.lsns).toEqual([ddlLsn]);
+
+  // Two more writes right away: acknowledged (durable on the leader) while their entries are held.
+  const [a, b] = await Promise.all([write(client, "INSERT INTO t VALUES (1, 'a')", 'w1'), write(client, "INSERT INTO t VALUES (2, 'b')", 'w2')]);
+  expect(a.reply.type).toBe('write-reply');
+  expect(b.reply.type).toBe('write-reply');
+  const held = [Number(a.reply.lsn), Number(b.reply.lsn)].sort((x, y) => x - y);
+  expect(held).toEqual([ddlLsn + 1, ddlLsn + 2]);
+  const batch = await waitFor(() => stream.find((m) => m.lsns.includes(held[0])), { what: 'the held entries published', timeoutMs: 3 * BATCH_MS, intervalMs: 5 });
+  // One message with both, in order, not before the interval since the last one was up.
+  expect(batch.lsns).toEqual(held);
+  expect(stream).toHaveLength(2);
+  expect(batch.atMs - first.atMs).toBeGreaterThanOrEqual(BATCH_MS - 5);
+  expect(Math.max(a.atMs, b.atMs)).toBeLessThan(batch.atMs);
+});
+
+test('an entry a follower must flush is published at once, with everything held before it', async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-d';
+  const lctx = await context('leader', dir, cluster, BATCH_MS);
+  const fctx = await context('follower', dir, cluster);
+  const client = await context('client', dir, cluster);
+  const leader = await startLeader(lctx, 'async');
+  const follower = new FollowerRole(fctx, 1, 'leader', () => undefined, () => true);
+  follower.start();
+  stops.push(() => follower.stop());
+  await (fctx.transport as NatsTransport).nc.flush();
+  const stream = recordStream(client);
+  await (client.transport as NatsTransport).nc.flush();
+  expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)', 'ddl')).reply.type).toBe('write-reply');
+  await waitFor(() => leader.followers.get('follower')?.applied === lctx.store.lastLsn || undefined, { what: 'follower live at the DDL' });
+
+  // Two plain async writes (the second is held: a group was committed just before it), then one
+  // asking for a follower's flush: it goes at once with the held one, long before the interval.
+  await write(client, "INSERT INTO t VALUES (0, 'z')", 'w0');
+  const plain = await write(client, "INSERT INTO t VALUES (1, 'a')", 'w1');
+  const asked = await waitFor(() => write(client, "INSERT INTO t VALUES (2, 'b')", 'w2', { replicas: 2 }), { what: 'the replicas:2 write acknowledged', timeoutMs: BATCH_MS / 2, intervalMs: 5 });
+  expect(asked.reply).toMatchObject({ type: 'write-reply', lsn: String(Number(plain.reply.lsn) + 1) });
+  const carrier = stream.find((m) => m.lsns.includes(Number(asked.reply.lsn)));
+  expect(carrier?.lsns.slice(-2)).toEqual([Number(plain.reply.lsn), Number(asked.reply.lsn)]);
+  expect(fctx.store.lastLsn).toBeGreaterThanOrEqual(Number(asked.reply.lsn));
 });

@@ -3,7 +3,8 @@
  * catch-up and snapshot requests, and tracks follower positions.
  *
  * Hot path: write request → queue → one SQLite transaction for everything queued (group commit,
- * a savepoint per request) → publish the new entries as one message → reply to each client.
+ * a savepoint per request) → publish the new entries as one message (async-only entries batched
+ * for up to streamBatchMs) → reply to each client once durable as asked.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -43,6 +44,7 @@ import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
 import { SyncTracker } from './sync-tracker';
+import { StreamBatcher } from './stream-batcher';
 import { validateWriteRequest } from './validate';
 import { WalFlusher } from './wal-flusher';
 
@@ -115,6 +117,8 @@ export class LeaderRole {
   private snapshots = new Map<string, ServedSnapshot>();
   private snapshotInProgress: Promise<SnapshotFile> | null = null;
   private tickTimer: Timer | null = null;
+  /** The change stream: entries no write waits for are batched (config streamBatchMs). */
+  private readonly stream: StreamBatcher<LogEntry>;
   /** Highest LSN fdatasync'd here; writes above it wait in localWaiters (ascending LSN). */
   private localFlushed = 0;
   private readonly flusher = new WalFlusher(
@@ -137,7 +141,9 @@ export class LeaderRole {
     /** True while the lease is held and cannot have expired elsewhere. */
     private readonly leaseValid: () => boolean,
     readonly sync: SyncTracker,
-  ) {}
+  ) {
+    this.stream = new StreamBatcher(ctx.clock, ctx.config.streamBatchMs, (entries) => this.publish(entries));
+  }
 
   start(): void {
     const { transport, subjects, clock } = this.ctx;
@@ -155,6 +161,14 @@ export class LeaderRole {
   stop(): void {
     this.stopped = true;
     this.tickTimer?.cancel();
+    // Held entries are committed (some acknowledged, in async mode): send them while the
+    // connection may still carry them; a follower that misses them fetches them by catch-up.
+    try {
+      this.stream.flush();
+    } catch (err) {
+      this.ctx.log.warn('held change-stream entries not published at stop', { err: (err as Error).message });
+    }
+    this.stream.cancel();
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' }));
@@ -242,11 +256,17 @@ export class LeaderRole {
       const commitMs = clock.monotonic() - commitStart;
       if (commitMs > SLOW_COMMIT_MS) log.warn('slow commit', { ms: Math.round(commitMs), requests: batch.length, lsn: store.lastLsn });
       const entries: LogEntry[] = [];
-      for (const o of outcomes) if (o.ok && o.entry) entries.push(o.entry);
+      let awaited = false;
+      outcomes.forEach((o, i) => {
+        if (!o.ok || !o.entry) return;
+        entries.push(o.entry);
+        if (!awaited && this.sync.mustWait(batch[i].req.durability)) awaited = true;
+      });
       // Followers get the entries while this node's own fdatasync runs (as Raft leaders write their
       // disk in parallel with replicating): a write is acknowledged only once it is durable here
       // AND on the followers its durability asks for, so the order of the two flushes is free.
-      this.publish(entries);
+      // Entries no write waits for may be held up to streamBatchMs and go with later ones.
+      this.stream.add(entries, awaited);
       this.sync.noteCommitted(store.lastLsn);
       // fdatasync of the WAL on a libuv thread, one at a time (WalFlusher): the event loop commits
       // the next group meanwhile and the next flush covers it; waiting writes go on in onLocalFlushed.
@@ -297,7 +317,7 @@ export class LeaderRole {
   setSettings(settings: ClusterSettings): LogEntry {
     const entry = this.ctx.store.writeSettings(settings, this.epoch);
     this.localFlushed = Math.max(this.localFlushed, this.ctx.store.syncWal());
-    this.publish([entry]);
+    this.stream.add([entry], true);
     this.sync.noteCommitted(entry.lsn);
     this.sync.configure(settings, this.ctx.clock.monotonic());
     return entry;
@@ -314,6 +334,7 @@ export class LeaderRole {
     const deadline = clock.monotonic() + timeoutMs;
     // Writes already queued are answered NOT_LEADER by flush(); wait for in-flight ones to commit.
     await new Promise<void>((r) => setImmediate(r));
+    this.stream.flush();
     const target = store.lastLsn;
     while ((this.followers.get(to)?.applied ?? 0) < target) {
       if (clock.monotonic() > deadline || this.stopped) {
@@ -338,7 +359,7 @@ export class LeaderRole {
   }
 
   /** Publishes entries on the live stream, split so no message exceeds LOG_MESSAGE_BYTES_MAX. */
-  publish(entries: LogEntry[]): void {
+  private publish(entries: LogEntry[]): void {
     let chunk: WireEntry[] = [];
     let bytes = 0;
     const send = () => {
