@@ -85,6 +85,15 @@ async function startLeader(ctx: RoleContext, mode: 'async' | 'semi-sync'): Promi
   return leader;
 }
 
+/** A follower of 'leader' at epoch 1 that flushes at once (as a sync follower does). */
+async function startFollower(ctx: RoleContext): Promise<FollowerRole> {
+  const follower = new FollowerRole(ctx, 1, 'leader', () => undefined, () => true);
+  follower.start();
+  stops.push(() => follower.stop());
+  await (ctx.transport as NatsTransport).nc.flush();
+  return follower;
+}
+
 /** Sends a write; resolves with the reply and the time it arrived. */
 async function write(ctx: RoleContext, sql: string, key: string, durability?: Durability): Promise<{ reply: Record<string, unknown>; atMs: number }> {
   const data = await ctx.transport.request(ctx.subjects.write, encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql }], idempotencyKey: key, durability }), 30_000);
@@ -124,10 +133,7 @@ test('semi-sync: the reply waits for the sync follower fdatasync; its ack report
   const fctx = await context('follower', dir, cluster);
   const client = await context('client', dir, cluster);
   const leader = await startLeader(lctx, 'semi-sync');
-  const follower = new FollowerRole(fctx, 1, 'leader', () => undefined, () => true);
-  follower.start();
-  stops.push(() => follower.stop());
-  await (fctx.transport as NatsTransport).nc.flush();
+  await startFollower(fctx);
   // The follower is live and synchronous once a write went through both.
   const ddl = await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)', 'ddl');
   expect(ddl.reply.type).toBe('write-reply');
@@ -201,10 +207,7 @@ test('an entry a follower must flush is published at once, with everything held 
   const fctx = await context('follower', dir, cluster);
   const client = await context('client', dir, cluster);
   const leader = await startLeader(lctx, 'async');
-  const follower = new FollowerRole(fctx, 1, 'leader', () => undefined, () => true);
-  follower.start();
-  stops.push(() => follower.stop());
-  await (fctx.transport as NatsTransport).nc.flush();
+  await startFollower(fctx);
   const stream = recordStream(client);
   await (client.transport as NatsTransport).nc.flush();
   expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)', 'ddl')).reply.type).toBe('write-reply');
