@@ -51,10 +51,10 @@ export const DEFAULTS = {
   logRetentionMs: 24 * 60 * 60 * 1000,
   snapshotChunkBytes: 960 * 1024,
   /**
-   * Change-stream entries no write waits for (async followers) go out at most once per this many
-   * ms, batched; the first after a quiet spell goes at once. Up to this much more async lag, for
-   * fewer messages under load (each costs every follower a wake-up, a transaction and an ack).
-   * 0: every group commit is published at once.
+   * Under load, change-stream entries no write waits for (async followers) are held up to this
+   * many ms and published together; a group after a quiet spell (no commit for this long) goes at
+   * once. Up to this much more async lag, for fewer messages (each costs every follower a wake-up,
+   * a transaction and an ack). 0: every group commit is published at once.
    */
   streamBatchMs: 2,
   /** Largest request body the gateway accepts. */

@@ -8,7 +8,7 @@
  * Why: every message on the stream costs each follower a wake-up, a decode, a SQLite transaction
  * and an ack, and nats-server a delivery per follower. Under load the leader commits a group every
  * few hundred µs; measured at 16 and 64 clients on 2 cores, holding async messages for 2 ms raised
- * the 2-follower throughput by 11–15% (docs/benchmarks.md, "Change-stream batching"). The price is
+ * the 2-follower throughput by 6–16% (docs/benchmarks.md, "Change-stream batching"). The price is
  * up to `intervalMs` more lag on async followers, and so that much more to lose in an async failover.
  *
  * Rejected: holding only until `intervalMs` after the last message (so the first group after a
