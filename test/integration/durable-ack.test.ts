@@ -4,8 +4,8 @@
  * held behind a gate the test opens. The leader publishes while its own flush runs; the client
  * reply comes only after the leader's flush AND (semi-sync) the sync follower's flush returned.
  *
- * And what the leader publishes when (streamBatchMs): entries no write waits for are held and go
- * out together, one message per interval at most; an entry a follower must flush goes at once.
+ * And what the leader publishes when (streamBatchMs): under load, entries no write waits for are
+ * held and go out together; an entry a follower must flush goes at once.
  */
 import * as path from 'node:path';
 import { loadConfig } from '@flotilla/config';

@@ -162,13 +162,13 @@ export class LeaderRole {
     this.stopped = true;
     this.tickTimer?.cancel();
     // Held entries are committed (some acknowledged, in async mode): send them while the
-    // connection may still carry them; a follower that misses them fetches them by catch-up.
+    // connection may still carry them (flush also drops the timer); a follower that misses them
+    // fetches them by catch-up.
     try {
       this.stream.flush();
     } catch (err) {
       this.ctx.log.warn('held change-stream entries not published at stop', { err: (err as Error).message });
     }
-    this.stream.cancel();
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' }));
@@ -257,11 +257,12 @@ export class LeaderRole {
       if (commitMs > SLOW_COMMIT_MS) log.warn('slow commit', { ms: Math.round(commitMs), requests: batch.length, lsn: store.lastLsn });
       const entries: LogEntry[] = [];
       let awaited = false;
-      outcomes.forEach((o, i) => {
-        if (!o.ok || !o.entry) return;
+      for (let i = 0; i < outcomes.length; i++) {
+        const o = outcomes[i];
+        if (!o.ok || !o.entry) continue;
         entries.push(o.entry);
-        if (!awaited && this.sync.mustWait(batch[i].req.durability)) awaited = true;
-      });
+        awaited ||= this.sync.mustWait(batch[i].req.durability);
+      }
       // Followers get the entries while this node's own fdatasync runs (as Raft leaders write their
       // disk in parallel with replicating): a write is acknowledged only once it is durable here
       // AND on the followers its durability asks for, so the order of the two flushes is free.

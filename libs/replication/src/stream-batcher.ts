@@ -26,7 +26,7 @@ export class StreamBatcher<T> {
 
   constructor(
     private readonly clock: Clock,
-    /** Shortest time between two messages of entries nobody waits for; 0 sends every group at once. */
+    /** How long a group may be held under load (and the quiet spell that lets one go at once); 0 holds nothing. */
     private readonly intervalMs: number,
     private readonly send: (items: T[]) => void,
   ) {
@@ -43,9 +43,10 @@ export class StreamBatcher<T> {
     const quiet = now - this.lastAddMono >= this.intervalMs;
     this.lastAddMono = now;
     for (const it of items) this.held.push(it);
-    if (urgent || this.intervalMs === 0) return this.flush();
+    // Quiet implies no timer: one is armed only by a group less than intervalMs after the previous,
+    // and fires intervalMs later. With intervalMs 0 every group is quiet.
+    if (urgent || quiet) return this.flush();
     if (this.timer || this.held.length === 0) return;
-    if (quiet) return this.flush();
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;
       this.flush();
@@ -65,11 +66,5 @@ export class StreamBatcher<T> {
   /** Items waiting for the timer. */
   get heldCount(): number {
     return this.held.length;
-  }
-
-  /** Drops the timer; whatever is held stays unsent (call {@link flush} first to send it). */
-  cancel(): void {
-    this.timer?.cancel();
-    this.timer = null;
   }
 }
