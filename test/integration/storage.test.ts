@@ -6,7 +6,19 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode } from '@flotilla/protocol';
-import { DivergenceError, LogEntry, Store, WAL_PREALLOCATE_BYTES, WriteInput } from '@flotilla/storage';
+import Database from 'better-sqlite3';
+import {
+  DivergenceError,
+  leftoverFiles,
+  LogEntry,
+  removeFilePaced,
+  replacedFileFor,
+  seedFileFor,
+  servedSnapshotsDirFor,
+  Store,
+  WAL_PREALLOCATE_BYTES,
+  WriteInput,
+} from '@flotilla/storage';
 import { removeTempDir, tempDir } from '@flotilla/testing';
 
 let dir: string;
@@ -123,10 +135,22 @@ test('state survives reopening, and a snapshot carries its exact LSN', async () 
   for (let i = 0; i < 50; i++) exec(sql('INSERT INTO t VALUES (?)', [i]));
   const snap = await leader.snapshotTo(path.join(dir, 'snap.sqlite'));
   expect(snap.lsn).toBe(leader.lastLsn);
+  const own = new Database(path.join(dir, 'fresh.sqlite'));
+  own.exec('CREATE TABLE mine(v)');
+  own.close();
   const fresh = Store.open(path.join(dir, 'fresh.sqlite'));
-  fresh.replaceWithSnapshot(snap.file);
+  const replaced = fresh.replaceWithSnapshot(snap.file);
   expect(fresh.lastLsn).toBe(leader.lastLsn);
   expect(fresh.tableChecksums()).toEqual(leader.tableChecksums());
+  // The database it replaced is kept aside, whole, for a paced removal; nothing else is left.
+  expect(replaced).toBe(replacedFileFor(fresh.file));
+  const old = new Database(replaced!, { readonly: true });
+  expect(old.prepare("SELECT name FROM sqlite_master WHERE name = 'mine'").pluck().get()).toBe('mine');
+  old.close();
+  expect(fs.existsSync(snap.file)).toBe(false);
+  expect(leftoverFiles(fresh.file)).toEqual([replaced]);
+  await expect(removeFilePaced(replaced!)).resolves.toBe(true);
+  expect(leftoverFiles(fresh.file)).toEqual([]);
   fresh.close();
   follower.close();
   follower = Store.open(path.join(dir, 'follower.sqlite'));
@@ -274,4 +298,57 @@ test('the WAL is written out to its preallocated size at open, does not grow und
   } finally {
     crashed.close();
   }
+});
+
+describe('removing large files a step at a time', () => {
+  const MiB = 1024 * 1024;
+  const fill = (file: string, bytes: number) => fs.writeFileSync(file, Buffer.alloc(bytes, 7));
+
+  test('shrinks the file by one step per fdatasync, then unlinks it; the name is free at once', async () => {
+    const file = path.join(dir, 'big.sqlite');
+    fill(file, 40 * MiB + 5);
+    const steps: number[] = [];
+    const removal = removeFilePaced(file, { stepBytes: 8 * MiB, pauseMs: 1, onStep: (left) => steps.push(left) });
+    // Renamed aside before the call returned: a new file of the same name is not touched.
+    expect(fs.existsSync(file)).toBe(false);
+    fs.writeFileSync(file, 'new');
+    await expect(removal).resolves.toBe(true);
+    expect(steps).toEqual([32 * MiB + 5, 24 * MiB + 5, 16 * MiB + 5, 8 * MiB + 5, 5]);
+    expect(fs.readFileSync(file, 'utf8')).toBe('new');
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('big.sqlite'))).toEqual(['big.sqlite']);
+  });
+
+  test('a missing file is no error; a small one goes in one step; a bad step size is refused', async () => {
+    await expect(removeFilePaced(path.join(dir, 'absent'))).resolves.toBe(false);
+    const small = path.join(dir, 'small');
+    fill(small, 1000);
+    const steps: number[] = [];
+    await expect(removeFilePaced(small, { onStep: (left) => steps.push(left) })).resolves.toBe(true);
+    expect(steps).toEqual([]);
+    expect(fs.existsSync(small)).toBe(false);
+    fill(small, 10);
+    await expect(removeFilePaced(small, { stepBytes: 0 })).rejects.toThrow(/stepBytes must be positive/);
+    expect(fs.existsSync(small)).toBe(true);
+  });
+
+  test('a directory in the way is refused, not removed', async () => {
+    const sub = path.join(dir, 'sub');
+    fs.mkdirSync(sub);
+    fs.writeFileSync(path.join(sub, 'keep'), 'x');
+    await expect(removeFilePaced(sub)).rejects.toThrow(/not a regular file/);
+    expect(fs.readFileSync(path.join(sub, 'keep'), 'utf8')).toBe('x');
+  });
+
+  test('leftoverFiles names what an interrupted seed, snapshot or removal left, and nothing else', () => {
+    const db = path.join(dir, 'db.sqlite');
+    fs.writeFileSync(db, '');
+    fs.writeFileSync(db + '-wal', '');
+    fs.writeFileSync(path.join(dir, 'other.sqlite.snapshot.tmp'), '');
+    expect(leftoverFiles(db)).toEqual([]);
+    const snapshots = servedSnapshotsDirFor(db);
+    fs.mkdirSync(snapshots);
+    const expected = [seedFileFor(db), replacedFileFor(db), `${db}.replaced.removing-0a1b2c`, path.join(snapshots, 'a.sqlite')];
+    for (const f of expected) fs.writeFileSync(f, 'x');
+    expect(leftoverFiles(db).sort()).toEqual(expected.sort());
+  });
 });

@@ -13,7 +13,7 @@ import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
 import { subjectsFor } from '@flotilla/protocol';
 import { Counters, ReplicaNode, RoleContext } from '@flotilla/replication';
-import { Store } from '@flotilla/storage';
+import { leftoverFiles, removeFilePaced, Store } from '@flotilla/storage';
 import { NatsTransport } from '@flotilla/transport';
 import { ReplicaHttpModule } from './replica-http.module';
 
@@ -39,9 +39,17 @@ async function main(): Promise<void> {
   const log = createLogger({ app: 'replica', node, cluster: config.cluster }, config.logLevel);
   fs.mkdirSync(config.dataDir, { recursive: true });
   const dbFile = path.join(config.dataDir, 'db.sqlite');
-  fs.rmSync(dbFile + '.snapshot.tmp', { force: true }); // a seed interrupted by a crash starts over
+  // What a seed or snapshot interrupted by a crash left behind; a seed starts over. Freed a step at
+  // a time, in the background: a burst of freed blocks would stall this replica's first commits.
+  const leftovers = leftoverFiles(dbFile);
   const store = Store.open(dbFile);
   log.info('database opened', { file: dbFile, lsn: store.lastLsn, epoch: store.knownEpoch() });
+  for (const file of leftovers) {
+    void removeFilePaced(file).then(
+      () => log.info('removed a leftover file', { file }),
+      (err: Error) => log.warn('could not remove a leftover file', { file, err: (err as Error).message }),
+    );
+  }
 
   const transport = await NatsTransport.connect({
     servers: config.natsUrl,

@@ -7,8 +7,6 @@
  * The apply path, in small steps: check epoch → check position → check checksum → apply → ack.
  */
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import {
   AckMessage,
   CatchupRequest,
@@ -30,7 +28,7 @@ import {
   SnapshotStarted,
   WireEntry,
 } from '@flotilla/protocol';
-import { DivergenceError, LogEntry } from '@flotilla/storage';
+import { DivergenceError, LogEntry, removeFilePaced, seedFileFor } from '@flotilla/storage';
 import { TransportError } from '@flotilla/transport';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
@@ -439,7 +437,7 @@ export class FollowerRole {
     this.phase = 'seeding';
     const started = clock.monotonic();
     log.info('snapshot seeding started', { reason, lsn: store.lastLsn });
-    const tmp = store.file + '.snapshot.tmp';
+    const tmp = seedFileFor(store.file);
     let writer: SnapshotFileWriter | null = null;
     try {
       const from = this.leader;
@@ -447,7 +445,7 @@ export class FollowerRole {
       const begun = await ask({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node }, SNAPSHOT_BEGIN_TIMEOUT_MS);
       if (begun.type !== 'snapshot-started') throw new ProtocolError(`snapshot-begin answered with ${begun.type}`);
       log.info('snapshot offered', { id: begun.id, lsn: begun.lsn, chunkBytes: begun.chunkBytes });
-      fs.rmSync(tmp, { force: true });
+      this.removeInBackground(tmp, 'an earlier snapshot file');
       writer = SnapshotFileWriter.create(tmp);
       const received = await this.fetchSnapshotChunks(ask, begun, writer);
       const refetched = await this.verifySnapshotChunks(ask, begun, received, writer);
@@ -456,8 +454,9 @@ export class FollowerRole {
       // A node that stopped following (it leads now, or shuts down) must not swap its database.
       if (this.stopped) throw new Error('the follower role stopped');
       await ask({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: begun.id }, 5000).catch(() => undefined);
-      store.replaceWithSnapshot(tmp);
+      const replaced = store.replaceWithSnapshot(tmp);
       counters.inc('snapshotsInstalled');
+      if (replaced) this.removeInBackground(replaced, 'the database the snapshot replaced');
       this.received = Math.max(this.received, store.lastLsn);
       const ms = Math.round(clock.monotonic() - started);
       const bytes = received.info.bytes;
@@ -465,7 +464,7 @@ export class FollowerRole {
     } catch (err) {
       log.warn('snapshot seeding failed; retrying', { err: (err as Error).message });
       await writer?.abandon();
-      fs.rmSync(tmp, { force: true });
+      this.removeInBackground(tmp, 'the snapshot file of a failed seed');
       await this.delay(RETRY_DELAY_MS * 4);
     } finally {
       this.seedProgress = null;
@@ -563,6 +562,16 @@ export class FollowerRole {
       await writer.write(i * snap.chunkBytes, r.payload);
     }
     return stale.length;
+  }
+
+  /** Frees a large file a step at a time (see removeFilePaced), without holding up the caller. */
+  private removeInBackground(file: string, what: string): void {
+    const { log, clock } = this.ctx;
+    const started = clock.monotonic();
+    void removeFilePaced(file).then(
+      (removed) => removed && log.info('removed', { what, file, ms: Math.round(clock.monotonic() - started) }),
+      (err: Error) => log.warn('could not remove', { what, file, err: err.message }),
+    );
   }
 
   private delay(ms: number): Promise<void> {

@@ -40,6 +40,7 @@ import {
   WriteRequest,
 } from '@flotilla/protocol';
 import type { LogEntry, SnapshotFile, WriteOutcome } from '@flotilla/storage';
+import { removeFilePaced, servedSnapshotsDirFor } from '@flotilla/storage';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
@@ -510,7 +511,7 @@ export class LeaderRole {
    */
   private async beginSnapshot(forNode: string): Promise<SnapshotStarted> {
     const { store, log, config, clock } = this.ctx;
-    const dir = path.join(path.dirname(store.file), 'snapshots');
+    const dir = servedSnapshotsDirFor(store.file);
     fs.mkdirSync(dir, { recursive: true });
     // One snapshot made at a time: concurrent requests wait for it and get their own copy.
     while (this.snapshotInProgress) await this.snapshotInProgress.catch(() => undefined);
@@ -663,14 +664,19 @@ export class LeaderRole {
       w.respond(encode(errorReply(why.toWire())));
     }
     s.waiters.clear();
-    // Closing waits for reads in flight; unlinking a large file can take a while: never on the
-    // event loop that commits writes.
+    // Closing waits for reads in flight. The file is freed a step at a time: unlinked at once, its
+    // hundreds of MB would stall this leader's own commit fsyncs (see removeFilePaced).
     const handle = s.handle;
     s.handle = null;
+    const { log, clock } = this.ctx;
+    const started = clock.monotonic();
     void (handle ? handle.close() : Promise.resolve())
       .catch(() => undefined)
-      .then(() => fs.promises.rm(s.file, { force: true }))
-      .catch(() => undefined);
+      .then(() => removeFilePaced(s.file))
+      .then(
+        () => log.info('snapshot removed', { id: s.id, ms: Math.round(clock.monotonic() - started) }),
+        (err: Error) => log.warn('could not remove a snapshot file', { id: s.id, file: s.file, err: err.message }),
+      );
   }
 
   private refuse(channel: string, err: unknown): void {

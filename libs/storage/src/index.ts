@@ -6,3 +6,4 @@ export * from './snapshot';
 export * from './log-value';
 export { encodeColumnSql } from './capture';
 export * from './quarantine';
+export * from './data-files';

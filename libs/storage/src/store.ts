@@ -30,6 +30,7 @@ import { createSchema } from './schema';
 import { createSnapshot, SnapshotFile, SnapshotOptions } from './snapshot';
 import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
 import { Quarantine } from './quarantine';
+import { replacedFileFor } from './data-files';
 import { toClientError } from './sql-error';
 import { encodeColumnSql } from './capture';
 import { listUserTables, quoteIdent, readTableMeta, TableMeta } from './table-meta';
@@ -712,16 +713,28 @@ export class Store {
 
   /**
    * Replaces this database with a snapshot file (already verified by the caller), atomically:
-   * close (which checkpoints the WAL away), remove WAL leftovers, rename over, reopen.
+   * close (which checkpoints the WAL away), remove WAL leftovers, rename over, reopen. The old
+   * database is not freed here: it stays linked as {@link replacedFileFor}, whose path is
+   * returned, for the caller to remove with {@link removeFilePaced} (freeing hundreds of MB at once
+   * stalls every fsync on the disk; see data-files.ts). The name swap stays one atomic rename, so
+   * a crash at any point leaves the old or the new database under the name, never neither.
    */
-  replaceWithSnapshot(snapshotFile: string): void {
+  replaceWithSnapshot(snapshotFile: string): string | null {
     const capturing = this.capturing;
     this.closeFiles();
     for (const ext of ['-wal', '-shm']) fs.rmSync(this.file + ext, { force: true });
+    const replaced = replacedFileFor(this.file);
+    fs.rmSync(replaced, { force: true });
+    let kept: string | null = null;
+    if (fs.existsSync(this.file)) {
+      fs.linkSync(this.file, replaced);
+      kept = replaced;
+    }
     fs.renameSync(snapshotFile, this.file);
     this.stmtCache.clear();
     this.openFiles();
     if (capturing) this.startCapture();
+    return kept;
   }
 
   // ---- checks ---------------------------------------------------------------------------------
