@@ -109,7 +109,7 @@ const post = (body) => new Promise((resolve) => {
     const r = await post({ statements: [{ sql: 'INSERT INTO ' + workerData.table + '(k, v) VALUES (?, ?)', params: [k, 'value-' + k] }], idempotencyKey: workerData.table + '-' + k });
     samples.push([t0, performance.now() + performance.timeOrigin - t0]);
     if (r.status === 200) acked++; else failed++;
-    if (samples.length % 50 === 0) parentPort.postMessage({ progress: acked });
+    if (samples.length % 50 === 0) parentPort.postMessage({ progress: acked, samples: samples.slice(-50) });
   }
   parentPort.postMessage({ done: true, samples, acked, failed });
 })();
@@ -124,10 +124,14 @@ export function startWriterThread(gatewayUrl: string, table: string, firstKey = 
   const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
   const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { url: gatewayUrl, table, firstKey } });
   let acked = 0;
+  const seen: [number, number][] = [];
   let resolveDone!: (r: { samples: [number, number][]; acked: number; failed: number }) => void;
   const done = new Promise<{ samples: [number, number][]; acked: number; failed: number }>((r) => (resolveDone = r));
   worker.on('message', (m: { progress?: number; done?: boolean; samples: [number, number][]; acked: number; failed: number }) => {
-    if (m.progress !== undefined) acked = m.progress;
+    if (m.progress !== undefined) {
+      acked = m.progress;
+      seen.push(...m.samples);
+    }
     if (m.done) {
       resolveDone(m);
       void worker.terminate();
@@ -136,6 +140,10 @@ export function startWriterThread(gatewayUrl: string, table: string, firstKey = 
   return {
     get acked() {
       return acked;
+    },
+    /** [start, ms] of every write up to the last progress report (one every 50 writes). */
+    samples(): [number, number][] {
+      return seen;
     },
     async stop() {
       worker.postMessage('stop');
