@@ -727,8 +727,12 @@ export class Store {
     fs.rmSync(replaced, { force: true });
     let kept: string | null = null;
     if (fs.existsSync(this.file)) {
-      fs.linkSync(this.file, replaced);
-      kept = replaced;
+      try {
+        fs.linkSync(this.file, replaced);
+        kept = replaced;
+      } catch {
+        // No hard links here: the rename frees the old database at once, as it always could.
+      }
     }
     fs.renameSync(snapshotFile, this.file);
     this.stmtCache.clear();
