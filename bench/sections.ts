@@ -14,6 +14,7 @@ import { nowMs, WriterResult } from './load-worker';
 import { PgMode, PostgresPair } from './postgres';
 import { fmt, markdownTable, ratioCell } from './report';
 import { measureNatsCeiling, NatsCeiling } from './bare-nats';
+import { measureTcpCeiling, TcpCeiling } from './bare-tcp';
 import { SNAPSHOT_CHUNKS_IN_FLIGHT } from '@flotilla/replication';
 
 /** Run lengths and sizes; `--quick` shrinks all of them. */
@@ -413,6 +414,8 @@ export interface SnapshotSection {
   buildMs: number;
   /** Bare NATS request/reply of as many bytes, in the snapshot's chunk size: with its window and a deeper one. */
   natsCeiling?: NatsCeiling[];
+  /** The same bytes from the leader's file to a new file by a bare TCP stream between two Node processes. */
+  tcpCeiling?: TcpCeiling;
 }
 
 export async function measureSnapshot(s: Settings): Promise<SnapshotSection> {
@@ -446,12 +449,13 @@ export async function measureSnapshot(s: Settings): Promise<SnapshotSection> {
       await measureNatsCeiling(bc.cluster.natsUrl, snapshotBytes, chunkBytes, SNAPSHOT_CHUNKS_IN_FLIGHT),
       await measureNatsCeiling(bc.cluster.natsUrl, snapshotBytes, chunkBytes, 16),
     ];
+    const tcpCeiling = await measureTcpCeiling(dbFile, snapshotBytes);
     const mbps = (bytes: number, ms: number) => +(bytes / 1e6 / (ms / 1000)).toFixed(1);
     const totalMbPerS = mbps(snapshotBytes, totalMs);
     return {
       databaseBytes, walBytes, snapshotBytes, copyMs, makeMs, totalMs, transferMs,
       makeMbPerS: mbps(snapshotBytes, makeMs), transferMbPerS: mbps(snapshotBytes, transferMs), totalMbPerS,
-      cpBytes: cp.bytes, cpMs: Math.round(cp.ms), cpMbPerS: mbps(cp.bytes, cp.ms), ratioToCp: +(totalMbPerS / mbps(cp.bytes, cp.ms)).toFixed(2), buildMs, natsCeiling,
+      cpBytes: cp.bytes, cpMs: Math.round(cp.ms), cpMbPerS: mbps(cp.bytes, cp.ms), ratioToCp: +(totalMbPerS / mbps(cp.bytes, cp.ms)).toFixed(2), buildMs, natsCeiling, tcpCeiling,
     };
   } finally {
     await bc.stop();
@@ -490,6 +494,12 @@ export function snapshotTable(x: SnapshotSection): string {
         `ceiling: bare NATS request/reply, ${fmt(c.chunkBytes / 1024)} KiB chunks, ${c.inFlight} in flight (no file, no SQLite, no hash)`,
         mb(c.bytes), fmt(c.ms), `${fmt(c.mbPerS, 1)} (${fmt(c.mbPerS / x.cpMbPerS, 2)}× cp)`,
       ]),
+      ...(x.tcpCeiling
+        ? [[
+            'ceiling: bare TCP stream between two Node processes, leader file → new file, fdatasync every 2 MiB (no NATS, no SQLite, no hash)',
+            mb(x.tcpCeiling.bytes), fmt(x.tcpCeiling.ms), `${fmt(x.tcpCeiling.mbPerS, 1)} (${fmt(x.tcpCeiling.mbPerS / x.cpMbPerS, 2)}× cp)`,
+          ]]
+        : []),
     ],
   ) + `\n\nLeader database: ${mb(x.databaseBytes)} MB db.sqlite + ${mb(x.walBytes)} MB WAL, built in ${fmt(x.buildMs / 1000, 1)} s from 256 KiB blobs.`;
 }
