@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   for (const file of leftovers) {
     void removeFilePaced(file).then(
       () => log.info('removed a leftover file', { file }),
-      (err: Error) => log.warn('could not remove a leftover file', { file, err: (err as Error).message }),
+      (err: Error) => log.warn('could not remove a leftover file', { file, err: err.message }),
     );
   }
 

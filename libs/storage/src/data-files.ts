@@ -28,14 +28,14 @@ export interface RemoveFileOptions {
 }
 
 /**
- * Removes `file` (no error if it does not exist) a step at a time: truncate by `stepBytes`,
- * fdatasync (so that step's blocks are freed in a journal commit of their own), pause, repeat;
- * then unlink; resolves `false` if there was no such file. The name is free as soon as this returns (the file is renamed aside at once, to
- * `<file>.removing-<random>`), so the caller may create `file` anew while the old one shrinks.
- * A file of one step or less goes at once. Whatever fails on the way, the file is still unlinked,
- * at once; only a failing rename or unlink rejects, and anything but a regular file is refused
- * untouched.
- * Only for files nobody else reads: a truncation shrinks every hard link to the file.
+ * Removes `file` a step at a time: truncate by `stepBytes`, fdatasync (so that step's blocks are
+ * freed in a journal commit of their own), pause, repeat; then unlink. Resolves `true` when done,
+ * `false` if there was no such file. The name is free as soon as this returns (the file is renamed
+ * aside at once, to `<file>.removing-<random>`), so the caller may create `file` anew while the old
+ * one shrinks. A file of one step or less goes at once. Whatever fails on the way, the file is
+ * still unlinked, at once; only a failing rename or unlink rejects, and anything but a regular
+ * file is refused untouched. Only for files nobody else reads: a truncation shrinks every hard
+ * link to the file.
  */
 export function removeFilePaced(file: string, options: RemoveFileOptions = {}): Promise<boolean> {
   const stepBytes = options.stepBytes ?? REMOVE_STEP_BYTES;
