@@ -25,10 +25,10 @@ const WRITE_BLOCKED_MS_MAX = 100;
  * seconds after a few hundred MB were written, whoever wrote them (a bare 4 KiB append + fdatasync
  * every 2 ms: worst 22 ms in five 10 s runs on a quiet disk; next to two 200 MB writers, worst
  * 21-303 ms per 7 s run, over 100 ms in 4 of 8; once 272 ms with nothing else writing, seconds
- * after them). One such
- * stall in a join's 3 s failed this test in 4 of 17 runs (one leader fdatasync of 117-208 ms each
- * time). A snapshot that blocks writes blocks them in every join: then every attempt fails, and
- * so does the test.
+ * after them). One such stall in a join's 3 s failed this test in 4 of the 14 runs of
+ * 2026-11-27/28 whose output was kept (a write of 126-312 ms; the two with leader logs show one
+ * leader fdatasync of 117 and 208 ms). A snapshot that blocks writes blocks them in every join:
+ * then every attempt fails, and so does the test.
  */
 const JOIN_ATTEMPTS_MAX = 3;
 
