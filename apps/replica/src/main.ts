@@ -12,8 +12,8 @@ import { KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, NatsKvLease
 import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
 import { subjectsFor } from '@flotilla/protocol';
-import { Counters, ReplicaNode, RoleContext } from '@flotilla/replication';
-import { leftoverFiles, removeFilePaced, Store } from '@flotilla/storage';
+import { Counters, removeInBackground, ReplicaNode, RoleContext } from '@flotilla/replication';
+import { leftoverFiles, Store } from '@flotilla/storage';
 import { NatsTransport } from '@flotilla/transport';
 import { ReplicaHttpModule } from './replica-http.module';
 
@@ -44,12 +44,7 @@ async function main(): Promise<void> {
   const leftovers = leftoverFiles(dbFile);
   const store = Store.open(dbFile);
   log.info('database opened', { file: dbFile, lsn: store.lastLsn, epoch: store.knownEpoch() });
-  for (const file of leftovers) {
-    void removeFilePaced(file).then(
-      () => log.info('removed a leftover file', { file }),
-      (err: Error) => log.warn('could not remove a leftover file', { file, err: err.message }),
-    );
-  }
+  for (const file of leftovers) removeInBackground({ log, clock: systemClock }, file, 'a leftover file');
 
   const transport = await NatsTransport.connect({
     servers: config.natsUrl,

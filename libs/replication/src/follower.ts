@@ -28,7 +28,7 @@ import {
   SnapshotStarted,
   WireEntry,
 } from '@flotilla/protocol';
-import { DivergenceError, LogEntry, removeFilePaced, seedFileFor } from '@flotilla/storage';
+import { DivergenceError, LogEntry, seedFileFor } from '@flotilla/storage';
 import { TransportError } from '@flotilla/transport';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
@@ -36,6 +36,7 @@ import type { RoleContext } from './context';
 import { WalFlusher } from './wal-flusher';
 import { SNAPSHOT_HOLD_MS } from './leader';
 import { SnapshotFileWriter } from './snapshot-file-writer';
+import { removeInBackground } from './remove-in-background';
 
 /** Live entries buffered while a catch-up runs; beyond this they are dropped and fetched again. */
 export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
@@ -445,7 +446,7 @@ export class FollowerRole {
       const begun = await ask({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node }, SNAPSHOT_BEGIN_TIMEOUT_MS);
       if (begun.type !== 'snapshot-started') throw new ProtocolError(`snapshot-begin answered with ${begun.type}`);
       log.info('snapshot offered', { id: begun.id, lsn: begun.lsn, chunkBytes: begun.chunkBytes });
-      this.removeInBackground(tmp, 'an earlier snapshot file');
+      removeInBackground(this.ctx, tmp, 'an earlier snapshot file');
       writer = SnapshotFileWriter.create(tmp);
       const received = await this.fetchSnapshotChunks(ask, begun, writer);
       const refetched = await this.verifySnapshotChunks(ask, begun, received, writer);
@@ -456,7 +457,7 @@ export class FollowerRole {
       await ask({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: begun.id }, 5000).catch(() => undefined);
       const replaced = store.replaceWithSnapshot(tmp);
       counters.inc('snapshotsInstalled');
-      if (replaced) this.removeInBackground(replaced, 'the database the snapshot replaced');
+      if (replaced) removeInBackground(this.ctx, replaced, 'the database the snapshot replaced');
       this.received = Math.max(this.received, store.lastLsn);
       const ms = Math.round(clock.monotonic() - started);
       const bytes = received.info.bytes;
@@ -464,7 +465,7 @@ export class FollowerRole {
     } catch (err) {
       log.warn('snapshot seeding failed; retrying', { err: (err as Error).message });
       await writer?.abandon();
-      this.removeInBackground(tmp, 'the snapshot file of a failed seed');
+      removeInBackground(this.ctx, tmp, 'the snapshot file of a failed seed');
       await this.delay(RETRY_DELAY_MS * 4);
     } finally {
       this.seedProgress = null;
@@ -562,16 +563,6 @@ export class FollowerRole {
       await writer.write(i * snap.chunkBytes, r.payload);
     }
     return stale.length;
-  }
-
-  /** Frees a large file a step at a time (see removeFilePaced), without holding up the caller. */
-  private removeInBackground(file: string, what: string): void {
-    const { log, clock } = this.ctx;
-    const started = clock.monotonic();
-    void removeFilePaced(file).then(
-      (removed) => removed && log.info('removed', { what, file, ms: Math.round(clock.monotonic() - started) }),
-      (err: Error) => log.warn('could not remove', { what, file, err: err.message }),
-    );
   }
 
   private delay(ms: number): Promise<void> {

@@ -7,3 +7,4 @@ export * from './retention';
 export * from './sync-tracker';
 export * from './validate';
 export { SNAPSHOT_FSYNC_EVERY_BYTES } from './snapshot-file-writer';
+export * from './remove-in-background';

@@ -40,10 +40,11 @@ import {
   WriteRequest,
 } from '@flotilla/protocol';
 import type { LogEntry, SnapshotFile, WriteOutcome } from '@flotilla/storage';
-import { removeFilePaced, servedSnapshotsDirFor } from '@flotilla/storage';
+import { servedSnapshotsDirFor } from '@flotilla/storage';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
+import { removeInBackground } from './remove-in-background';
 import { SyncTracker } from './sync-tracker';
 import { StreamBatcher } from './stream-batcher';
 import { validateWriteRequest } from './validate';
@@ -668,15 +669,9 @@ export class LeaderRole {
     // hundreds of MB would stall this leader's own commit fsyncs (see removeFilePaced).
     const handle = s.handle;
     s.handle = null;
-    const { log, clock } = this.ctx;
-    const started = clock.monotonic();
     void (handle ? handle.close() : Promise.resolve())
       .catch(() => undefined)
-      .then(() => removeFilePaced(s.file))
-      .then(
-        () => log.info('snapshot removed', { id: s.id, ms: Math.round(clock.monotonic() - started) }),
-        (err: Error) => log.warn('could not remove a snapshot file', { id: s.id, file: s.file, err: err.message }),
-      );
+      .then(() => removeInBackground(this.ctx, s.file, `snapshot ${s.id}`));
   }
 
   private refuse(channel: string, err: unknown): void {
