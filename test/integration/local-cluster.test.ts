@@ -112,7 +112,10 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
       FLOTILLA_NATS_URL: cluster.natsUrl,
       FLOTILLA_DATA_DIR: path.join(cluster.dataDir, 'replica-1'),
       FLOTILLA_HTTP_PORT: String(processOf(file, 'replica-1')!.ports.http),
+      FLOTILLA_API_PORT: String(processOf(file, 'replica-1')!.ports.api),
     });
+    expect(cluster.apiUrl('replica-1')).toBe(`http://127.0.0.1:${processOf(file, 'replica-1')!.ports.api}`);
+    expect(() => cluster.apiUrl('gateway')).toThrow(/serves no API/);
     const gatewayEnv = await httpJson('GET', `${cluster.gatewayUrl}/env`);
     expect(gatewayEnv.body.FLOTILLA_NODE).toBeUndefined();
     expect(gatewayEnv.body.FLOTILLA_MODE).toBe('sync');

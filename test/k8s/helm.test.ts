@@ -62,6 +62,10 @@ const VALUE_SETS: ValueSet[] = [
       expect(find(objects, 'Deployment', `${RELEASE}-gateway`)?.spec.replicas).toBe(2);
       expect(objects.some((o) => o.kind === 'Ingress')).toBe(false);
       expect(find(objects, 'Service', `${RELEASE}-rw`)?.spec.selector['flotilla.io/role']).toBe('leader');
+      // The leader's own REST API behind -rw: the replica serves it on apiPort.
+      expect(envOf(replicas).FLOTILLA_API_PORT).toBe('8081');
+      expect(replicas?.spec.template.spec.containers[0].ports).toContainEqual({ name: 'api', containerPort: 8081 });
+      for (const s of ['rw', 'ro', 'replica']) expect(find(objects, 'Service', `${RELEASE}-${s}`)?.spec.ports).toContainEqual({ name: 'api', port: 8081, targetPort: 'api' });
       expect(find(objects, 'Service', `${RELEASE}-ro`)?.spec.selector['flotilla.io/role']).toBe('follower');
       for (const workload of objects.filter((o) => o.kind === 'StatefulSet' || o.kind === 'Deployment')) {
         const pod = workload.spec.template.spec;

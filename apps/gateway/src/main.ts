@@ -14,10 +14,12 @@ import { subjectsFor } from '@flotilla/protocol';
 import { ClusterView, MISSED_HEARTBEATS_STALE } from '../../../libs/replication/src/cluster-view';
 import { installCheapAsyncBind } from './async-bind';
 import { isBodyReadError } from './error-filter';
+import { installExecuteFastPath } from './execute-fast-path';
 import { GatewayModule } from './gateway-module';
 import { GatewayRouter } from './gateway-router';
 import { Admin } from './admin';
 import { installJsonBodyParser } from './http-body';
+import { LocalFirstRequester, LocalNode } from './local-first-requester';
 import { GatewayMetrics, installHttpMetrics } from './metrics';
 import { MonitorBoard } from './monitor-board';
 import { NatsLink } from './nats-link';
@@ -44,8 +46,16 @@ class NestLogBridge implements LoggerService {
   }
 }
 
+export interface GatewayOptions {
+  /**
+   * The database node of this process, when the gateway runs inside a replica (its own REST API):
+   * writes go to it directly while it leads.
+   */
+  local?: LocalNode;
+}
+
 /** Builds and starts the gateway; resolves once HTTP listens. Returns a function that stops it. */
-export async function startGateway(config: FlotillaConfig, logger: Logger): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function startGateway(config: FlotillaConfig, logger: Logger, options: GatewayOptions = {}): Promise<{ url: string; stop: () => Promise<void> }> {
   const subjects = subjectsFor(config.cluster);
   const view = new ClusterView({ clock: systemClock, staleAfterMs: MISSED_HEARTBEATS_STALE * config.heartbeatIntervalMs });
   let metrics: GatewayMetrics | undefined;
@@ -64,7 +74,7 @@ export async function startGateway(config: FlotillaConfig, logger: Logger): Prom
   const router = new GatewayRouter({
     subjects,
     view,
-    requester: link,
+    requester: options.local ? new LocalFirstRequester(link, subjects.write, options.local) : link,
     clock: systemClock,
     logger: logger.child({ component: 'router' }),
     requestTimeoutMs: config.requestTimeoutMs,
@@ -91,6 +101,7 @@ export async function startGateway(config: FlotillaConfig, logger: Logger): Prom
   // Every body is parsed as JSON whatever its Content-Type (the API speaks JSON only), with the
   // configured size limit: larger bodies get 413 PAYLOAD_TOO_LARGE before anything reads them.
   installJsonBodyParser(fastify, { maxBodyBytes: config.maxBodyBytes });
+  installExecuteFastPath(fastify, router, logger.child({ component: 'http' }), { maxBodyBytes: config.maxBodyBytes });
   openApi.build(app, GATEWAY_VERSION);
 
   await app.listen(config.httpPort, config.httpHost);

@@ -1,7 +1,8 @@
 /**
  * The replica process: one database node. Configured by FLOTILLA_* environment variables (see
- * libs/config). Wires the core (store, transport, lease keeper, replica node) and a small HTTP
- * server for probes and metrics; all logic lives in libs/.
+ * libs/config). Wires the core (store, transport, lease keeper, replica node), a small HTTP
+ * server for probes and metrics and, with apiPort, the public REST API (the gateway's, in this
+ * process: writes run here while this node leads); all logic lives in libs/ and the gateway.
  */
 import 'reflect-metadata';
 import * as fs from 'node:fs';
@@ -15,6 +16,7 @@ import { subjectsFor } from '@flotilla/protocol';
 import { Counters, removeInBackground, ReplicaNode, RoleContext } from '@flotilla/replication';
 import { leftoverFiles, Store } from '@flotilla/storage';
 import { NatsTransport } from '@flotilla/transport';
+import { startGateway } from '../../gateway/src/main';
 import { ReplicaHttpModule } from './replica-http.module';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
@@ -97,6 +99,8 @@ async function main(): Promise<void> {
   const app = await NestFactory.create(ReplicaHttpModule.forNode(replica), { logger: false });
   await app.listen(config.httpPort, config.httpHost);
   log.info('http listening', { port: config.httpPort, host: config.httpHost });
+  // The public REST API in the replica itself: writes run here while this node leads.
+  const api = config.apiPort > 0 ? await startGateway({ ...config, httpPort: config.apiPort }, log.child({ component: 'api' }), { local: replica }) : null;
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -106,6 +110,7 @@ async function main(): Promise<void> {
     keeper.stop();
     roleLabel?.stop();
     await keeper.release();
+    await api?.stop().catch(() => undefined);
     await replica?.stop();
     await app.close().catch(() => undefined);
     await transport.close().catch(() => undefined);

@@ -1,7 +1,7 @@
 /**
  * The replica's own small HTTP server, for Kubernetes probes and Prometheus: /healthz (process
  * alive), /readyz (can serve reads: leader with a valid lease, or follower on the live stream),
- * /metrics. Clients never talk to replicas over HTTP; they use the gateway.
+ * /metrics. Clients use the gateway, or the replica's public API on apiPort (see main.ts).
  */
 import { Controller, DynamicModule, Get, HttpCode, Module, Res } from '@nestjs/common';
 import type { Response } from 'express';

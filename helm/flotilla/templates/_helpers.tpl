@@ -58,6 +58,8 @@ that the chart exposes, under the same (camelCase) value name.
   value: {{ .Values.httpPort | quote }}
 - name: FLOTILLA_HTTP_HOST
   value: "0.0.0.0"
+- name: FLOTILLA_API_PORT
+  value: {{ .Values.apiPort | quote }}
 - name: FLOTILLA_LEASE_BACKEND
   value: kubernetes
 {{- range $key := list "mode" "syncFollowers" "syncTimeoutMs" "syncPolicy" "leaseTtlMs" "leaseRenewMs" "heartbeatIntervalMs" "logRetentionEntries" "logRetentionBytes" "logRetentionMs" "snapshotChunkBytes" "streamBatchMs" "maxBodyBytes" "readWaitMs" "requestTimeoutMs" "logLevel" }}

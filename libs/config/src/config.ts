@@ -22,6 +22,12 @@ export const DEFAULTS = {
   natsUrl: 'nats://127.0.0.1:4222',
   dataDir: './.flotilla/data',
   httpPort: 0,
+  /**
+   * Replicas: the port of the replica's own public REST API (the gateway's API, served in the
+   * replica: writes run here without a NATS hop while it leads, and go to the leader otherwise).
+   * 0: not served. The gateway ignores it.
+   */
+  apiPort: 0,
   mode: 'async' as ReplicationMode,
   syncFollowers: 1,
   /** How long a write waits for sync followers before another is made sync / the policy applies. */
@@ -84,6 +90,9 @@ export class FlotillaConfig {
 
   @IsString()
   httpHost = '127.0.0.1';
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  apiPort: number = DEFAULTS.apiPort;
 
   @IsIn(REPLICATION_MODES)
   mode: ReplicationMode = DEFAULTS.mode;

@@ -186,6 +186,7 @@ export class LocalCluster {
     if (this.replicaNames.length >= MAX_REPLICAS) throw new LocalClusterError(`at most ${MAX_REPLICAS} replicas`);
     const name = `replica-${this.nextReplicaIndex++}`;
     const proc = this.defineApp('replica', name, await freePort());
+    proc.ports.api = await freePort();
     await this.startApp(proc);
     return name;
   }
@@ -247,6 +248,13 @@ export class LocalCluster {
   httpUrl(name: string): string {
     const port = this.get(name).ports.http;
     if (!port) throw new LocalClusterError(`${name} has no HTTP port`);
+    return `http://127.0.0.1:${port}`;
+  }
+
+  /** http:// URL of a replica's public REST API (the gateway's API, served by the replica). */
+  apiUrl(name: string): string {
+    const port = this.get(name).ports.api;
+    if (!port) throw new LocalClusterError(`${name} serves no API`);
     return `http://127.0.0.1:${port}`;
   }
 
@@ -463,6 +471,7 @@ export class LocalCluster {
           FLOTILLA_NATS_URL: this.options.natsUrlFor?.(name) ?? this.natsUrl,
           FLOTILLA_HTTP_PORT: String(proc.ports.http),
         };
+        if (proc.ports.api) env.FLOTILLA_API_PORT = String(proc.ports.api);
         if (dataDir) {
           env.FLOTILLA_NODE = name;
           env.FLOTILLA_DATA_DIR = dataDir;
@@ -535,16 +544,18 @@ export class LocalCluster {
   }
 
   /**
-   * While a replica or monitor was down, something else may have bound its HTTP port (ports are
+   * While a replica or monitor was down, something else may have bound its HTTP or API port (ports are
    * only "free a moment ago"): then it gets a new free port rather than crash-looping on the old
    * one. nats-server and the gateway keep theirs: clients are configured with them.
    */
   private async repickPortIfTaken(proc: Supervised): Promise<void> {
     if (proc.kind !== 'replica' && proc.kind !== 'monitor') return;
-    const port = proc.ports.http;
-    if (await isPortFree(port)) return;
-    proc.ports.http = await freePort();
-    this.log.warn('http port taken while the process was down: using another', { process: proc.name, from: port, to: proc.ports.http });
+    for (const which of ['http', 'api']) {
+      const port = proc.ports[which];
+      if (!port || (await isPortFree(port))) continue;
+      proc.ports[which] = await freePort();
+      this.log.warn(`${which} port taken while the process was down: using another`, { process: proc.name, from: port, to: proc.ports[which] });
+    }
   }
 
   private info(p: Supervised): ClusterProcessInfo {

@@ -187,6 +187,16 @@ export class LeaderRole {
 
   // ---- writes ---------------------------------------------------------------------------------
 
+  /**
+   * A write request (or batch frame) from this process rather than from NATS: the replica's own
+   * REST API when this node leads. Same path as the `write` subject, so the same group commit,
+   * fencing and durability; resolves with the encoded reply (an error reply included).
+   */
+  submitWrite(data: Uint8Array): Promise<Uint8Array> {
+    if (this.stopped) return Promise.resolve(encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' })));
+    return new Promise((resolve) => this.onWrite(data, resolve));
+  }
+
   private onWrite(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
     if (!respond) return;
     if (isBatchFrame(data)) return this.onWriteFrame(data, respond);

@@ -165,6 +165,14 @@ export class ReplicaNode {
   // ---- status ---------------------------------------------------------------------------------
 
   /** Ready to serve reads: leading with a valid lease, or following the live stream. */
+  /**
+   * Runs a write request on this node when it leads (the same path as the `write` subject, without
+   * the NATS hop); null when it does not lead, so the caller sends it to the leader instead.
+   */
+  localWrite(data: Uint8Array): Promise<Uint8Array> | null {
+    return this.role === Role.LEADER && this.leader ? this.leader.submitWrite(data) : null;
+  }
+
   isReady(): boolean {
     if (this.role === Role.LEADER) return this.lease.isValidLeader();
     return this.follower?.state === 'live';

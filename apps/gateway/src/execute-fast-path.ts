@@ -1,0 +1,50 @@
+/**
+ * POST /v1/execute without Nest's request pipeline: a Fastify preHandler answers the writes whose
+ * body the {@link executeShortcut} accepts (every well-formed write), through the same router and
+ * the same error mapping (`sendError`) as the controller. Any other body goes on to the controller,
+ * whose ValidationPipe words the error; the controller stays the schema and the OpenAPI source.
+ *
+ * Why: the write is the hot path, and in a replica's own API it runs on the leader's event loop
+ * next to the commits. Nest's per-request work (execution context, pipes, interceptors, the
+ * exception zone) measured about a fifth of what the API costs per write there.
+ */
+import type { Logger } from '@flotilla/logging';
+import { executeShortcut } from './body-shortcuts';
+import type { ExecuteRequestDto } from './dto';
+import { ErrorMappingOptions, ErrorResponse, sendError } from './error-filter';
+import type { GatewayRouter } from './gateway-router';
+
+/** The path of the route, as Fastify names it. */
+export const EXECUTE_PATH = '/v1/execute';
+
+/** What the hook needs of Fastify (a subset, so the unit test can drive it). */
+export interface FastPathHost {
+  addHook(name: 'preHandler', hook: (request: FastPathRequest, reply: FastPathReply) => Promise<unknown>): unknown;
+}
+export interface FastPathRequest {
+  method: string;
+  body: unknown;
+  routeOptions: { url?: string };
+}
+export interface FastPathReply extends ErrorResponse {
+  code(status: number): FastPathReply;
+}
+
+export function installExecuteFastPath(fastify: FastPathHost, router: GatewayRouter, logger: Logger, options: ErrorMappingOptions): void {
+  fastify.addHook('preHandler', async (request, reply) => {
+    if (request.method !== 'POST' || request.routeOptions.url !== EXECUTE_PATH) return;
+    const body = executeShortcut(request.body) as ExecuteRequestDto | undefined;
+    if (body === undefined) return; // the controller's pipe says what is wrong
+    try {
+      const r = await router.execute({
+        statements: body.statements.map((s) => (s.params === undefined ? { sql: s.sql } : { sql: s.sql, params: s.params })),
+        idempotencyKey: body.idempotencyKey,
+        durability: body.durability,
+      });
+      reply.code(200).send({ lsn: r.lsn, epoch: r.epoch, results: r.results });
+    } catch (err) {
+      sendError(reply, err, logger, options);
+    }
+    return reply;
+  });
+}
