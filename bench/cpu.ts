@@ -37,6 +37,8 @@ export interface CpuRow {
 
 export interface CpuSection {
   mode: string;
+  /** Where the writes were sent: the gateway, or the leader's own API (apiPort). */
+  entry: 'gateway' | "leader's API";
   clients: number;
   writes: number;
   seconds: number;
@@ -48,7 +50,7 @@ export interface CpuSection {
 }
 
 /** One cluster per mode; CPU sampled around a closed-loop run of `clients` writers. */
-export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clients = 64, withFloor = false): Promise<CpuSection> {
+export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clients = 64, withFloor = false, entry: CpuSection['entry'] = 'gateway'): Promise<CpuSection> {
   const env: Record<string, string> = { FLOTILLA_MODE: mode };
   if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
   const bc = await BenchCluster.start({ replicas: 3, env, ddl: [KV_TABLE_DDL] });
@@ -58,13 +60,14 @@ export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clien
     const pids = new Map(names.map((n) => [n, bc.cluster.pid(n)] as const));
     for (const [n, pid] of pids) if (!pid) throw new Error(`cpu: ${n} is not running`);
     const cpuOf = () => new Map([...pids].map(([n, pid]) => [n, processCpuMs(pid!)] as const));
+    const url = entry === 'gateway' ? bc.gatewayUrl : bc.cluster.apiUrl(leader);
     // Warm up first (JIT, SQLite cache), then measure a run of its own.
-    await runWriters({ kind: 'http-writer', url: bc.gatewayUrl, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS, clients, warmupMs: 0, durationMs: s.warmupMs, maxRequests: 1e9, ratePerS: 0, keyBase: freshKeyBase() });
+    await runWriters({ kind: 'http-writer', url, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS, clients, warmupMs: 0, durationMs: s.warmupMs, maxRequests: 1e9, ratePerS: 0, keyBase: freshKeyBase() });
     const lsn0 = await bc.lsnOf(leader);
     const before = cpuOf();
     const self0 = process.cpuUsage();
     const t0 = performance.now();
-    await runWriters({ kind: 'http-writer', url: bc.gatewayUrl, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS, clients, warmupMs: 0, durationMs: s.durationMs, maxRequests: 1e9, ratePerS: 0, keyBase: freshKeyBase() });
+    await runWriters({ kind: 'http-writer', url, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS, clients, warmupMs: 0, durationMs: s.durationMs, maxRequests: 1e9, ratePerS: 0, keyBase: freshKeyBase() });
     const seconds = (performance.now() - t0) / 1000;
     const after = cpuOf();
     const self = process.cpuUsage(self0);
@@ -76,7 +79,7 @@ export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clien
     const rows = names.map((n) => row(n, n === leader ? 'leader' : n.startsWith('replica') ? 'follower' : n, after.get(n)! - before.get(n)!));
     rows.push(row('bench (load generator)', 'client', (self.user + self.system) / 1000));
     return {
-      mode, clients, writes, seconds: +seconds.toFixed(1), throughputPerS: Math.round(writes / seconds), rows,
+      mode, entry, clients, writes, seconds: +seconds.toFixed(1), throughputPerS: Math.round(writes / seconds), rows,
       totalUsPerWrite: +rows.reduce((a, r) => a + r.usPerWrite, 0).toFixed(1),
       floor: withFloor ? await measureMessageFloor(bc.cluster.natsUrl, pids.get('nats')!) : undefined,
     };
@@ -88,7 +91,7 @@ export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clien
 export function cpuTable(sections: CpuSection[]): string {
   const out: string[] = [];
   for (const c of sections) {
-    out.push(`${c.mode}, ${c.clients} clients: ${fmt(c.writes)} writes in ${c.seconds} s (${fmt(c.throughputPerS)}/s)\n`);
+    out.push(`${c.mode}, ${c.clients} clients${c.entry === 'gateway' ? '' : `, to the leader's API`}: ${fmt(c.writes)} writes in ${c.seconds} s (${fmt(c.throughputPerS)}/s)\n`);
     out.push(
       markdownTable(
         ['process', 'role', 'CPU ms', 'CPU µs per write', 'cores busy'],

@@ -198,7 +198,7 @@ async function main(): Promise<void> {
 
   if (args.only.has('cpu')) {
     await loads('cpu', async () => {
-      const c = [await measureCpu(s, 'async'), await measureCpu(s, 'semi-sync'), await measureCpu(s, 'async', 1, true)];
+      const c = [await measureCpu(s, 'async'), await measureCpu(s, 'semi-sync'), await measureCpu(s, 'semi-sync', 64, false, "leader's API"), await measureCpu(s, 'async', 1, true)];
       sections.cpu = c;
       print('Where the time goes: CPU per write of each process (64 and 1 clients, 3 replicas)', cpuTable(c));
     })();

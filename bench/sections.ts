@@ -94,10 +94,10 @@ function point(r: LoadResult): Point {
   };
 }
 
-/** Closed-loop single-row inserts through the gateway. */
-export async function gatewayPoint(bc: BenchCluster, s: Settings, clients: number): Promise<Point> {
+/** Closed-loop single-row inserts through the gateway (or, with `url`, another endpoint of the same API). */
+export async function gatewayPoint(bc: BenchCluster, s: Settings, clients: number, url = bc.gatewayUrl): Promise<Point> {
   const r = await runWriters({
-    kind: 'http-writer', url: bc.gatewayUrl, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    kind: 'http-writer', url, sql: INSERT_SQL, keyed: true, requestTimeoutMs: REQUEST_TIMEOUT_MS,
     clients, warmupMs: s.warmupMs, durationMs: s.warmupMs + s.durationMs, maxRequests: REQUESTS_PER_POINT_MAX, ratePerS: 0, keyBase: freshKeyBase(),
   });
   return point(r);
@@ -522,13 +522,20 @@ export interface ModesSection {
    * it, the PostgreSQL point of the paired setting. `replicas` 2 is PostgreSQL's topology (primary +
    * 1 standby); 3 is Flotilla's default.
    */
-  pairs: { mode: string; replicas: number; reportedMode?: string; clients: number; flotilla: Point; pgMode: PgMode; pg: Point; ratio: number }[];
+  pairs: { mode: string; replicas: number; entry: ModeEntry; reportedMode?: string; clients: number; flotilla: Point; pgMode: PgMode; pg: Point; ratio: number }[];
   /** PostgreSQL with synchronous_commit=off, for reference (no Flotilla counterpart). */
   reference: { mode: PgMode; points: Point[] };
 }
 
 /** Flotilla cluster sizes of the comparison: the same topology as the PostgreSQL pair, and Flotilla's default. */
 export const MODE_REPLICAS = [2, 3] as const;
+/**
+ * Where the Flotilla clients send their writes: the gateway (a process of its own, NATS to the
+ * leader), or the leader's own API (apiPort; the chart's -rw Service): the write runs in the
+ * leader's process, as a PostgreSQL client talks to the primary itself.
+ */
+export const MODE_ENTRIES = ['gateway', "leader's API"] as const;
+export type ModeEntry = (typeof MODE_ENTRIES)[number];
 
 async function pgPoint(pg: PostgresPair, s: Settings, clients: number): Promise<Point> {
   return point(
@@ -563,11 +570,14 @@ export async function measureModes(s: Settings): Promise<ModesSection> {
         const bc = await BenchCluster.start({ replicas, env, ddl: [KV_TABLE_DDL] });
         try {
           const reportedMode = String(((await bc.clusterView()) as unknown as { mode?: string }).mode ?? '?');
-          for (const clients of s.clientCounts) {
-            const f = await gatewayPoint(bc, s, clients);
-            await bc.converged();
-            const p = await pgPoint(pg, s, clients);
-            pairs.push({ mode, replicas, reportedMode, clients, flotilla: f, pgMode, pg: p, ratio: +(f.throughputPerS / p.throughputPerS).toFixed(2) });
+          const leaderApi = bc.cluster.apiUrl(await bc.leader());
+          for (const entry of MODE_ENTRIES) {
+            for (const clients of s.clientCounts) {
+              const f = await gatewayPoint(bc, s, clients, entry === 'gateway' ? bc.gatewayUrl : leaderApi);
+              await bc.converged();
+              const p = await pgPoint(pg, s, clients);
+              pairs.push({ mode, replicas, entry, reportedMode, clients, flotilla: f, pgMode, pg: p, ratio: +(f.throughputPerS / p.throughputPerS).toFixed(2) });
+            }
           }
         } finally {
           await bc.stop();
@@ -586,7 +596,7 @@ export const livePostgres = new Set<PostgresPair>();
 
 export function modesTable(m: ModesSection): string {
   const rows: string[][] = m.pairs.map((x) => [
-    `Flotilla ${x.mode}, ${x.replicas} replicas${x.reportedMode && x.reportedMode !== x.mode ? ` (cluster reports ${x.reportedMode})` : ''}`,
+    `Flotilla ${x.mode}, ${x.replicas} replicas, ${x.entry === 'gateway' ? 'via the gateway' : "to the leader's API"}${x.reportedMode && x.reportedMode !== x.mode ? ` (cluster reports ${x.reportedMode})` : ''}`,
     String(x.clients), fmt(x.flotilla.throughputPerS), fmt(x.flotilla.p50Ms, 2), fmt(x.flotilla.p99Ms, 2),
     `PG ${x.pgMode.label}`, fmt(x.pg.throughputPerS), fmt(x.pg.p50Ms, 2), fmt(x.pg.p99Ms, 2),
     x.mode === 'semi-sync' && x.clients >= 16 ? ratioCell(x.ratio, 1.0) : `${x.ratio.toFixed(2)}×`,
@@ -597,6 +607,8 @@ export function modesTable(m: ModesSection): string {
   return (
     `${m.postgresVersion}, primary + 1 streaming standby on loopback, fsync on. Flotilla with 2 replicas (leader + 1 follower: ` +
     `the same topology, and in semi-sync that follower is the sync one) and with 3 (leader + 2 followers, one of them sync in semi-sync). ` +
+    'Flotilla clients write via the gateway (its own process, NATS to the leader) or to the leader\'s own API (apiPort, the chart\'s -rw Service: ' +
+    'the write runs in the leader\'s process, as a PostgreSQL client talks to the primary). ' +
     'Each row is a pair: the Flotilla point, then right after it the PostgreSQL point.\n\n' +
     markdownTable(['Flotilla', 'clients', 'tx/s', 'p50 ms', 'p99 ms', 'PostgreSQL 15', 'tx/s', 'p50 ms', 'p99 ms', 'Flotilla / PG'], rows)
   );
