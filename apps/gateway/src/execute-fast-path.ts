@@ -5,8 +5,9 @@
  * whose ValidationPipe words the error; the controller stays the schema and the OpenAPI source.
  *
  * Why: the write is the hot path, and in a replica's own API it runs on the leader's event loop
- * next to the commits. Nest's per-request work (execution context, pipes, interceptors, the
- * exception zone) measured about a fifth of what the API costs per write there.
+ * next to the commits, so Nest's per-request work (execution context, pipes, interceptors, the
+ * exception zone) is paid there. Measured on 2 cores (semi-sync, 2 replicas, 64 clients, writes
+ * to the leader's API, 2 rounds each): 6,157–7,545 writes/s without this hook, 8,917–9,205 with it.
  */
 import type { Logger } from '@flotilla/logging';
 import { executeShortcut } from './body-shortcuts';

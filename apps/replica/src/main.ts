@@ -16,7 +16,6 @@ import { subjectsFor } from '@flotilla/protocol';
 import { Counters, removeInBackground, ReplicaNode, RoleContext } from '@flotilla/replication';
 import { leftoverFiles, Store } from '@flotilla/storage';
 import { NatsTransport } from '@flotilla/transport';
-import { startGateway } from '../../gateway/src/main';
 import { ReplicaHttpModule } from './replica-http.module';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
@@ -99,8 +98,9 @@ async function main(): Promise<void> {
   const app = await NestFactory.create(ReplicaHttpModule.forNode(replica), { logger: false });
   await app.listen(config.httpPort, config.httpHost);
   log.info('http listening', { port: config.httpPort, host: config.httpHost });
-  // The public REST API in the replica itself: writes run here while this node leads.
-  const api = config.apiPort > 0 ? await startGateway({ ...config, httpPort: config.apiPort }, log.child({ component: 'api' }), { local: replica }) : null;
+  // The public REST API in the replica itself: writes run here while this node leads. Loaded only
+  // when asked for (the gateway's module patches AsyncResource.bind process-wide when loaded).
+  const api = config.apiPort > 0 ? await (await import('../../gateway/src/main')).startGateway({ ...config, httpPort: config.apiPort }, log.child({ component: 'api' }), { local: replica }) : null;
 
   let stopping = false;
   const shutdown = async (signal: string) => {
