@@ -292,6 +292,10 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
       });
       const env = await httpJson('GET', `http://127.0.0.1:${port}/env`);
       expect(env.body.FLOTILLA_MODE).toBe('semi-sync');
+      // Every replica's own API is named on stdout, with the port cluster.json lists.
+      const apis = file.processes.filter((p) => p.kind === 'replica').map((p) => `${p.name} http://127.0.0.1:${p.ports.api}`);
+      expect(apis).toHaveLength(2);
+      expect(fs.readFileSync(path.join(dataDir, 'cli.log'), 'utf8')).toContain(`flotilla: replica APIs  ${apis.join('   ')}`);
       const pids = livePids(file);
       expect(pids).toHaveLength(4);
 

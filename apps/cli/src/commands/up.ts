@@ -58,6 +58,8 @@ export async function runUp(options: UpOptions, io: Io): Promise<number> {
       io.out(`flotilla: cluster "${cluster.clusterName}" with ${options.replicas} replica(s) starting`);
       io.out(`flotilla: gateway  ${cluster.gatewayUrl}   (try: flotilla status --gateway ${cluster.gatewayUrl})`);
       io.out(`flotilla: nats     ${cluster.natsUrl}`);
+      // Each replica serves the same API; a write to the leader's runs in its process (no gateway hop).
+      io.out(`flotilla: replica APIs  ${cluster.replicaNames.map((n) => `${n} ${cluster.apiUrl(n)}`).join('   ')}`);
       io.out(`flotilla: data     ${cluster.dataDir}   logs ${logs}   processes ${path.join(cluster.dataDir, 'cluster.json')}`);
       io.out('flotilla: press Ctrl-C to stop');
       cluster.waitUntilReady().then(
