@@ -223,3 +223,27 @@ test('an entry a follower must flush is published at once, with everything held 
   expect(carrier?.lsns.slice(-2)).toEqual([Number(plain.reply.lsn), Number(asked.reply.lsn)]);
   expect(fctx.store.lastLsn).toBeGreaterThanOrEqual(Number(asked.reply.lsn));
 });
+
+test("a write from the replica's own API (submitWrite) waits for the same fdatasync; once the role stopped it is answered NOT_LEADER at once", async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-e';
+  const lctx = await context('leader', dir, cluster);
+  const leader = await startLeader(lctx, 'async');
+  const local = (sql: string, key: string) => leader.submitWrite(encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql }], idempotencyKey: key })).then(decodeEnvelope);
+  expect(await local('CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)', 'ddl')).toMatchObject({ type: 'write-reply' });
+
+  const gate = new Gate(lctx.store);
+  const before = lctx.store.lastLsn;
+  let repliedAtMs = 0;
+  const pending = local("INSERT INTO t VALUES (1, 'a')", 'l1').then((r) => ((repliedAtMs = performance.now()), r));
+  await waitFor(() => lctx.store.lastLsn === before + 1 && gate.pending > 0, { what: 'committed with the flush held' });
+  expect(repliedAtMs).toBe(0);
+  gate.release();
+  expect(await pending).toMatchObject({ type: 'write-reply', lsn: String(before + 1) });
+  expect(repliedAtMs).toBeGreaterThanOrEqual(gate.openedAtMs);
+
+  leader.stop();
+  const late = await local("INSERT INTO t VALUES (2, 'b')", 'l2');
+  expect(late).toMatchObject({ type: 'error', error: { code: 'NOT_LEADER' } });
+  expect(lctx.store.lastLsn).toBe(before + 1);
+});

@@ -57,6 +57,8 @@ export const SYNC_TICK_MS = 20;
 
 /** Most requests committed in one group. */
 export const GROUP_COMMIT_REQUESTS_MAX = 512;
+/** The answer to a write this role took but never ran (it stopped leading first): safe to retry. */
+const STOPPED_BEFORE_RUN = 'this node stopped leading before the write ran';
 /** Largest change-stream message; NATS refuses payloads over 1 MiB by default. */
 export const LOG_MESSAGE_BYTES_MAX = 768 * 1024;
 /** A snapshot nobody asked a chunk of for this long is deleted. */
@@ -173,7 +175,7 @@ export class LeaderRole {
     }
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
-    const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' }));
+    const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: STOPPED_BEFORE_RUN }));
     for (const q of this.queue) q.respond(err);
     this.queue = [];
     const notDurable = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write was durable; retry with the same idempotencyKey' }));
@@ -193,7 +195,7 @@ export class LeaderRole {
    * fencing and durability; resolves with the encoded reply (an error reply included).
    */
   submitWrite(data: Uint8Array): Promise<Uint8Array> {
-    if (this.stopped) return Promise.resolve(encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write ran' })));
+    if (this.stopped) return Promise.resolve(encode(errorReply({ code: ErrorCode.NOT_LEADER, message: STOPPED_BEFORE_RUN })));
     return new Promise((resolve) => this.onWrite(data, resolve));
   }
 

@@ -164,7 +164,6 @@ export class ReplicaNode {
 
   // ---- status ---------------------------------------------------------------------------------
 
-  /** Ready to serve reads: leading with a valid lease, or following the live stream. */
   /**
    * Runs a write request on this node when it leads (the same path as the `write` subject, without
    * the NATS hop); null when it does not lead, so the caller sends it to the leader instead.
@@ -173,6 +172,7 @@ export class ReplicaNode {
     return this.role === Role.LEADER && this.leader ? this.leader.submitWrite(data) : null;
   }
 
+  /** Ready to serve reads: leading with a valid lease, or following the live stream. */
   isReady(): boolean {
     if (this.role === Role.LEADER) return this.lease.isValidLeader();
     return this.follower?.state === 'live';
