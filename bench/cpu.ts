@@ -9,7 +9,7 @@ import { BenchCluster } from './bench-cluster';
 import { runWriters } from './load';
 import { fmt, markdownTable } from './report';
 import { measureMessageFloor, MessageFloor } from './bare-nats';
-import { INSERT_SQL, KV_TABLE_DDL, REQUEST_TIMEOUT_MS, freshKeyBase, Settings } from './sections';
+import { INSERT_SQL, KV_TABLE_DDL, ModeEntry, REQUEST_TIMEOUT_MS, freshKeyBase, Settings } from './sections';
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on every Linux build we know). */
 const TICKS_PER_S = 100;
@@ -38,7 +38,7 @@ export interface CpuRow {
 export interface CpuSection {
   mode: string;
   /** Where the writes were sent: the gateway, or the leader's own API (apiPort). */
-  entry: 'gateway' | "leader's API";
+  entry: ModeEntry;
   clients: number;
   writes: number;
   seconds: number;
@@ -50,7 +50,7 @@ export interface CpuSection {
 }
 
 /** One cluster per mode; CPU sampled around a closed-loop run of `clients` writers. */
-export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clients = 64, withFloor = false, entry: CpuSection['entry'] = 'gateway'): Promise<CpuSection> {
+export async function measureCpu(s: Settings, mode: 'async' | 'semi-sync', clients = 64, withFloor = false, entry: ModeEntry = 'gateway'): Promise<CpuSection> {
   const env: Record<string, string> = { FLOTILLA_MODE: mode };
   if (mode === 'semi-sync') env.FLOTILLA_SYNC_FOLLOWERS = '1';
   const bc = await BenchCluster.start({ replicas: 3, env, ddl: [KV_TABLE_DDL] });

@@ -19,6 +19,16 @@ import { GatewayRouter } from './gateway-router';
 import { MonitorBoard } from './monitor-board';
 import { OpenApiDocument } from './openapi';
 
+/** One validated write through the router, shaped as the contract's answer (the controller's and the fast path's). */
+export async function executeThrough(router: GatewayRouter, body: ExecuteRequestDto): Promise<ExecuteResponseDto> {
+  const reply = await router.execute({
+    statements: body.statements.map((s) => (s.params === undefined ? { sql: s.sql } : { sql: s.sql, params: s.params })),
+    idempotencyKey: body.idempotencyKey,
+    durability: body.durability,
+  });
+  return { lsn: reply.lsn, epoch: reply.epoch, results: reply.results };
+}
+
 @ApiTags('v1')
 @ApiResponse({ status: 400, description: 'Bad input or SQL error', type: ErrorResponseDto })
 @ApiResponse({ status: 503, description: 'No leader / replica; retry after Retry-After seconds', type: ErrorResponseDto })
@@ -38,13 +48,8 @@ export class ApiController {
   @ApiOkResponse({ type: ExecuteResponseDto })
   @ApiResponse({ status: 409, description: 'Constraint violation or stale epoch', type: ErrorResponseDto })
   @ApiResponse({ status: 413, description: 'Body larger than maxBodyBytes', type: ErrorResponseDto })
-  async execute(@Body() body: ExecuteRequestDto): Promise<ExecuteResponseDto> {
-    const reply = await this.router.execute({
-      statements: body.statements.map((s) => (s.params === undefined ? { sql: s.sql } : { sql: s.sql, params: s.params })),
-      idempotencyKey: body.idempotencyKey,
-      durability: body.durability,
-    });
-    return { lsn: reply.lsn, epoch: reply.epoch, results: reply.results };
+  execute(@Body() body: ExecuteRequestDto): Promise<ExecuteResponseDto> {
+    return executeThrough(this.router, body);
   }
 
   /** One read, served by a replica that satisfies the consistency level. */

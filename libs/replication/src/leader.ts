@@ -195,7 +195,6 @@ export class LeaderRole {
    * fencing and durability; resolves with the encoded reply (an error reply included).
    */
   submitWrite(data: Uint8Array): Promise<Uint8Array> {
-    if (this.stopped) return Promise.resolve(encode(errorReply({ code: ErrorCode.NOT_LEADER, message: STOPPED_BEFORE_RUN })));
     return new Promise((resolve) => this.onWrite(data, resolve));
   }
 
@@ -223,6 +222,8 @@ export class LeaderRole {
   }
 
   private admitWrite(data: Uint8Array, respond: (d: Uint8Array) => void): void {
+    // A stopped role never flushes its queue again: whatever arrives now is answered at once.
+    if (this.stopped) return respond(encode(errorReply({ code: ErrorCode.NOT_LEADER, message: STOPPED_BEFORE_RUN })));
     let req: WriteRequest;
     try {
       req = validateWriteRequest(decodeEnvelope(data));
