@@ -1,4 +1,4 @@
-import { allocSnapshotFrame, decodeSnapshotReply, encode, errorReply, ProtocolError } from './codec';
+import { allocSnapshotFrame, decodeLogBatch, decodeSnapshotReply, encode, errorReply, ProtocolError } from './codec';
 import { ErrorCode, FlotillaError } from './errors';
 import { PROTOCOL_VERSION, SNAPSHOT_FRAME_HEADER_BYTES, SnapshotFrame } from './messages';
 
@@ -42,5 +42,25 @@ describe('snapshot replies', () => {
     expect(() => decodeSnapshotReply(encode({ type: 'ok', v: PROTOCOL_VERSION }))).toThrow(/unexpected snapshot reply ok/);
     expect(() => decodeSnapshotReply(Buffer.from('XXXX\x00\x00\x00\x01data', 'latin1'))).toThrow(/unknown snapshot frame/);
     expect(() => allocSnapshotFrame(SnapshotFrame.CHUNK, -1, 0)).toThrow(RangeError);
+  });
+});
+
+describe('change-stream batches', () => {
+  const entry = { lsn: '3', epoch: 1, ts: 1000, crc: 0, payload: '{}' };
+  const batch = (extra: Record<string, unknown>) => encode({ type: 'entries', v: PROTOCOL_VERSION, epoch: 1, leader: 'replica-0', entries: [entry], ...extra });
+
+  test('carry the leader\'s LSN and clock at publication, or neither (an older leader)', () => {
+    expect(decodeLogBatch(batch({ lsn: '5', ts: 1234 }))).toMatchObject({ lsn: '5', ts: 1234 });
+    expect(decodeLogBatch(batch({}))).not.toHaveProperty('ts');
+  });
+
+  test.each([
+    ['lsn without ts', { lsn: '5' }],
+    ['ts without lsn', { ts: 5 }],
+    ['a bad lsn', { lsn: '-1', ts: 5 }],
+    ['a ts that is not a number', { lsn: '5', ts: '5' }],
+    ['a ts that is not finite', { lsn: '5', ts: null }],
+  ])('refuse %s', (_what, extra) => {
+    expect(() => decodeLogBatch(batch(extra))).toThrow(ProtocolError);
   });
 });

@@ -94,6 +94,9 @@ export function decodeLogBatch(data: Uint8Array): LogBatch {
   if (!isEpoch(m.epoch)) throw new ProtocolError('bad epoch');
   if (typeof m.leader !== 'string') throw new ProtocolError('bad leader');
   checkEntries(m.entries);
+  if ((m.lsn === undefined) !== (m.ts === undefined)) throw new ProtocolError('lsn and ts go together');
+  if (m.lsn !== undefined) parseLsn(m.lsn, 'lsn');
+  if (m.ts !== undefined && !(typeof m.ts === 'number' && Number.isFinite(m.ts))) throw new ProtocolError('bad ts');
   return m as unknown as LogBatch;
 }
 

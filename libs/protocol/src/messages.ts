@@ -83,6 +83,13 @@ export interface LogBatch {
   epoch: number;
   leader: string;
   entries: WireEntry[];
+  /**
+   * The leader's last LSN when it published this message, and its wall clock then (ms): a claim
+   * that it had committed nothing above `lsn` at `ts`, which is what lets a follower prove how fresh
+   * it is for bounded reads. Optional on the wire (a follower of an older leader goes by heartbeats).
+   */
+  lsn?: string;
+  ts?: number;
 }
 
 // ---- ack channel (follower → leader) --------------------------------------------------------

@@ -37,6 +37,7 @@ import { WalFlusher } from './wal-flusher';
 import { SNAPSHOT_HOLD_MS } from './leader';
 import { SnapshotFileWriter } from './snapshot-file-writer';
 import { removeInBackground } from './remove-in-background';
+import { FreshnessTracker } from './freshness';
 
 /** Live entries buffered while a catch-up runs; beyond this they are dropped and fetched again. */
 export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
@@ -85,6 +86,10 @@ export class FollowerRole {
   private firstUnappliedTs = 0;
   /** Monotonic time of the last message from the leader (entries or heartbeat). */
   private leaderContactMono: number;
+  /** The leader's claims (heartbeats, stream messages): how fresh the data provably is. */
+  private readonly freshness = new FreshnessTracker();
+  /** The LSN the leader's previous heartbeat announced (0: none since the last repoint). */
+  private announcedLsn = 0;
   /** While seeding: bytes written so far, and the snapshot's size once known (else 0). */
   seedProgress: { bytes: number; done: number } | null = null;
 
@@ -152,6 +157,8 @@ export class FollowerRole {
   repoint(leader: string, epoch: number): void {
     this.leader = leader;
     this.epoch = epoch;
+    this.freshness.reset();
+    this.announcedLsn = 0;
     if (this.phase === 'live') void this.catchUp('new leader');
   }
 
@@ -165,9 +172,26 @@ export class FollowerRole {
     return Math.max(silence, since ? Math.max(0, this.ctx.clock.now() - since) : 0);
   }
 
+  /**
+   * How far behind the leader this replica's data may be, in ms, proven by the leader's own claims
+   * (see FreshnessTracker); Infinity until one holds. What a bounded read is checked against:
+   * unlike lagMs it never counts a late message as recent contact.
+   */
+  stalenessMs(): number {
+    return this.freshness.stalenessMs(this.ctx.clock.now(), this.ctx.store.lastLsn);
+  }
+
   /** The leader's heartbeat tells its last LSN even when no entry flows. */
   noteLeaderLsn(lsn: number, ts: number): void {
     this.leaderContactMono = this.ctx.clock.monotonic();
+    this.freshness.claim(lsn, ts, this.ctx.store.lastLsn);
+    // The stream is in order with the heartbeats: by the time this heartbeat is here, every entry
+    // the previous one announced has arrived, unless the stream lost it (a reconnect drops what was
+    // in flight). When writes have stopped, no later entry would reveal that gap: ask for it now.
+    const have = Math.max(this.received, this.nextExpected() - 1);
+    const lost = this.announcedLsn > have;
+    this.announcedLsn = lsn;
+    if (lost && this.phase === 'live') void this.catchUp('entries announced by the leader never arrived');
     if (lsn > this.leaderLsn) {
       this.leaderLsn = lsn;
       if (!this.firstUnappliedTs && lsn > this.ctx.store.lastLsn) this.firstUnappliedTs = ts;
@@ -194,8 +218,10 @@ export class FollowerRole {
       this.ctx.log.info('following newer epoch seen on the stream', { leader: batch.leader, epoch: batch.epoch });
       this.epoch = batch.epoch;
       this.leader = batch.leader;
+      this.freshness.reset();
     }
     this.leaderContactMono = this.ctx.clock.monotonic();
+    if (batch.lsn !== undefined && batch.ts !== undefined) this.freshness.claim(parseLsn(batch.lsn), batch.ts, this.ctx.store.lastLsn);
     const entries: LogEntry[] = [];
     for (const w of batch.entries) {
       const e = fromWire(w);
@@ -411,6 +437,8 @@ export class FollowerRole {
     log.warn('log diverged from the leader: rewinding', { leader, from, to, discarding: from - to });
     try {
       const undone = store.rewindTo(to);
+      // What was proven fresh included the transactions just undone.
+      this.freshness.reset();
       counters.inc('rewinds');
       counters.inc('discardedTransactions', undone.length);
       this.received = store.lastLsn;
@@ -436,6 +464,8 @@ export class FollowerRole {
   private async seed(reason: string): Promise<void> {
     const { store, log, transport, subjects, clock, counters, node } = this.ctx;
     this.phase = 'seeding';
+    // The database is about to be replaced (after a divergence, possibly by an older LSN).
+    this.freshness.reset();
     const started = clock.monotonic();
     log.info('snapshot seeding started', { reason, lsn: store.lastLsn });
     const tmp = seedFileFor(store.file);

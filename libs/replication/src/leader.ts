@@ -378,9 +378,12 @@ export class LeaderRole {
   private publish(entries: LogEntry[]): void {
     let chunk: WireEntry[] = [];
     let bytes = 0;
+    // Every message claims: nothing above the last LSN was committed here at this time (FreshnessTracker).
+    const lsn = String(this.ctx.store.lastLsn);
+    const ts = this.ctx.clock.now();
     const send = () => {
       if (chunk.length === 0) return;
-      const batch: LogBatch = { type: 'entries', v: PROTOCOL_VERSION, epoch: this.epoch, leader: this.ctx.node, entries: chunk };
+      const batch: LogBatch = { type: 'entries', v: PROTOCOL_VERSION, epoch: this.epoch, leader: this.ctx.node, entries: chunk, lsn, ts };
       this.ctx.transport.publish(this.ctx.subjects.log, encode(batch));
       chunk = [];
       bytes = 0;

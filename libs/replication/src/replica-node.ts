@@ -269,8 +269,12 @@ export class ReplicaNode {
         throw new FlotillaError(ErrorCode.UNAVAILABLE, `${this.ctx.node} is ${this.currentRole} and cannot serve reads yet`);
       }
       if (req.maxLagMs !== undefined && this.follower) {
-        const lag = this.follower.lagMs();
-        if (lag > req.maxLagMs) throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} lags ${lag} ms, more than ${req.maxLagMs} ms`);
+        // Proven freshness, not time since the leader was last heard from (see FreshnessTracker).
+        const staleMs = this.follower.stalenessMs();
+        if (staleMs > req.maxLagMs) {
+          const known = Number.isFinite(staleMs) ? `is known to be current only as of ${Math.round(staleMs)} ms ago` : 'has no proof yet of how current it is';
+          throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} ${known}, more than maxLagMs ${req.maxLagMs}`);
+        }
       }
       if (req.minLsn !== undefined) {
         const min = parseLsn(req.minLsn, 'minLsn');
