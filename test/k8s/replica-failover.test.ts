@@ -18,7 +18,7 @@ import { connect, NatsConnection } from 'nats';
 import type { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { KubernetesLeaser, kubernetesClient, kubernetesLeaseName, LeaseRecord, LeaseWatch, loadKubeConfig, ROLE_LABEL } from '@flotilla/election';
 import { appEntry, LocalCluster } from '@flotilla/local-cluster';
-import { decodeHeartbeat, Heartbeat, subjectsFor } from '@flotilla/protocol';
+import { decodeEnvelope, decodeHeartbeat, encode, Heartbeat, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { httpJson, startLocalCluster, startNatsServer, stopAll, TcpProxy, waitFor } from '@flotilla/testing';
 import { ControlPlane, startControlPlane } from './control-plane';
 import { runTool } from './support';
@@ -397,6 +397,12 @@ test('a leader cut off from the API server alone stops accepting writes before i
     expect(last).toMatchObject({ holder: leader, epoch });
     const expiresAtMs = last.renewedAtMs + last.ttlMs;
     expect(demotedAtMs).toBeLessThan(expiresAtMs);
+    // It still answers reads on NATS, but a bounded read needs proof of being current, and a leader
+    // without a valid lease has none (another node may soon take writes), however large the bound.
+    const bounded = decodeEnvelope(
+      (await nc.request(subjectsFor(CLUSTER).read(leader), encode({ type: 'query', v: PROTOCOL_VERSION, sql: 'SELECT 1 AS x', maxLagMs: 3_600_000 }), { timeout: 2000 })).data,
+    );
+    expect(bounded).toMatchObject({ type: 'error', error: { code: 'TIMEOUT', message: expect.stringContaining('without a valid lease') } });
     // Still on NATS and heartbeating, but saying its lease is not valid: for the monitor that is a
     // leader down, so once the lease has run out it is handed to a follower.
     const moved = await waitFor(() => leaseHistory.find((h) => h.epoch > epoch), { what: `the Lease to move from ${leader}`, timeoutMs: 30_000 });

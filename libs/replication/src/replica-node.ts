@@ -276,6 +276,11 @@ export class ReplicaNode {
           throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} ${known}, more than maxLagMs ${req.maxLagMs}`);
         }
       }
+      if (req.maxLagMs !== undefined && this.role === Role.LEADER && !this.lease.isValidLeader()) {
+        // Current only while nobody else can be writing: once its lease may have lapsed, another
+        // node may lead and acknowledge writes this one never sees.
+        throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} leads without a valid lease, so it cannot prove it is current; retry shortly`);
+      }
       if (req.minLsn !== undefined) {
         const min = parseLsn(req.minLsn, 'minLsn');
         if (this.ctx.store.lastLsn < min && !(await this.waitApplied(min, req.waitMs ?? 0))) {
