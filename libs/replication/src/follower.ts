@@ -157,9 +157,14 @@ export class FollowerRole {
   repoint(leader: string, epoch: number): void {
     this.leader = leader;
     this.epoch = epoch;
+    this.forgetLeaderClaims();
+    if (this.phase === 'live') void this.catchUp('new leader');
+  }
+
+  /** What another leader said of its log (its claims, its last announced LSN) is nothing to go by now. */
+  private forgetLeaderClaims(): void {
     this.freshness.reset();
     this.announcedLsn = 0;
-    if (this.phase === 'live') void this.catchUp('new leader');
   }
 
   /** Replication lag in ms: age of the oldest entry we know of and have not applied. */
@@ -218,7 +223,7 @@ export class FollowerRole {
       this.ctx.log.info('following newer epoch seen on the stream', { leader: batch.leader, epoch: batch.epoch });
       this.epoch = batch.epoch;
       this.leader = batch.leader;
-      this.freshness.reset();
+      this.forgetLeaderClaims();
     }
     this.leaderContactMono = this.ctx.clock.monotonic();
     if (batch.lsn !== undefined && batch.ts !== undefined) this.freshness.claim(parseLsn(batch.lsn), batch.ts, this.ctx.store.lastLsn);
