@@ -210,6 +210,8 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
     }, { what: 'replica-0 exited in cluster.json' });
     expect(exited).toMatchObject({ pid: null, restarts: 0 });
     expect(isGone(pid)).toBe(true);
+    // Not ready; the error says why by itself (a test's data dir is gone by the time anyone looks).
+    await expect(cluster.waitUntilReady(500)).rejects.toThrow(/not ready after 500ms: replica-0 [\s\S]*--- replica-0 \(exited, pid \d+\), last lines of \S+replica-0\.log:\n.*stub listening/);
 
     // Started again by hand, it is a restart of the same process.
     await cluster.startProcess('replica-0');

@@ -29,6 +29,8 @@ const NATS_PROBE_TIMEOUT_MS = 3000;
 export const MONITORS = 2;
 /** How long {@link LocalCluster.waitUntilReady} waits by default. */
 export const READY_TIMEOUT_MS = 60_000;
+/** Log lines of each process quoted when the cluster does not get ready. */
+export const READY_FAILURE_LOG_LINES = 8;
 
 export interface LocalClusterOptions {
   /** Root of every file of the cluster: nats/, replica-<i>/, logs/, cluster.json. */
@@ -294,7 +296,14 @@ export class LocalCluster {
       if (notReady.length === 0) return;
       await delay(200);
     }
-    throw new LocalClusterError(`not ready after ${timeoutMs}ms: ${notReady.join(', ')} (see ${path.join(this.dataDir, 'logs')})`);
+    // The data dir of a test cluster is gone by the time anyone reads this: say here what went wrong.
+    const tails = [...notReady, 'nats']
+      .filter((n) => this.processes.has(n))
+      .map((n) => {
+        const p = this.processes.get(n)!;
+        return `--- ${n} (${p.state}, pid ${p.current?.pid ?? '-'}), last lines of ${p.logFile}:\n${tailOf(p.logFile, READY_FAILURE_LOG_LINES)}`;
+      });
+    throw new LocalClusterError(`not ready after ${timeoutMs}ms: ${notReady.join(', ')} (see ${path.join(this.dataDir, 'logs')})\n${tails.join('\n')}`);
   }
 
   /**
@@ -599,6 +608,25 @@ function isPortFree(port: number): Promise<boolean> {
     server.once('error', () => resolve(false));
     server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/** The last `lines` lines of a log file (of its last 64 KiB), or why it could not be read. */
+export function tailOf(file: string, lines: number): string {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const length = Math.min(size, 64 * 1024);
+      const buf = Buffer.alloc(length);
+      fs.readSync(fd, buf, 0, length, size - length);
+      const all = buf.toString('utf8').split('\n').filter((l) => l.length > 0);
+      return all.slice(-lines).join('\n') || '(empty)';
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    return `(unreadable: ${(err as Error).message})`;
+  }
 }
 
 async function httpOk(url: string): Promise<boolean> {
