@@ -9,9 +9,10 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { ConfigError, loadConfig } from '@flotilla/config';
-import { FailoverMonitor, KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, NatsKvLeaser } from '@flotilla/election';
+import { FailoverMonitor, KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, leaseStoreRetry, NatsKvLeaser, openWhenReady } from '@flotilla/election';
 import type { FlotillaConfig } from '@flotilla/config';
 import type { NatsConnection } from 'nats';
+import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
 import { ControlRequest, decodeEnvelope, decodeHeartbeat, encode, MonitorStatus, subjectsFor } from '@flotilla/protocol';
 import { NatsTransport } from '@flotilla/transport';
@@ -44,7 +45,7 @@ async function main(): Promise<void> {
     name: `monitor-${name}`,
     onStatus: (status, data) => log.info('nats connection', { status, data: typeof data === 'string' ? data : undefined }),
   });
-  const { replicaLease, monitorLease } = await openLeases(config, transport.nc);
+  const { replicaLease, monitorLease } = await openLeases(config, transport.nc, log);
   log.info('lease backend', { backend: replicaLease.kind });
 
   const monitor = new FailoverMonitor(
@@ -140,7 +141,7 @@ async function main(): Promise<void> {
  * `flotilla-<cluster>` keys `leader` and `monitor`, or Kubernetes Leases `<cluster>-leader` and
  * `<cluster>-monitor` in the pod's namespace.
  */
-async function openLeases(config: FlotillaConfig, nc: NatsConnection): Promise<{ replicaLease: Leaser; monitorLease: Leaser }> {
+async function openLeases(config: FlotillaConfig, nc: NatsConnection, log: Logger): Promise<{ replicaLease: Leaser; monitorLease: Leaser }> {
   if (config.leaseBackend === 'kubernetes') {
     return {
       replicaLease: KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader')),
@@ -149,8 +150,8 @@ async function openLeases(config: FlotillaConfig, nc: NatsConnection): Promise<{
   }
   const bucket = `flotilla-${config.cluster}`;
   return {
-    replicaLease: await NatsKvLeaser.open(nc, bucket, REPLICA_LEASE_KEY),
-    monitorLease: await NatsKvLeaser.open(nc, bucket, MONITOR_LEASE_KEY),
+    replicaLease: await openWhenReady(() => NatsKvLeaser.open(nc, bucket, REPLICA_LEASE_KEY), leaseStoreRetry(log)),
+    monitorLease: await openWhenReady(() => NatsKvLeaser.open(nc, bucket, MONITOR_LEASE_KEY), leaseStoreRetry(log)),
   };
 }
 

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import { ConfigError, loadConfig } from '@flotilla/config';
-import { KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, NatsKvLeaser, PodRoleLabeler } from '@flotilla/election';
+import { KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, leaseStoreRetry, NatsKvLeaser, openWhenReady, PodRoleLabeler } from '@flotilla/election';
 import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
 import { subjectsFor } from '@flotilla/protocol';
@@ -21,9 +21,6 @@ import { ReplicaHttpModule } from './replica-http.module';
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 /** Exit code of a replica that found itself unable to follow the log (it must not serve data). */
 const EXIT_DIVERGED = 70;
-/** First and longest pause between attempts to open the NATS KV lease bucket at start. */
-const LEASE_OPEN_RETRY_MIN_MS = 250;
-const LEASE_OPEN_RETRY_MAX_MS = 5000;
 /** Pause before retrying a pod role label that could not be written. */
 const LABEL_RETRY_MS = 1000;
 
@@ -73,7 +70,7 @@ async function main(): Promise<void> {
   const kubernetes = config.leaseBackend === 'kubernetes';
   const leaser: Leaser = kubernetes
     ? KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader'))
-    : await openKvLeaser(() => NatsKvLeaser.open(transport.nc, `flotilla-${config.cluster}`, 'leader'), log);
+    : await openWhenReady(() => NatsKvLeaser.open(transport.nc, `flotilla-${config.cluster}`, 'leader'), leaseStoreRetry(log));
   const roleLabel = kubernetes ? roleLabelSync(PodRoleLabeler.fromEnvironment(node), log.child({ component: 'pod-label' })) : null;
   log.info('lease backend', { backend: leaser.kind });
   let replica: ReplicaNode | null = null;
@@ -161,23 +158,6 @@ function roleLabelSync(labeler: PodRoleLabeler, log: Logger): { set(role: 'leade
       if (retry) clearTimeout(retry);
     },
   };
-}
-
-/**
- * The lease bucket at start. NATS can answer before JetStream does (a server still recovering its
- * streams, a slow disk): wait for it, as for NATS itself, rather than exit and be restarted with a
- * growing back-off (a pod's CrashLoopBackOff reaches minutes) for a state that passes by itself.
- */
-async function openKvLeaser(open: () => Promise<NatsKvLeaser>, log: Logger): Promise<NatsKvLeaser> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await open();
-    } catch (err) {
-      const retryMs = Math.min(LEASE_OPEN_RETRY_MAX_MS, LEASE_OPEN_RETRY_MIN_MS * 2 ** Math.min(attempt, 10));
-      log.warn('lease backend not available yet; retrying', { backend: 'nats-kv', err: (err as Error).message, retryMs });
-      await new Promise((r) => setTimeout(r, retryMs));
-    }
-  }
 }
 
 main().catch((err) => {

@@ -4,7 +4,39 @@
  * nats-server 2.9 (no per-key TTL is needed: validity is in the value, as in a Kubernetes Lease).
  */
 import type { KV, NatsConnection } from 'nats';
+import type { Logger } from '@flotilla/logging';
 import { LeaseConflictError, LeaseProposal, LeaseRecord, Leaser, LeaseUnavailableError, LeaseWatch } from './lease';
+
+/** First and longest pause between attempts of {@link openWhenReady}. */
+export const OPEN_RETRY_MIN_MS = 250;
+export const OPEN_RETRY_MAX_MS = 5000;
+
+/**
+ * Opens a lease store at start, retrying (250 ms doubling to 5 s) until it answers. NATS can
+ * answer before JetStream does (a server recovering its streams, a slow disk); a process that
+ * exited instead would be restarted with a growing back-off (a pod's CrashLoopBackOff reaches
+ * minutes) for a state that passes by itself. `onRetry` says why (a log line).
+ */
+export async function openWhenReady<T>(
+  open: () => Promise<T>,
+  onRetry: (err: Error, retryMs: number) => void,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await open();
+    } catch (err) {
+      const retryMs = Math.min(OPEN_RETRY_MAX_MS, OPEN_RETRY_MIN_MS * 2 ** Math.min(attempt, 10));
+      onRetry(err as Error, retryMs);
+      await sleep(retryMs);
+    }
+  }
+}
+
+/** The `onRetry` of {@link openWhenReady} for a process's start: one warn line per failed attempt. */
+export function leaseStoreRetry(log: Logger): (err: Error, retryMs: number) => void {
+  return (err, retryMs) => log.warn('lease backend not available yet; retrying', { backend: 'nats-kv', err: err.message, retryMs });
+}
 
 /** Resync period of a watch: the callback sees the current value at least this often. */
 const WATCH_RESYNC_MS = 1000;
