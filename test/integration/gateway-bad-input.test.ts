@@ -246,7 +246,7 @@ describe('gateway: pass-through', () => {
       { type: 'query', v: PROTOCOL_VERSION, sql: 'SELECT x FROM t', params: [1] },
       { type: 'query', v: PROTOCOL_VERSION, sql: 'SELECT 1', requireLeader: true },
       { type: 'query', v: PROTOCOL_VERSION, sql: 'SELECT 1', minLsn: '8', waitMs: 500 },
-      { type: 'query', v: PROTOCOL_VERSION, sql: 'SELECT 1' },
+      { type: 'query', v: PROTOCOL_VERSION, sql: 'SELECT 1', maxLagMs: 10 },
     ]);
   });
 

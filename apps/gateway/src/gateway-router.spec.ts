@@ -269,6 +269,18 @@ describe('GatewayRouter.query', () => {
     expect(new Set(nodesAsked(requester))).toEqual(new Set(['replica-0', 'replica-2']));
   });
 
+  it('bounded: the node is sent the bound and checks it itself; one that cannot vouch for it sends the read on', async () => {
+    const { clock, requester, router } = cluster();
+    // replica-2 looked fresh in its last heartbeat, but cannot prove it when asked.
+    requester.answer = (subject) =>
+      subject.endsWith('replica-2') ? errorReply({ code: ErrorCode.TIMEOUT, message: 'replica-2 is known to be current only as of 400 ms ago' }) : queryReply(subject.split('.').pop() ?? '');
+    const served = new Set<string>();
+    for (let i = 0; i < 4; i++) served.add((await settle(router.query(read({ consistency: 'bounded', maxLagMs: 10 })), clock)).servedBy);
+    expect(served).toEqual(new Set(['replica-0']));
+    expect(requester.sent.every((s) => s.message.maxLagMs === 10)).toBe(true);
+    expect(nodesAsked(requester)).toContain('replica-2');
+  });
+
   it('read-your-writes: a caught-up follower, asked to wait for minLsn', async () => {
     const { clock, requester, router } = cluster();
     expect((await settle(router.query(read({ consistency: 'read-your-writes', minLsn: '16' })), clock)).servedBy).toBe('replica-2');

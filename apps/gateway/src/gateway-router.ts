@@ -199,7 +199,10 @@ export class GatewayRouter {
       const remainingMs = deadline - this.o.clock.monotonic();
       if (remainingMs <= 0) break;
       try {
-        return await this.ask(node, this.baseQuery(input), remainingMs);
+        // The node checks the bound itself when it serves: the view's lag is a heartbeat old, and a
+        // node that is paused or cut off gets the request late or reads data it cannot vouch for.
+        const request: QueryRequest = input.consistency === 'bounded' && input.maxLagMs !== undefined ? { ...this.baseQuery(input), maxLagMs: input.maxLagMs } : this.baseQuery(input);
+        return await this.ask(node, request, remainingMs);
       } catch (err) {
         const nextNode = err instanceof RequestFailure || (err instanceof FlotillaError && NEXT_NODE_READ_CODES.has(err.code));
         if (!nextNode) throw err;

@@ -307,6 +307,7 @@ export class FollowerRole {
       return;
     }
     const last = this.ctx.store.lastLsn;
+    this.freshness.applied(last);
     this.firstUnappliedTs = 0;
     if (this.received > last && this.buffered.length + this.pending.length > 0) {
       const next = this.pending[0] ?? this.buffered[0];

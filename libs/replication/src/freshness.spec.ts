@@ -66,6 +66,14 @@ describe('FreshnessTracker', () => {
     expect(f.stalenessMs(1000, 100)).toBe(0);
   });
 
+  it('applied() counts what it satisfies at once, so claims do not pile up between bounded reads', () => {
+    const f = new FreshnessTracker();
+    for (let lsn = 1; lsn <= 5; lsn++) f.claim(lsn, lsn * 10, 0);
+    f.applied(3);
+    expect(f.pendingClaims).toBe(2);
+    expect(f.stalenessMs(100, 3)).toBe(70);
+  });
+
   it('reset forgets what was known', () => {
     const f = new FreshnessTracker();
     f.claim(5, 900, 5);

@@ -28,7 +28,7 @@ export class FreshnessTracker {
   /** Leader-clock ms as of which this replica's data is known complete (-Infinity: never). */
   private freshAsOf = Number.NEGATIVE_INFINITY;
   /** Claims not yet satisfied, ascending by LSN. */
-  private claims: Claim[] = [];
+  private readonly claims: Claim[] = [];
 
   constructor(private readonly maxClaims = FRESHNESS_CLAIMS_MAX) {
     if (!Number.isInteger(maxClaims) || maxClaims < 1) throw new RangeError(`maxClaims ${maxClaims}`);
@@ -60,19 +60,24 @@ export class FreshnessTracker {
    * given its last applied LSN; Infinity until a claim has been satisfied.
    */
   stalenessMs(now: number, applied: number): number {
+    this.applied(applied);
+    return this.freshAsOf === Number.NEGATIVE_INFINITY ? Number.POSITIVE_INFINITY : Math.max(0, now - this.freshAsOf);
+  }
+
+  /** Counts the claims `applied` satisfies (called after every apply, so few are ever kept). */
+  applied(applied: number): void {
     let n = 0;
     while (n < this.claims.length && this.claims[n].lsn <= applied) {
       this.freshAsOf = Math.max(this.freshAsOf, this.claims[n].ts);
       n++;
     }
-    if (n > 0) this.claims = this.claims.slice(n);
-    return this.freshAsOf === Number.NEGATIVE_INFINITY ? Number.POSITIVE_INFINITY : Math.max(0, now - this.freshAsOf);
+    if (n > 0) this.claims.splice(0, n);
   }
 
   /** Forgets everything: a new leader, or data rewound below what was claimed. */
   reset(): void {
     this.freshAsOf = Number.NEGATIVE_INFINITY;
-    this.claims = [];
+    this.claims.length = 0;
   }
 
   /** Claims waiting to be satisfied (for tests and metrics). */
