@@ -199,10 +199,7 @@ export class GatewayRouter {
       const remainingMs = deadline - this.o.clock.monotonic();
       if (remainingMs <= 0) break;
       try {
-        // The node checks the bound itself when it serves: the view's lag is a heartbeat old, and a
-        // node that is paused or cut off gets the request late or reads data it cannot vouch for.
-        const request: QueryRequest = input.consistency === 'bounded' && input.maxLagMs !== undefined ? { ...this.baseQuery(input), maxLagMs: input.maxLagMs } : this.baseQuery(input);
-        return await this.ask(node, request, remainingMs);
+        return await this.ask(node, this.baseQuery(input), remainingMs);
       } catch (err) {
         const nextNode = err instanceof RequestFailure || (err instanceof FlotillaError && NEXT_NODE_READ_CODES.has(err.code));
         if (!nextNode) throw err;
@@ -239,6 +236,10 @@ export class GatewayRouter {
   private baseQuery(input: QueryInput): QueryRequest {
     const q: QueryRequest = { type: 'query', v: PROTOCOL_VERSION, sql: input.sql };
     if (input.params !== undefined) q.params = input.params;
+    // The node checks a bound itself when it serves: the view's lag is a heartbeat old, and a node
+    // that is paused or cut off gets the request late, or holds data it cannot vouch for.
+    // (Validation lets maxLagMs through only with consistency bounded.)
+    if (input.maxLagMs !== undefined) q.maxLagMs = input.maxLagMs;
     return q;
   }
 
