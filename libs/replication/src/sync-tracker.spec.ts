@@ -113,3 +113,49 @@ test('a follower that is still catching up is never made synchronous; it joins o
   t.onAck('new', 11, 3, true);
   expect(t.members).toEqual(['b', 'new']);
 });
+
+test('degrade: a write that asked for a follower copy itself still fails; the plain ones go on degraded', () => {
+  const { t, outcomes, wait } = setup({ ...semi, syncPolicy: 'degrade' });
+  t.onAck('b', 1, 0);
+  wait(2, 10);
+  wait(3, 10, 'sync');
+  wait(4, 10);
+  t.tick(1011);
+  expect(t.degraded).toBe(true);
+  expect(outcomes.get(2)).toEqual({ ok: true });
+  expect(outcomes.get(3)).toMatchObject({ ok: false, reason: expect.stringContaining('1 follower(s)') });
+  expect(outcomes.get(4)).toEqual({ ok: true });
+});
+
+test('degrade: a steady trickle of durability "sync" writes does not keep the plain ones failing', () => {
+  const { t, outcomes, wait } = setup({ ...semi, syncPolicy: 'degrade' });
+  t.onAck('b', 1, 0);
+  // In pairs that expire in the same tick: a 'sync' write and a plain one.
+  for (let lsn = 2; lsn < 12; lsn++) wait(lsn, 10 + Math.floor(lsn / 2) * 100, lsn % 2 === 0 ? 'sync' : undefined);
+  for (let now = 1000; now <= 3000; now += 20) t.tick(now);
+  for (let lsn = 2; lsn < 12; lsn++) expect(outcomes.get(lsn)?.ok).toBe(lsn % 2 !== 0);
+});
+
+test('switching semi-sync to async at run time acknowledges the writes waiting for the sync set', () => {
+  const { t, outcomes, wait } = setup();
+  t.onAck('b', 1, 0);
+  wait(2, 10);
+  wait(3, 10, 'sync');
+  expect(outcomes.size).toBe(0);
+  t.configure({ ...semi, mode: 'async' }, 20);
+  expect(outcomes.get(2)).toEqual({ ok: true });
+  expect(outcomes.get(3)).toBeUndefined(); // it asked for a follower copy itself: still waits for one
+  t.onAck('b', 3, 30);
+  expect(outcomes.get(3)).toEqual({ ok: true });
+});
+
+test('a degraded tracker switched to async is no longer degraded, and says so', () => {
+  const { t, wait, log } = setup({ ...semi, syncPolicy: 'degrade' });
+  t.onAck('b', 1, 0);
+  wait(2, 10);
+  t.tick(1011);
+  expect(t.degraded).toBe(true);
+  t.configure({ ...semi, mode: 'async', syncPolicy: 'degrade' }, 1020);
+  expect(t.degraded).toBe(false);
+  expect(log.lines.some((l) => l.msg === 'replication no longer degraded: the mode is now async')).toBe(true);
+});

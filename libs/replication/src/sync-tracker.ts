@@ -79,6 +79,14 @@ export class SyncTracker {
     this.settings = settings;
     this.syncSet = [];
     this.log.info('replication mode set', { ...settings });
+    // A write that waited for the sync set under the old mode waits for it only if the new mode has one.
+    for (const w of this.waiters) w.needsSyncSet = settings.mode !== 'async';
+    if (settings.mode === 'async' && this.degradedSince !== null) {
+      // Nothing left to degrade from: async is what the operator asked for now.
+      this.degradedSince = null;
+      this.log.warn('replication no longer degraded: the mode is now async', {});
+      this.onChange();
+    }
     this.rebalance(nowMono, new Set());
     this.release();
   }
@@ -151,23 +159,24 @@ export class SyncTracker {
     // Whatever still waits past the timeout has nobody to wait for.
     const expired = this.waiters.filter((w) => nowMono - w.sinceMono >= timeout);
     if (expired.length === 0) return;
-    if (this.settings.syncPolicy === 'degrade' && expired.every((w) => w.anyRequired === 0)) {
-      if (this.degradedSince === null) {
-        this.degradedSince = nowMono;
-        this.log.warn('replication degraded to async: no follower can be synchronous', {
-          mode: this.settings.mode,
-          syncFollowers: this.settings.syncFollowers,
-          waiting: this.waiters.length,
-        });
-        this.onChange();
-      }
-      this.release();
-      return;
+    // `degrade` gives up the cluster's sync copy, never the copies a request asked for itself
+    // (durability "sync" or {replicas}): those still fail, the others are acknowledged degraded.
+    const degrade = this.settings.syncPolicy === 'degrade';
+    if (degrade && expired.some((w) => w.anyRequired === 0) && this.degradedSince === null) {
+      this.degradedSince = nowMono;
+      this.log.warn('replication degraded to async: no follower can be synchronous', {
+        mode: this.settings.mode,
+        syncFollowers: this.settings.syncFollowers,
+        waiting: this.waiters.length,
+      });
+      this.onChange();
     }
-    this.waiters = this.waiters.filter((w) => !expired.includes(w));
-    for (const w of expired) {
+    const failing = degrade ? expired.filter((w) => w.anyRequired > 0) : expired;
+    this.waiters = this.waiters.filter((w) => !failing.includes(w));
+    for (const w of failing) {
       w.done({ ok: false, reason: `no ${w.anyRequired > 0 ? `${w.anyRequired} follower(s)` : 'synchronous follower'} flushed LSN ${w.lsn} within ${timeout} ms` });
     }
+    if (degrade) this.release();
   }
 
   private available(f: Follower, nowMono: number): boolean {
