@@ -247,3 +247,55 @@ test("a write from the replica's own API (submitWrite) waits for the same fdatas
   expect(late).toMatchObject({ type: 'error', error: { code: 'NOT_LEADER' } });
   expect(lctx.store.lastLsn).toBe(before + 1);
 });
+
+test('a rewound follower reports the new leader\'s entries flushed only after a flush of their own', async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-rewind';
+  // History: both have LSN 1..2 of epoch 1; the follower also has 3..4 of epoch 1, which the new
+  // leader (epoch 2) never had; the new leader wrote its own 3..4 in epoch 2.
+  const lctx = await context('leader', dir, cluster);
+  const fctx = await context('follower', dir, cluster);
+  const old = Store.open(path.join(dir, 'old-leader.sqlite'));
+  stores.push(old);
+  old.startCapture();
+  old.beginEpoch(1);
+  const run = (s: Store, epoch: number, sql: string) => s.executeBatch([{ statements: [{ sql }] }], epoch).flatMap((o) => (o.ok && o.entry ? [o.entry] : []));
+  const common = [...run(old, 1, 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)'), ...run(old, 1, "INSERT INTO t VALUES (1, 'both')")];
+  lctx.store.applyEntries(common);
+  fctx.store.applyEntries(common);
+  fctx.store.applyEntries([...run(old, 1, "INSERT INTO t VALUES (2, 'lost')"), ...run(old, 1, "INSERT INTO t VALUES (3, 'lost')")]);
+  fctx.store.syncWal(); // the diverged tail is flushed: the follower starts with flushed = 4
+  lctx.store.setDurability('deferred');
+  lctx.store.startCapture();
+  lctx.store.beginEpoch(2);
+  run(lctx.store, 2, "INSERT INTO t VALUES (20, 'new')");
+  run(lctx.store, 2, "INSERT INTO t VALUES (30, 'new')");
+  lctx.store.syncWal();
+  expect([lctx.store.lastLsn, fctx.store.lastLsn]).toEqual([4, 4]);
+
+  const sync = new SyncTracker({ mode: 'semi-sync', syncFollowers: 1, syncTimeoutMs: 30_000, syncPolicy: 'block' }, lctx.log);
+  const leader = new LeaderRole(lctx, 2, () => true, sync);
+  leader.start();
+  stops.push(() => leader.stop());
+  await (lctx.transport as NatsTransport).nc.flush();
+  const acks: { flushed: number; applied: number }[] = [];
+  const sub = lctx.transport.subscribe(lctx.subjects.ack, (m) => {
+    const a = decodeEnvelope(m.data);
+    acks.push({ flushed: Number(a.flushed), applied: Number(a.applied) });
+  });
+  stops.push(() => sub.unsubscribe());
+  await (lctx.transport as NatsTransport).nc.flush();
+
+  const gate = new Gate(fctx.store);
+  const follower = new FollowerRole(fctx, 2, 'leader', () => undefined, () => true);
+  follower.start();
+  stops.push(() => follower.stop());
+  // Rewound to 2, then the leader's 3..4 applied; its flush is held.
+  await waitFor(() => fctx.store.lastLsn === 4 && fctx.store.tableChecksums().t.sha256 === lctx.store.tableChecksums().t.sha256, { what: 'rewound and caught up' });
+  follower.sendAck(); // what a heartbeat would report meanwhile
+  await waitFor(() => acks.some((a) => a.applied === 4), { what: 'an ack of the caught-up position' });
+  expect(acks.filter((a) => a.flushed > 2)).toEqual([]);
+  await waitFor(() => gate.pending > 0, { what: 'a flush of the new entries asked for' });
+  gate.release();
+  await waitFor(() => acks.some((a) => a.flushed === 4), { what: 'flushed 4 once the flush ran' });
+});

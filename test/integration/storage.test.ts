@@ -268,10 +268,11 @@ test('syncWalAsync: resolves with the LSN committed before the call; a close or 
   // A follower whose files are replaced while its flush runs (the fd is closed only after it).
   follower.setDurability('deferred');
   follower.applyEntries([]);
-  const during = follower.syncWalAsync();
   const snap = await leader.snapshotTo(path.join(dir, 'snap.sqlite'));
+  const during = follower.syncWalAsync();
   follower.replaceWithSnapshot(snap.file);
-  await expect(during).resolves.toEqual(expect.any(Number));
+  // It flushed the replaced file: it vouches for no LSN of the new one.
+  await expect(during).resolves.toBe(0);
   expect(follower.lastLsn).toBe(snap.lsn);
   exec(sql('INSERT INTO f VALUES (3)'));
   await expect(follower.syncWalAsync()).resolves.toBe(follower.lastLsn);
@@ -351,4 +352,28 @@ describe('removing large files a step at a time', () => {
     for (const f of expected) fs.writeFileSync(f, 'x');
     expect(leftoverFiles(db).sort()).toEqual(expected.sort());
   });
+});
+
+test('syncWalAsync: a flush begun before a rewind vouches for nothing (its LSNs now name other transactions)', async () => {
+  follower.setDurability('deferred');
+  exec(sql('CREATE TABLE g(k INTEGER PRIMARY KEY)'));
+  const keep = follower.lastLsn;
+  exec(sql('INSERT INTO g VALUES (1)'), sql('INSERT INTO g VALUES (2)'));
+  const flushing = follower.syncWalAsync();
+  follower.rewindTo(keep);
+  // The new leader's transactions take the same LSNs before the old flush returns.
+  const fresh = Store.open(path.join(dir, 'other.sqlite'));
+  try {
+    fresh.setDurability('deferred');
+    fresh.applyEntries(leader.readLogAfter(0, 1 << 20).filter((e) => e.lsn <= keep));
+    fresh.startCapture();
+    fresh.beginEpoch(2);
+    const outs = fresh.executeBatch([sql('INSERT INTO g VALUES (7)'), sql('INSERT INTO g VALUES (8)')], 2);
+    follower.applyEntries(outs.flatMap((o) => (o.ok && o.entry ? [o.entry] : [])));
+  } finally {
+    fresh.close();
+  }
+  expect(follower.lastLsn).toBe(keep + 2);
+  expect(await flushing).toBe(0);
+  expect(await follower.syncWalAsync()).toBe(keep + 2);
 });

@@ -445,6 +445,9 @@ export class FollowerRole {
       const undone = store.rewindTo(to);
       // What was proven fresh included the transactions just undone.
       this.freshness.reset();
+      // LSNs above `to` will name the leader's transactions, not the flushed ones just undone: they
+      // count as flushed only after a flush of their own (a flush running now resolves with 0).
+      this.flushed = Math.min(this.flushed, store.lastLsn);
       counters.inc('rewinds');
       counters.inc('discardedTransactions', undone.length);
       this.received = store.lastLsn;
@@ -492,6 +495,9 @@ export class FollowerRole {
       if (this.stopped) throw new Error('the follower role stopped');
       await ask({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: begun.id }, 5000).catch(() => undefined);
       const replaced = store.replaceWithSnapshot(tmp);
+      // The file was fsynced and its rename too: durable at the snapshot's LSN, and no further
+      // (after a divergence that may be below what this replica reported flushed before).
+      this.flushed = store.lastLsn;
       counters.inc('snapshotsInstalled');
       if (replaced) removeInBackground(this.ctx, replaced, 'the database the snapshot replaced');
       this.received = Math.max(this.received, store.lastLsn);

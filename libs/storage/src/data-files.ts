@@ -106,3 +106,22 @@ export function leftoverFiles(dbFile: string): string[] {
   if (fs.existsSync(snapshots)) for (const name of fs.readdirSync(snapshots)) found.push(path.join(snapshots, name));
   return found;
 }
+
+/**
+ * fsync of a directory: makes a rename or a new name in it durable (a file's own fsync does not
+ * cover the directory entry that names it). Where a directory cannot be opened for it (not
+ * POSIX), nothing to do.
+ */
+export function syncDirectory(dir: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

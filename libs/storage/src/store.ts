@@ -10,6 +10,7 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import {
   Change,
   ClusterSettings,
@@ -30,7 +31,7 @@ import { createSchema } from './schema';
 import { createSnapshot, SnapshotFile, SnapshotOptions } from './snapshot';
 import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
 import { Quarantine } from './quarantine';
-import { replacedFileFor } from './data-files';
+import { replacedFileFor, syncDirectory } from './data-files';
 import { toClientError } from './sql-error';
 import { encodeColumnSql } from './capture';
 import { listUserTables, quoteIdent, readTableMeta, TableMeta } from './table-meta';
@@ -97,6 +98,11 @@ export class Store {
   private lastEpoch = 0;
   private logBytes = 0;
   private durability: 'full' | 'deferred' = 'full';
+  /**
+   * Bumped whenever the log loses its tail (rewind) or the database is replaced (snapshot): a
+   * flush that began before cannot vouch for what the log holds now.
+   */
+  private generation = 0;
   /** The WAL, open for {@link syncWalAsync}; null until first needed and after every close. */
   private walFd: number | null = null;
   /** WAL fds given up while a flush on them ran: closed when their last flush returns (no reuse under it). */
@@ -273,10 +279,13 @@ export class Store {
    * while the disk flushes. Resolves with the LSN that is now durable: the last one committed
    * before the call (its WAL frames were written by then; fdatasync covers every write before it).
    * Checkpoints stay safe in `deferred` mode: with synchronous=NORMAL SQLite syncs the WAL before
-   * it copies frames into the database file, and the database file after.
+   * it copies frames into the database file, and the database file after. Resolves with 0 when
+   * the log was rewound or the database replaced meanwhile: the LSNs it covered may now name other
+   * transactions, not yet flushed (the caller asks again).
    */
   syncWalAsync(): Promise<number> {
     const lsn = this.last;
+    const generation = this.generation;
     const fd = this.openWal();
     if (fd === null) return Promise.resolve(lsn); // no WAL: everything is in the (synced) database file
     this.walSyncsInFlight.set(fd, (this.walSyncsInFlight.get(fd) ?? 0) + 1);
@@ -293,7 +302,7 @@ export class Store {
         }
         // Closed meanwhile (snapshot install, shutdown): that close checkpointed and synced it all.
         if (err && !closedUnder) reject(err);
-        else resolve(lsn);
+        else resolve(generation === this.generation ? lsn : 0);
       }),
     );
   }
@@ -598,6 +607,7 @@ export class Store {
       this.db.prepare('DELETE FROM _flotilla_idem WHERE lsn > ?').run(lsn);
       this.db.prepare('DELETE FROM _flotilla_epochs WHERE start_lsn > ?').run(lsn);
       const prev = this.db.prepare('SELECT epoch, ts FROM _flotilla_log WHERE lsn = ?').get(lsn) as { epoch: number; ts: number } | undefined;
+      this.generation++;
       this.last = lsn;
       this.lastEpoch = prev?.epoch ?? this.epochAtHistory(lsn);
       this.lastTs = prev?.ts ?? 0;
@@ -734,7 +744,10 @@ export class Store {
         // No hard links here: the rename frees the old database at once, as it always could.
       }
     }
+    this.generation++;
     fs.renameSync(snapshotFile, this.file);
+    // The rename must be on disk before this replica reports the snapshot's LSN as flushed.
+    syncDirectory(path.dirname(this.file));
     this.stmtCache.clear();
     this.openFiles();
     if (capturing) this.startCapture();
