@@ -15,6 +15,7 @@ const SYNC_TIMEOUT_MS = 1000;
 async function clusterView(cluster: LocalCluster) {
   return (await httpJson('GET', `${cluster.gatewayUrl}/v1/cluster`)).body as {
     leader: string;
+    mode: string | null;
     nodes: { name: string; role: string; sync: boolean; healthy: boolean; problem?: string; lsn: string }[];
   };
 }
@@ -153,6 +154,23 @@ test('degrade (set at run time): writes continue with every follower stopped, an
     expect(JSON.parse(db.prepare("SELECT value FROM _flotilla_meta WHERE key = 'settings'").pluck().get() as string)).toMatchObject({ syncPolicy: 'degrade' });
     db.close();
   }
+  // mode and syncFollowers at run time too: the sync set follows, and writes go on.
+  const two = await httpJson('POST', `${c.cluster.gatewayUrl}/v1/admin/mode`, { syncFollowers: 2 });
+  expect(two.status).toBe(200);
+  expect(two.body).toMatchObject({ mode: 'semi-sync', syncFollowers: 2 });
+  await waitFor(async () => ((await clusterView(c.cluster)).nodes.filter((n) => n.sync).length === 2 ? true : null), { what: 'two sync followers' });
+  expect((await exec('INSERT INTO t(k) VALUES (?)', [100])).status).toBe(200);
+  const toAsync = await httpJson('POST', `${c.cluster.gatewayUrl}/v1/admin/mode`, { mode: 'async' });
+  expect(toAsync.status).toBe(200);
+  expect(toAsync.body).toMatchObject({ mode: 'async' });
+  await waitFor(async () => {
+    const v = await clusterView(c.cluster);
+    return v.mode === 'async' && v.nodes.every((n) => !n.sync) ? true : null;
+  }, { what: '/v1/cluster in async mode, nobody sync' });
+  // In async mode a stopped follower delays nothing.
+  for (const f of c.followers) c.cluster.pause(f);
+  expect((await exec('INSERT INTO t(k) VALUES (?)', [101])).status).toBe(200);
+  for (const f of c.followers) c.cluster.resume(f);
 });
 
 test('per-request durability asks for more than the cluster default, never less', async () => {

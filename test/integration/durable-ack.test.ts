@@ -10,7 +10,7 @@
 import * as path from 'node:path';
 import { loadConfig } from '@flotilla/config';
 import { MemoryLogger, systemClock } from '@flotilla/logging';
-import { decodeEnvelope, Durability, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { decodeEnvelope, Durability, encode, ErrorCode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { Counters, FollowerRole, LeaderRole, RoleContext, SyncTracker } from '@flotilla/replication';
 import { Store } from '@flotilla/storage';
 import { startNatsServer, stopAll, tempDir, waitFor } from '@flotilla/testing';
@@ -298,4 +298,55 @@ test('a rewound follower reports the new leader\'s entries flushed only after a 
   await waitFor(() => gate.pending > 0, { what: 'a flush of the new entries asked for' });
   gate.release();
   await waitFor(() => acks.some((a) => a.flushed === 4), { what: 'flushed 4 once the flush ran' });
+});
+
+test('a mode change is fenced like a write, and answered only once a sync follower flushed it', async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-mode';
+  const lctx = await context('leader', dir, cluster);
+  const fctx = await context('follower', dir, cluster);
+  const client = await context('client', dir, cluster);
+  lctx.store.setDurability('deferred');
+  lctx.store.startCapture();
+  lctx.store.beginEpoch(1);
+  lctx.store.syncWal();
+  let leaseValid = true;
+  const sync = new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 30_000, syncPolicy: 'block' }, lctx.log);
+  const leader = new LeaderRole(lctx, 1, () => leaseValid, sync);
+  leader.start();
+  stops.push(() => leader.stop());
+  await (lctx.transport as NatsTransport).nc.flush();
+  await startFollower(fctx);
+  expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY)', 'ddl')).reply.type).toBe('write-reply');
+  await waitFor(() => leader.followers.get('follower')?.flushed === lctx.store.lastLsn, { what: 'follower flushed the table' });
+  const semi = { mode: 'semi-sync' as const, syncFollowers: 1, syncPolicy: 'block' as const, syncTimeoutMs: 30_000 };
+
+  // No lease: refused, nothing recorded.
+  leaseValid = false;
+  const before = lctx.store.lastLsn;
+  expect(() => leader.setSettings(semi)).toThrow(expect.objectContaining({ code: ErrorCode.LEASE_EXPIRED }));
+  expect(lctx.store.lastLsn).toBe(before);
+  leaseValid = true;
+
+  // To semi-sync: in force at once, confirmed only after the follower's flush of the entry.
+  const gate = new Gate(fctx.store);
+  const entry = leader.setSettings(semi);
+  let confirmed = false;
+  const confirming = leader.settingsDurable(entry.lsn, 30_000).then(() => (confirmed = true));
+  await waitFor(() => fctx.store.lastLsn === entry.lsn && gate.pending > 0, { what: 'setting applied on the follower, its flush held' });
+  expect(confirmed).toBe(false);
+  gate.release();
+  await confirming;
+  expect(fctx.store.readSettings()).toEqual(semi);
+
+  // Not confirmed in time (the follower's flush held again): an error that says the setting is in
+  // force but not replicated.
+  const held = new Gate(fctx.store);
+  leader.stop();
+  const l2 = new LeaderRole(lctx, 1, () => true, new SyncTracker(semi, lctx.log));
+  l2.start();
+  stops.push(() => l2.stop());
+  const e2 = l2.setSettings({ ...semi, syncTimeoutMs: 20_000 });
+  await expect(l2.settingsDurable(e2.lsn, 200)).rejects.toMatchObject({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: expect.stringContaining('in force on the leader') });
+  held.release();
 });

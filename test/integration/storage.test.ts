@@ -377,3 +377,18 @@ test('syncWalAsync: a flush begun before a rewind vouches for nothing (its LSNs 
   expect(await flushing).toBe(0);
   expect(await follower.syncWalAsync()).toBe(keep + 2);
 });
+
+test('a rewound settings entry restores the settings it replaced (its before-image), not none', () => {
+  const semi = { mode: 'semi-sync' as const, syncFollowers: 1, syncPolicy: 'block' as const, syncTimeoutMs: 2000 };
+  const sync = { ...semi, mode: 'sync' as const };
+  exec(sql('CREATE TABLE s(v)'));
+  follower.applyEntries([leader.writeSettings(semi, 1)]);
+  const keep = follower.lastLsn;
+  follower.applyEntries([leader.writeSettings(sync, 1)]);
+  exec(sql('INSERT INTO s VALUES (1)'));
+  expect(follower.readSettings()).toEqual(sync);
+  follower.rewindTo(keep);
+  expect(follower.readSettings()).toEqual(semi);
+  follower.rewindTo(keep - 1); // before any setting: none again
+  expect(follower.readSettings()).toBeNull();
+});

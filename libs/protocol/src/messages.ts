@@ -48,6 +48,12 @@ export interface TxnPayload {
   results: ExecResult[];
   /** Cluster settings changed by this entry (replication mode), replicated like data. */
   settings?: ClusterSettings;
+  /**
+   * With `settings`: the settings in force before this entry (null: none set at run time), the
+   * before-image a rewind restores. Absent in entries written before 2026-11-28 (a rewind then
+   * clears the settings).
+   */
+  previousSettings?: ClusterSettings | null;
 }
 
 /** Settings that are cluster-wide and changed at run time: stored in every replica's database. */

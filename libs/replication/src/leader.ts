@@ -331,12 +331,43 @@ export class LeaderRole {
 
   /** Change the replication mode: recorded in the log (replicated), then applied here. */
   setSettings(settings: ClusterSettings): LogEntry {
+    // The same fencing as a write: a setting is a log entry, and one this node cannot vouch for
+    // could be rewound after a failover.
+    if (this.stopped) throw new FlotillaError(ErrorCode.NOT_LEADER, STOPPED_BEFORE_RUN);
+    if (this.handingOverTo !== null) throw new FlotillaError(ErrorCode.NOT_LEADER, `switchover to ${this.handingOverTo} in progress; retry shortly`, { leaderHint: this.handingOverTo });
+    if (!this.leaseValid()) throw new FlotillaError(ErrorCode.LEASE_EXPIRED, 'the leader could not renew its lease; retry shortly');
     const entry = this.ctx.store.writeSettings(settings, this.epoch);
     this.localFlushed = Math.max(this.localFlushed, this.ctx.store.syncWal());
     this.stream.add([entry], true);
     this.sync.noteCommitted(entry.lsn);
     this.sync.configure(settings, this.ctx.clock.monotonic());
     return entry;
+  }
+
+  /**
+   * Resolves once the settings entry at `lsn` (durable here already) is as durable as a write
+   * under the settings it set: a switch to semi-sync is answered only when a sync follower has it,
+   * so no failover can lose the switch while writes are acknowledged under it. Rejects
+   * NOT_ENOUGH_REPLICAS (the policy's timeout) or LEASE_EXPIRED.
+   */
+  settingsDurable(lsn: number, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const notConfirmed = (why: string) => new FlotillaError(ErrorCode.NOT_ENOUGH_REPLICAS, `the setting is in force on the leader but not confirmed replicated (${why}); check /v1/cluster, or set it again`);
+      const timer = this.ctx.clock.setTimeout(() => reject(notConfirmed(`no synchronous follower flushed it within ${timeoutMs} ms`)), timeoutMs);
+      const done = () => {
+        timer.cancel();
+        if (!this.leaseValid()) reject(new FlotillaError(ErrorCode.LEASE_EXPIRED, 'the lease ran out before the setting was replicated; it may be rewound: set it again'));
+        else resolve();
+      };
+      if (!this.sync.mustWait(undefined)) return done();
+      this.sync.wait(lsn, undefined, this.ctx.clock.monotonic(), (w) => {
+        if (w.ok) done();
+        else {
+          timer.cancel();
+          reject(notConfirmed(w.reason));
+        }
+      });
+    });
   }
 
   /**

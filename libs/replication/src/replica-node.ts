@@ -34,6 +34,11 @@ import { validateQueryRequest } from './validate';
 
 /** How long a switchover waits for the target to catch up. */
 export const SWITCHOVER_TIMEOUT_MS = 10_000;
+/**
+ * How long a mode change waits for a synchronous follower to flush its entry before the answer
+ * says "in force, not confirmed" (under the gateway's 5 s for the whole request).
+ */
+export const MODE_CONFIRM_MS = 4000;
 /** How often the log is trimmed. */
 export const RETENTION_INTERVAL_MS = 500;
 /** Oldest entries looked at per trim round. */
@@ -343,7 +348,14 @@ export class ReplicaNode {
         const reply: DiscardedReply = { type: 'discarded-reply', v: PROTOCOL_VERSION, node: this.ctx.node, transactions: this.ctx.store.quarantine.list(this.ctx.node) };
         respond(encode(reply));
       } else if (m.type === 'set-mode') {
-        respond(encode(this.setMode(m)));
+        void this.setMode(m).then(
+          (r) => respond(encode(r)),
+          (err) => {
+            const bad = err instanceof FlotillaError && err.code === ErrorCode.BAD_REQUEST;
+            this.ctx.log.warn(bad ? 'refused message' : 'mode change not confirmed', { channel: 'control', reason: (err as Error).message });
+            respond(encode(errorReply(err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.UNAVAILABLE, message: (err as Error).message })));
+          },
+        );
       } else if (m.type === 'switchover') {
         void this.switchover(String(m.to), typeof m.timeoutMs === 'number' ? m.timeoutMs : SWITCHOVER_TIMEOUT_MS).then(
           (r) => respond(encode(r)),
@@ -363,9 +375,10 @@ export class ReplicaNode {
     }
   }
 
-  private setMode(m: Record<string, unknown>): { type: 'ok'; v: typeof PROTOCOL_VERSION; settings: ClusterSettings; lsn: string } {
-    if (!this.leader) throw new FlotillaError(ErrorCode.NOT_LEADER, `${this.ctx.node} is not the leader`, { leaderHint: this.leaderName ?? undefined });
-    const cur = this.leader.sync.current;
+  private async setMode(m: Record<string, unknown>): Promise<{ type: 'ok'; v: typeof PROTOCOL_VERSION; settings: ClusterSettings; lsn: string }> {
+    const leader = this.leader;
+    if (!leader) throw new FlotillaError(ErrorCode.NOT_LEADER, `${this.ctx.node} is not the leader`, { leaderHint: this.leaderName ?? undefined });
+    const cur = leader.sync.current;
     const next: ClusterSettings = {
       mode: (m.mode ?? cur.mode) as ClusterSettings['mode'],
       syncFollowers: (m.syncFollowers ?? cur.syncFollowers) as number,
@@ -376,8 +389,9 @@ export class ReplicaNode {
     if (!Number.isInteger(next.syncFollowers) || next.syncFollowers < 1 || next.syncFollowers > 64) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncFollowers must be 1..64');
     if (!['block', 'degrade'].includes(next.syncPolicy)) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncPolicy must be block or degrade');
     if (!Number.isInteger(next.syncTimeoutMs) || next.syncTimeoutMs < 10 || next.syncTimeoutMs > 600_000) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncTimeoutMs must be 10..600000');
-    const entry = this.leader.setSettings(next);
+    const entry = leader.setSettings(next);
     this.heartbeat();
+    await leader.settingsDurable(entry.lsn, MODE_CONFIRM_MS);
     return { type: 'ok', v: PROTOCOL_VERSION, settings: next, lsn: String(entry.lsn) };
   }
 

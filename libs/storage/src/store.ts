@@ -480,7 +480,7 @@ export class Store {
     if (!this.capture) throw new Error('writeSettings on a store that is not leading');
     const lsn = this.last + 1;
     const ts = this.now();
-    const payload = JSON.stringify({ format: 'logical', changes: [], cols: {}, results: [], settings } satisfies TxnPayload);
+    const payload = JSON.stringify({ format: 'logical', changes: [], cols: {}, results: [], settings, previousSettings: this.readSettings() } satisfies TxnPayload);
     const entry: LogEntry = { lsn, epoch, ts, crc: payloadCrc(payload), payload };
     this.db.transaction(() => {
       this.q.appendLog.run(lsn, epoch, ts, entry.crc, payload.length, payload);
@@ -600,7 +600,11 @@ export class Store {
             throw new RewindImpossibleError(`undo entry ${e.lsn}: ${(err as Error).message}`);
           }
         }
-        if (p.settings) this.db.prepare("DELETE FROM _flotilla_meta WHERE key = 'settings'").run();
+        if (p.settings) {
+          // The before-image: the settings this entry replaced (newest first, so the oldest wins).
+          if (p.previousSettings) this.q.settingsPut.run(JSON.stringify(p.previousSettings));
+          else this.db.prepare("DELETE FROM _flotilla_meta WHERE key = 'settings'").run();
+        }
         this.logBytes -= e.payload.length;
       }
       this.db.prepare('DELETE FROM _flotilla_log WHERE lsn > ?').run(lsn);
