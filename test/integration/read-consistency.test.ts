@@ -102,3 +102,16 @@ test('monotonic reads: sending back the LSN last seen never reads an older state
     count = r.body.rows[0].n;
   }
 });
+
+test('strong with minLsn: the leader checks it too, and says so when the LSN is beyond its log', async () => {
+  const w = await exec('INSERT INTO t(k, v) VALUES (?, 1)', [9000]);
+  expect(w.status).toBe(200);
+  const ok = await query({ sql: 'SELECT v FROM t WHERE k = 9000', consistency: 'strong', minLsn: w.body.lsn });
+  expect(ok.status).toBe(200);
+  expect(ok.body.servedBy).toBe(leader);
+  expect(BigInt(ok.body.lsn)).toBeGreaterThanOrEqual(BigInt(w.body.lsn));
+  // An LSN this cluster never reached (as after an async failover lost it): refused, not served older.
+  const ahead = await query({ sql: 'SELECT 1 AS x', consistency: 'strong', minLsn: '999999999' });
+  expect(ahead.status).toBe(503);
+  expect(ahead.body.error).toMatchObject({ code: 'TIMEOUT', message: expect.stringContaining('before minLsn 999999999') });
+});

@@ -220,6 +220,12 @@ describe('GatewayRouter.query', () => {
     expect(requester.sent[0].message).toEqual({ type: 'query', v: 1, sql: 'SELECT a FROM t', requireLeader: true });
   });
 
+  it('strong with minLsn: the leader gets minLsn, so it checks it (monotonic reads across a failover)', async () => {
+    const { clock, requester, router } = cluster();
+    await settle(router.query(read({ consistency: 'strong', minLsn: '12' })), clock);
+    expect(requester.sent[0].message).toEqual({ type: 'query', v: 1, sql: 'SELECT a FROM t', requireLeader: true, minLsn: '12' });
+  });
+
   it('strong: NO_LEADER when no leader is known or it does not answer', async () => {
     const { clock, requester, router, view } = setup();
     expect((await failure(router.query(read({ consistency: 'strong' })), clock)).code).toBe(ErrorCode.NO_LEADER);

@@ -240,6 +240,8 @@ export class GatewayRouter {
     // that is paused or cut off gets the request late, or holds data it cannot vouch for.
     // (Validation lets maxLagMs through only with consistency bounded.)
     if (input.maxLagMs !== undefined) q.maxLagMs = input.maxLagMs;
+    // A strong read with minLsn (monotonic reads across a failover) is checked by the leader too.
+    if (input.minLsn !== undefined) q.minLsn = input.minLsn;
     return q;
   }
 

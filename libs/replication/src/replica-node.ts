@@ -289,6 +289,10 @@ export class ReplicaNode {
       if (req.minLsn !== undefined) {
         const min = parseLsn(req.minLsn, 'minLsn');
         if (this.ctx.store.lastLsn < min && !(await this.waitApplied(min, req.waitMs ?? 0))) {
+          if (this.role === Role.LEADER) {
+            // Nothing newer exists anywhere: the state read at minLsn was lost (an async failover).
+            throw new FlotillaError(ErrorCode.TIMEOUT, `leader ${this.ctx.node}'s log ends at LSN ${this.ctx.store.lastLsn}, before minLsn ${min}: what was read at ${min} is not in this cluster's history (lost in a failover?)`);
+          }
           throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} has not applied LSN ${min} yet (at ${this.ctx.store.lastLsn})`);
         }
       }
