@@ -110,7 +110,8 @@ test('log entries out of order, from an older epoch or with a bad checksum are r
   const entry = (over: Partial<{ lsn: string; epoch: number; crc: number }>) => ({ lsn: String(lsn + 1), epoch, ts: Date.now(), crc: payloadCrc(payload), payload, ...over });
   const batch = (epochOfBatch: number, entries: unknown[]): LogBatch => ({ type: 'entries', v: PROTOCOL_VERSION, epoch: epochOfBatch, leader: 'impostor', entries: entries as LogBatch['entries'] });
   const before = fileChecksums(cluster.replicaDbFile(follower));
-  nc.publish(subjects.log, encode(batch(epoch, [entry({ lsn: String(lsn + 5) })])));
+  // A gap inside a message of three entries: one refusal for the message, not one per entry.
+  nc.publish(subjects.log, encode(batch(epoch, [entry({ lsn: String(lsn + 5) }), entry({ lsn: String(lsn + 6) }), entry({ lsn: String(lsn + 7) })])));
   nc.publish(subjects.log, encode(batch(epoch - 1, [entry({ epoch: epoch - 1 })])));
   nc.publish(subjects.log, encode(batch(epoch, [entry({ crc: 12345 })])));
   nc.publish(subjects.log, new TextEncoder().encode('{"type":"entries","v":1,"epoch":"x"}'));
@@ -132,6 +133,8 @@ test('log entries out of order, from an older epoch or with a bad checksum are r
   expect(w.status).toBe(200);
   await waitFor(async () => Number((await statusOf(nc, follower)).heartbeat.lsn) === Number(w.body.lsn), { what: 'follower applied the genuine write' });
   expect(fileChecksums(cluster.replicaDbFile(follower)).tables).toEqual(fileChecksums(cluster.replicaDbFile(leader)).tables);
+  const gapRefusals = fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"refused message"') && /out of order: expected/.test(l));
+  expect(gapRefusals).toHaveLength(1);
 });
 
 test('batch frames on the write subject: a malformed frame is refused whole, a bad write in a good frame fails alone', async () => {

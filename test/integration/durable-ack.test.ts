@@ -12,7 +12,7 @@ import { loadConfig } from '@flotilla/config';
 import { MemoryLogger, systemClock } from '@flotilla/logging';
 import { decodeEnvelope, Durability, encode, ErrorCode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { Counters, FollowerRole, LeaderRole, RoleContext, SyncTracker } from '@flotilla/replication';
-import { Store } from '@flotilla/storage';
+import { LogEntry, Store } from '@flotilla/storage';
 import { startNatsServer, stopAll, tempDir, waitFor } from '@flotilla/testing';
 import { NatsTransport } from '@flotilla/transport';
 import type { NatsServer } from '@flotilla/local-cluster';
@@ -349,4 +349,47 @@ test('a mode change is fenced like a write, and answered only once a sync follow
   const e2 = l2.setSettings({ ...semi, syncTimeoutMs: 20_000 });
   await expect(l2.settingsDurable(e2.lsn, 200)).rejects.toMatchObject({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: expect.stringContaining('in force on the leader') });
   held.release();
+});
+
+test('a follower serves no read until its leader has checked its log; a new leader on the stream means a new check first', async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-checked';
+  const lctx = await context('leader', dir, cluster);
+  const fctx = await context('follower', dir, cluster);
+  const client = await context('client', dir, cluster);
+  // The follower starts before any leader answers: its log is unchecked (ReplicaNode refuses reads).
+  const follower = new FollowerRole(fctx, 1, 'leader', () => undefined, () => true);
+  follower.start();
+  stops.push(() => follower.stop());
+  expect(follower.logChecked).toBe(false);
+  const leader = await startLeader(lctx, 'async');
+  await waitFor(() => follower.logChecked && follower.state === 'live', { what: 'log checked by the leader, live' });
+  expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY)', 'ddl')).reply.type).toBe('write-reply');
+  await waitFor(() => fctx.store.lastLsn === lctx.store.lastLsn, { what: 'table applied' });
+  const at = fctx.store.lastLsn;
+
+  // Entries of epoch 2 from a leader the lease has not named yet, at the very next LSN: held until
+  // that leader confirms (by a catch-up) that the follower's log is a prefix of its own.
+  const other = Store.open(path.join(dir, 'leader2.sqlite'));
+  stores.push(other);
+  other.applyEntries(lctx.store.readLogAfter(0, 1 << 20));
+  other.startCapture();
+  other.beginEpoch(2);
+  const [o] = other.executeBatch([{ statements: [{ sql: 'INSERT INTO t VALUES (2)' }] }], 2);
+  expect(o.ok && o.entry?.lsn).toBe(at + 1);
+  const entry = (o as { entry: LogEntry }).entry;
+  const toWire = (e: LogEntry) => ({ lsn: String(e.lsn), epoch: e.epoch, ts: e.ts, crc: e.crc, payload: e.payload });
+  leader.stop(); // the old leader is gone; leader2 answers no catch-up yet
+  client.transport.publish(client.subjects.log, encode({ type: 'entries', v: PROTOCOL_VERSION, epoch: 2, leader: 'leader2', entries: [toWire(entry)] }));
+  await waitFor(() => (fctx.log as MemoryLogger).lines.some((l) => l.msg === 'following newer epoch seen on the stream'), { what: 'the new epoch seen' });
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  expect(follower.logChecked).toBe(false);
+  expect(fctx.store.lastLsn).toBe(at); // not applied on the stream's word alone
+  // leader2 answers catch-ups now: checked, and its entry applied.
+  const sub = client.transport.subscribe(client.subjects.catchup('leader2'), (m) => {
+    m.respond?.(encode({ type: 'catchup-reply', v: PROTOCOL_VERSION, epoch: 2, leader: 'leader2', leaderLsn: String(entry.lsn), entries: [toWire(entry)], epochs: other.epochHistory() }));
+  });
+  stops.push(() => sub.unsubscribe());
+  await waitFor(() => follower.logChecked && fctx.store.lastLsn === at + 1, { what: 'checked by leader2, its entry applied' });
 });

@@ -76,6 +76,14 @@ function sha256(data: Uint8Array): Buffer {
 export class FollowerRole {
   private sub: Subscription | null = null;
   private phase: Phase = 'catching-up';
+  /**
+   * True once the leader we follow has answered a catch-up without "diverged": our log is then a
+   * prefix of its log. Until then our tail may hold transactions it never had (an ex-leader, or
+   * a follower of one), so reads are refused (ReplicaNode) rather than served from them.
+   */
+  private checked = false;
+  /** The last catch-up entry refused for its checksum (logged once, not at every retry). */
+  private lastRefusedCatchupLsn = 0;
   private pending: LogEntry[] = [];
   private buffered: LogEntry[] = [];
   private applyScheduled = false;
@@ -186,6 +194,11 @@ export class FollowerRole {
     return this.freshness.stalenessMs(this.ctx.clock.now(), this.ctx.store.lastLsn);
   }
 
+  /** False until the leader has confirmed our log is a prefix of its own (see `checked`). */
+  get logChecked(): boolean {
+    return this.checked;
+  }
+
   /** The leader's heartbeat tells its last LSN even when no entry flows. */
   noteLeaderLsn(lsn: number, ts: number): void {
     this.leaderContactMono = this.ctx.clock.monotonic();
@@ -218,12 +231,17 @@ export class FollowerRole {
       this.refuse(`entries from epoch ${batch.epoch} of ${batch.leader}, older than ours (${this.epoch})`);
       return;
     }
+    let newLeader = false;
     if (batch.epoch > this.epoch) {
-      // A newer leader than the lease told us of yet: its entries are the truth from now on.
+      // A newer leader than the lease told us of yet: its entries are the truth from now on, once
+      // a catch-up from it has checked that our log is a prefix of its log (our tail may hold
+      // transactions of the old leader it never had, at the very LSNs it now sends).
       this.ctx.log.info('following newer epoch seen on the stream', { leader: batch.leader, epoch: batch.epoch });
       this.epoch = batch.epoch;
       this.leader = batch.leader;
       this.forgetLeaderClaims();
+      this.checked = false;
+      newLeader = true;
     }
     this.leaderContactMono = this.ctx.clock.monotonic();
     if (batch.lsn !== undefined && batch.ts !== undefined) this.freshness.claim(parseLsn(batch.lsn), batch.ts, this.ctx.store.lastLsn);
@@ -246,11 +264,19 @@ export class FollowerRole {
     this.received = Math.max(this.received, lastOfBatch.lsn);
     if (lastOfBatch.lsn > this.leaderLsn) this.leaderLsn = lastOfBatch.lsn;
     if (!this.firstUnappliedTs) this.firstUnappliedTs = entries[0].ts;
-    if (this.phase !== 'live') {
+    if (this.phase !== 'live' || newLeader) {
       this.buffer(entries);
+      if (newLeader) void this.catchUp('a new leader on the stream');
       return;
     }
-    for (const e of entries) this.accept(e);
+    for (let i = 0; i < entries.length; i++) {
+      // A gap switched to catch-up: the rest of the message waits with it (one refusal, not one per entry).
+      if (this.phase !== 'live') {
+        this.buffer(entries.slice(i));
+        break;
+      }
+      this.accept(entries[i]);
+    }
   }
 
   /** Takes one live entry in order; a gap switches to catch-up. */
@@ -386,6 +412,10 @@ export class FollowerRole {
           continue;
         }
         store.mergeEpochHistory(reply.epochs);
+        if (!this.checked && reply.leader === this.leader) {
+          this.checked = true;
+          log.info('log checked against the leader: serving reads', { leader: reply.leader, lsn: store.lastLsn });
+        }
         this.leaderLsn = Math.max(this.leaderLsn, parseLsn(reply.leaderLsn));
         if (!announced && this.leaderLsn > store.lastLsn) {
           announced = true;
@@ -393,7 +423,14 @@ export class FollowerRole {
           log.info('catch-up started', { reason, from, leaderLsn: this.leaderLsn, leader: reply.leader });
         }
         const entries = reply.entries.map(fromWire).filter((e) => e.lsn > store.lastLsn);
-        for (const e of entries) if (payloadCrc(e.payload) !== e.crc) throw new FlotillaError(ErrorCode.BAD_REQUEST, `catch-up entry ${e.lsn}: bad checksum`);
+        const bad = entries.find((e) => payloadCrc(e.payload) !== e.crc);
+        if (bad) {
+          // Refused (and counted) once per entry, however often the retry gets it again.
+          if (bad.lsn !== this.lastRefusedCatchupLsn) this.refuse(`catch-up entry ${bad.lsn} from ${reply.leader}: bad checksum; asking again`, 'catchup');
+          this.lastRefusedCatchupLsn = bad.lsn;
+          await this.delay(RETRY_DELAY_MS);
+          continue;
+        }
         if (entries.length > 0) {
           this.apply(entries);
           if (this.stopped) return;
@@ -611,9 +648,9 @@ export class FollowerRole {
     return new Promise((r) => this.ctx.clock.setTimeout(r, ms));
   }
 
-  private refuse(reason: string): void {
+  private refuse(reason: string, channel: 'log' | 'catchup' = 'log'): void {
     this.ctx.counters.inc('refused');
-    this.ctx.log.warn('refused message', { channel: 'log', reason });
+    this.ctx.log.warn('refused message', { channel, reason });
   }
 }
 

@@ -138,6 +138,8 @@ export class LeaderRole {
   private localWaiters: { lsn: number; sinceMono: number; q: QueuedWrite; o: WriteOutcome & { ok: true } }[] = [];
   /** Set while a switchover hands the lease on: new writes are refused (NOT_LEADER, retryable). */
   private handingOverTo: string | null = null;
+  /** `node@epoch` of acks from a newer epoch already logged. */
+  private readonly newerEpochAcks = new Set<string>();
 
   constructor(
     private readonly ctx: RoleContext,
@@ -440,7 +442,12 @@ export class LeaderRole {
     }
     if (ack.epoch < this.epoch) return; // from before this leader's time; positions are re-sent
     if (ack.epoch > this.epoch) {
-      this.ctx.log.warn('ack from a newer epoch: another leader exists', { from: ack.node, theirEpoch: ack.epoch });
+      // Once per sender and epoch: its acks come with every heartbeat until this node steps down.
+      const key = `${ack.node}@${ack.epoch}`;
+      if (!this.newerEpochAcks.has(key)) {
+        this.newerEpochAcks.add(key);
+        this.ctx.log.warn('ack from a newer epoch: another leader exists', { from: ack.node, theirEpoch: ack.epoch });
+      }
       return;
     }
     const p: FollowerPosition = {

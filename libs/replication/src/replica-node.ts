@@ -210,6 +210,7 @@ export class ReplicaNode {
       ts: clock.now(),
     };
     if (config.httpPort) hb.httpUrl = `http://${config.httpHost}:${config.httpPort}`;
+    if (this.follower && !this.follower.logChecked && hb.role === Role.FOLLOWER) hb.problem = `log not yet checked against leader ${this.follower.leader}: reads refused`;
     if (this.role === Role.LEADER) {
       hb.leaseValid = this.lease.isValidLeader();
       if (!hb.leaseValid) hb.problem = 'lease not valid: writes refused';
@@ -272,6 +273,9 @@ export class ReplicaNode {
       }
       if (this.currentRole === Role.SEEDING || this.currentRole === Role.STARTING) {
         throw new FlotillaError(ErrorCode.UNAVAILABLE, `${this.ctx.node} is ${this.currentRole} and cannot serve reads yet`);
+      }
+      if (this.follower && !this.follower.logChecked) {
+        throw new FlotillaError(ErrorCode.UNAVAILABLE, `${this.ctx.node} has not yet checked its log against leader ${this.follower.leader}: its last transactions may be ones the leader never had`);
       }
       if (req.maxLagMs !== undefined && this.follower) {
         // Proven freshness, not time since the leader was last heard from (see FreshnessTracker).
