@@ -4,7 +4,7 @@ const policy = { retainEntries: 10, maxBytes: 1000, maxAgeMs: 60_000 };
 const entries = (from: number, to: number, ts = 0, bytes = 10) =>
   Array.from({ length: to - from + 1 }, (_, i) => ({ lsn: from + i, ts, bytes }));
 
-test('keeps what followers need and retainEntries beyond it', () => {
+test('keeps whichever is more: what every follower still needs, or the last retainEntries', () => {
   const r = retentionPoint({ lastLsn: 100, logBytes: 1000 - 1, followerApplied: [95, 40], oldest: entries(1, 100, 1000), nowMs: 2000 }, policy);
   expect(r).toBe(40);
   const all = retentionPoint({ lastLsn: 100, logBytes: 999, followerApplied: [100, 100], oldest: entries(1, 100, 1000), nowMs: 2000 }, policy);

@@ -1,9 +1,10 @@
 /**
  * How much of the log a node may drop. Pure: the node feeds it positions and the oldest entries.
  *
- * Entries every known follower has are kept up to `retainEntries` (so a restart catches up from the
- * log, not a snapshot); entries some follower still needs are kept too — but never beyond the hard
- * limits `maxBytes` and `maxAgeMs`: a follower further behind is re-seeded from a snapshot.
+ * The last `retainEntries` entries are kept even when every known follower has them (so a
+ * restart catches up from the log, not a snapshot); entries some follower still needs are kept
+ * too — but never beyond the hard limits `maxBytes` and `maxAgeMs`: a follower further behind is
+ * re-seeded from a snapshot.
  */
 
 export interface RetentionPolicy {
