@@ -357,11 +357,20 @@ test('a follower serves no read until its leader has checked its log; a new lead
   const lctx = await context('leader', dir, cluster);
   const fctx = await context('follower', dir, cluster);
   const client = await context('client', dir, cluster);
-  // The follower starts before any leader answers: its log is unchecked (ReplicaNode refuses reads).
+  const acks: number[] = [];
+  const ackSub = client.transport.subscribe(client.subjects.ack, (m) => acks.push(Number(decodeEnvelope(m.data).flushed)));
+  stops.push(() => ackSub.unsubscribe());
+  await (client.transport as NatsTransport).nc.flush();
+  // The follower starts before any leader answers: its log is unchecked (ReplicaNode refuses reads),
+  // and it reports no position (its tail may be an old leader's, at LSNs the leader will reuse).
   const follower = new FollowerRole(fctx, 1, 'leader', () => undefined, () => true);
   follower.start();
   stops.push(() => follower.stop());
   expect(follower.logChecked).toBe(false);
+  follower.sendAck(); // what a heartbeat does
+  await (fctx.transport as NatsTransport).nc.flush();
+  await (client.transport as NatsTransport).nc.flush();
+  expect(acks).toEqual([]);
   const leader = await startLeader(lctx, 'async');
   await waitFor(() => follower.logChecked && follower.state === 'live', { what: 'log checked by the leader, live' });
   expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY)', 'ddl')).reply.type).toBe('write-reply');
@@ -392,4 +401,32 @@ test('a follower serves no read until its leader has checked its log; a new lead
   });
   stops.push(() => sub.unsubscribe());
   await waitFor(() => follower.logChecked && fctx.store.lastLsn === at + 1, { what: 'checked by leader2, its entry applied' });
+});
+
+test('a write whose wait for its sync follower outlasts the lease is not acknowledged', async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-lease-wait';
+  const lctx = await context('leader', dir, cluster);
+  const fctx = await context('follower', dir, cluster);
+  const client = await context('client', dir, cluster);
+  lctx.store.setDurability('deferred');
+  lctx.store.startCapture();
+  lctx.store.beginEpoch(1);
+  lctx.store.syncWal();
+  let leaseValid = true;
+  const leader = new LeaderRole(lctx, 1, () => leaseValid, new SyncTracker({ mode: 'semi-sync', syncFollowers: 1, syncTimeoutMs: 30_000, syncPolicy: 'block' }, lctx.log));
+  leader.start();
+  stops.push(() => leader.stop());
+  await (lctx.transport as NatsTransport).nc.flush();
+  await startFollower(fctx);
+  expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY)', 'ddl')).reply.type).toBe('write-reply');
+  await waitFor(() => leader.sync.members.includes('follower'), { what: 'follower in the sync set' });
+  const gate = new Gate(fctx.store);
+  const lsn = lctx.store.lastLsn + 1;
+  const pending = write(client, 'INSERT INTO t VALUES (1)', 'w1');
+  await waitFor(() => fctx.store.lastLsn === lsn && gate.pending > 0 && leader.flushedLsn >= lsn, { what: 'waiting for the follower flush' });
+  leaseValid = false; // the lease runs out while the write waits
+  gate.release();
+  const { reply } = await pending;
+  expect(reply).toMatchObject({ type: 'error', error: { code: ErrorCode.LEASE_EXPIRED } });
 });

@@ -163,6 +163,7 @@ export class FollowerRole {
 
   /** Follow a new leader (a new epoch): catch up from our own position again. */
   repoint(leader: string, epoch: number): void {
+    if (leader !== this.leader || epoch !== this.epoch) this.checked = false; // the new leader checks our log first
     this.leader = leader;
     this.epoch = epoch;
     this.forgetLeaderClaims();
@@ -362,8 +363,10 @@ export class FollowerRole {
   }
 
   sendAck(): void {
-    // A seeding follower's database is about to be replaced: its position means nothing yet.
-    if (this.phase === 'seeding') return;
+    // A seeding follower's database is about to be replaced: its position means nothing yet. Nor
+    // does one the leader has not checked: its tail may be an old leader's transactions, which the
+    // leader would count as copies of its own at the same LSNs.
+    if (this.phase === 'seeding' || !this.checked) return;
     const lsn = String(this.ctx.store.lastLsn);
     const ack: AckMessage = {
       type: 'ack',
@@ -459,6 +462,12 @@ export class FollowerRole {
     for (const e of buffered) {
       const expected = this.nextExpected();
       if (e.lsn < expected) continue;
+      // From a leader deposed meanwhile: past the new leader's log end it is no transaction of the
+      // new leader's history (theirs at these LSNs come on the stream, in this epoch).
+      if (e.epoch < this.epoch) {
+        this.refuse(`entry ${e.lsn} of epoch ${e.epoch}, buffered before the leader changed (epoch ${this.epoch}): dropped`);
+        break;
+      }
       if (e.lsn > expected) {
         this.refuse(`entry ${e.lsn} out of order after catch-up (at ${expected - 1}, leader at ${this.leaderLsn}): dropped`);
         break;

@@ -308,8 +308,13 @@ export class LeaderRole {
     }
     if (!this.sync.mustWait(q.req.durability)) return q.respond(encode(this.replyOf(o)));
     this.sync.wait(o.lsn, q.req.durability, this.ctx.clock.monotonic(), (w) => {
-      if (w.ok) q.respond(encode(this.replyOf(o)));
-      else q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}` })));
+      if (!w.ok) return q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}` })));
+      // The wait may have outlasted the lease (a late ack, or `degrade` giving up on the followers
+      // while this node was cut off): another node may lead by now without this write.
+      if (!this.leaseValid()) {
+        return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write waited for its followers; it is not acknowledged: retry with the same idempotencyKey' })));
+      }
+      q.respond(encode(this.replyOf(o)));
     });
   }
 

@@ -159,3 +159,13 @@ test('a degraded tracker switched to async is no longer degraded, and says so', 
   expect(t.degraded).toBe(false);
   expect(log.lines.some((l) => l.msg === 'replication no longer degraded: the mode is now async')).toBe(true);
 });
+
+test('a follower whose position went down (rewound, re-seeded) no longer counts for what it lost', () => {
+  const { t, outcomes, wait } = setup();
+  t.onAck('b', 10, 0);
+  t.onAck('b', 5, 10); // rewound to 5
+  wait(8, 20);
+  expect(outcomes.get(8)).toBeUndefined();
+  t.onAck('b', 8, 30);
+  expect(outcomes.get(8)).toEqual({ ok: true });
+});

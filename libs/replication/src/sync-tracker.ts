@@ -111,7 +111,9 @@ export class SyncTracker {
   onAck(node: string, flushed: number, nowMono: number, live = true): void {
     const f = this.followers.get(node);
     if (f) {
-      f.flushed = Math.max(f.flushed, flushed);
+      // As reported, not the highest ever: a follower that rewound or was re-seeded reports a lower
+      // position, and the copies it had above it are gone (acks of one follower arrive in order).
+      f.flushed = flushed;
       f.lastAckMono = nowMono;
       if (f.live !== live) {
         f.live = live;
