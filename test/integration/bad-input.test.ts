@@ -70,6 +70,13 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
   ['statements of the wrong type', () => raw('POST', '/v1/execute', '{"statements": "DELETE FROM accounts"}'), 400, 'BAD_REQUEST'],
   ['sql of the wrong type', () => raw('POST', '/v1/execute', '{"statements": [{"sql": 42}]}'), 400, 'BAD_REQUEST'],
   ['params of the wrong type', () => raw('POST', '/v1/execute', '{"statements": [{"sql": "DELETE FROM accounts WHERE id = ?", "params": [true]}]}'), 400, 'BAD_REQUEST'],
+  [
+    // 400,000 quotes: 800 KB in the log entry, 1.6 MB once escaped into a NATS message (1 MiB at most)
+    'a transaction whose log entry would not fit a replication message once escaped',
+    () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES (replace(hex(zeroblob(200000)), '0', '\"'), 1)" }] })),
+    413,
+    'PAYLOAD_TOO_LARGE',
+  ],
   ['an oversized body', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('x', 1)", params: [], pad: 'x'.repeat(100_000) }] })), 413, 'PAYLOAD_TOO_LARGE'],
   ['a SQL syntax error', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'UPDAT accounts SET balance = 0' }] })), 400, 'SQL_ERROR'],
   ['an unknown table', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'DELETE FROM nosuch' }] })), 400, 'NO_SUCH_TABLE'],

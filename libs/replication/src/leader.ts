@@ -59,8 +59,13 @@ export const SYNC_TICK_MS = 20;
 export const GROUP_COMMIT_REQUESTS_MAX = 512;
 /** The answer to a write this role took but never ran (it stopped leading first): safe to retry. */
 const STOPPED_BEFORE_RUN = 'this node stopped leading before the write ran';
-/** Largest change-stream message; NATS refuses payloads over 1 MiB by default. */
+/** Change-stream messages are filled up to this many payload bytes (before escaping). */
 export const LOG_MESSAGE_BYTES_MAX = 768 * 1024;
+/**
+ * A message that still encodes larger than this (escaping grows a payload) is split: NATS refuses
+ * payloads over 1 MiB by default, and a refused publish would throw on the commit path.
+ */
+export const NATS_MESSAGE_BYTES_MAX = 1024 * 1024 - 8 * 1024;
 /** A snapshot nobody asked a chunk of for this long is deleted. */
 export const SNAPSHOT_IDLE_MS = 60_000;
 /** A request for a chunk (or hashes) not made yet is held this long, then answered `snapshot-wait`. */
@@ -419,10 +424,21 @@ export class LeaderRole {
     // Every message claims: nothing above the last LSN was committed here at this time (FreshnessTracker).
     const lsn = String(this.ctx.store.lastLsn);
     const ts = this.ctx.clock.now();
+    const sendSplit = (entries: WireEntry[]) => {
+      const batch: LogBatch = { type: 'entries', v: PROTOCOL_VERSION, epoch: this.epoch, leader: this.ctx.node, entries, lsn, ts };
+      const data = encode(batch);
+      if (data.length > NATS_MESSAGE_BYTES_MAX && entries.length > 1) {
+        const half = entries.length >> 1;
+        sendSplit(entries.slice(0, half));
+        sendSplit(entries.slice(half));
+        return;
+      }
+      // One entry always fits: the commit refused any whose escaped payload would not.
+      this.ctx.transport.publish(this.ctx.subjects.log, data);
+    };
     const send = () => {
       if (chunk.length === 0) return;
-      const batch: LogBatch = { type: 'entries', v: PROTOCOL_VERSION, epoch: this.epoch, leader: this.ctx.node, entries: chunk, lsn, ts };
-      this.ctx.transport.publish(this.ctx.subjects.log, encode(batch));
+      sendSplit(chunk);
       chunk = [];
       bytes = 0;
     };
@@ -502,17 +518,24 @@ export class LeaderRole {
         log.info('catch-up refused: snapshot needed', { follower: req.node, after, oldestRetained: oldest });
         throw new FlotillaError(ErrorCode.SNAPSHOT_NEEDED, `entries after ${after} are no longer kept (oldest is ${oldest}); seed from a snapshot`);
       }
-      const entries = store.readLogAfter(after, Math.min(req.maxBytes, LOG_MESSAGE_BYTES_MAX));
-      const reply: CatchupReply = {
-        type: 'catchup-reply',
-        v: PROTOCOL_VERSION,
-        epoch: this.epoch,
-        leader: this.ctx.node,
-        leaderLsn: String(store.lastLsn),
-        entries: entries.map(toWire),
-        epochs: store.epochHistory(),
-      };
-      respond(encode(reply));
+      let entries = store.readLogAfter(after, Math.min(req.maxBytes, LOG_MESSAGE_BYTES_MAX)).map(toWire);
+      const replyOf = (): Uint8Array =>
+        encode({
+          type: 'catchup-reply',
+          v: PROTOCOL_VERSION,
+          epoch: this.epoch,
+          leader: this.ctx.node,
+          leaderLsn: String(store.lastLsn),
+          entries,
+          epochs: store.epochHistory(),
+        } satisfies CatchupReply);
+      let out = replyOf();
+      // Escaping can grow the entries past a NATS message: send fewer (the follower asks again).
+      while (out.length > NATS_MESSAGE_BYTES_MAX && entries.length > 1) {
+        entries = entries.slice(0, entries.length >> 1);
+        out = replyOf();
+      }
+      respond(out);
     } catch (err) {
       if (err instanceof ProtocolError) this.refuse('catchup', err);
       const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.BAD_REQUEST, message: (err as Error).message };

@@ -66,10 +66,18 @@ export interface QueryResult {
 export const STATEMENT_CACHE_MAX = 256;
 export const QUERY_ROWS_MAX = 10_000;
 /**
- * Largest log entry payload. An entry travels whole in one NATS message (1 MiB by default), so a
- * bigger transaction is refused with PAYLOAD_TOO_LARGE and rolled back: split it.
+ * Largest log entry payload, as it travels: an entry goes whole in one NATS message (1 MiB by
+ * default) as a JSON string, where every quote and backslash of the payload is escaped, so a bigger
+ * transaction is refused with PAYLOAD_TOO_LARGE and rolled back: split it.
  */
 export const ENTRY_PAYLOAD_BYTES_MAX = 900 * 1024;
+
+/** Bytes of `payload` inside a change-stream message (UTF-8, JSON-escaped). */
+export function entryWireBytes(payload: string): number {
+  // Escaping makes a UTF-16 unit at most 6 bytes (\u00XX): below that, no need to measure.
+  if (payload.length * 6 <= ENTRY_PAYLOAD_BYTES_MAX) return payload.length;
+  return Buffer.byteLength(JSON.stringify(payload));
+}
 /** Chunk of a snapshot's hashes when the caller names none (the leader passes its transfer chunk). */
 export const SNAPSHOT_HASH_CHUNK_BYTES_DEFAULT = 1024 * 1024;
 
@@ -432,10 +440,11 @@ export class Store {
         `{"format":"logical","changes":[${changes.join(',')}],"cols":${JSON.stringify(cols)}` +
         (req.idempotencyKey !== undefined ? `,"idem":${JSON.stringify(req.idempotencyKey)}` : '') +
         `,"results":${JSON.stringify(results.map(stripRows))}}`;
-      if (payload.length > ENTRY_PAYLOAD_BYTES_MAX / 3 && Buffer.byteLength(payload) > ENTRY_PAYLOAD_BYTES_MAX) {
+      const wireBytes = entryWireBytes(payload);
+      if (wireBytes > ENTRY_PAYLOAD_BYTES_MAX) {
         throw new FlotillaError(
           ErrorCode.PAYLOAD_TOO_LARGE,
-          `the transaction's changes take ${Buffer.byteLength(payload)} bytes in the log, more than ${ENTRY_PAYLOAD_BYTES_MAX}; split it into smaller requests`,
+          `the transaction's changes take ${wireBytes} bytes in a replication message, more than ${ENTRY_PAYLOAD_BYTES_MAX}; split it into smaller requests`,
         );
       }
       const entry: LogEntry = { lsn, epoch, ts, crc: payloadCrc(payload), payload };
