@@ -112,6 +112,65 @@ test('an idempotency key is applied once, on the leader and after replication', 
   expect(follower.query('SELECT count(*) AS n FROM t').rows[0].n).toBe(1);
 });
 
+test('an idempotency key outlives its log entry, until it is older than the retention window', () => {
+  exec(sql('CREATE TABLE t(v)'));
+  const req = { statements: [{ sql: 'INSERT INTO t VALUES (1)' }], idempotencyKey: 'k-trim' };
+  const [first] = exec(req);
+  exec(sql('INSERT INTO t VALUES (2)'));
+  leader.truncateLogThrough(leader.lastLsn);
+  follower.truncateLogThrough(follower.lastLsn);
+  const [again] = exec(req);
+  expect(again).toMatchObject({ ok: true, replayed: true, lsn: (first as { lsn: number }).lsn });
+  expect(leader.query('SELECT count(*) AS n FROM t').rows[0].n).toBe(2);
+  // Forgotten once old enough: on every replica, by the time of the write (replicated with the entry).
+  expect(leader.trimIdempotencyKeys(Date.now() - 60_000)).toBe(0);
+  expect(leader.trimIdempotencyKeys(Date.now() + 1)).toBe(1);
+  expect(follower.trimIdempotencyKeys(Date.now() + 1)).toBe(1);
+  const [late] = exec(req);
+  expect(late).toMatchObject({ ok: true, replayed: false });
+});
+
+test('an idempotency key reused for a different request is refused (409); its retry gets the same answer, RETURNING rows too', () => {
+  exec(sql('CREATE TABLE r(id INTEGER PRIMARY KEY, v TEXT)'));
+  const req = { statements: [{ sql: 'INSERT INTO r(v) VALUES (?) RETURNING id, v', params: ['a'] }], idempotencyKey: 'k-ret' };
+  const [first] = exec(req);
+  expect(first.ok && first.results[0]).toMatchObject({ rows: [{ id: 1, v: 'a' }] });
+  const before = leader.lastLsn;
+  const [other] = exec({ ...req, statements: [{ sql: 'INSERT INTO r(v) VALUES (?) RETURNING id, v', params: ['b'] }] });
+  expect(other).toMatchObject({ ok: false, error: { code: ErrorCode.CONFLICT } });
+  expect(leader.lastLsn).toBe(before);
+  const [again] = exec(req);
+  expect(again).toMatchObject({ ok: true, replayed: true });
+  expect(again.ok && again.results).toEqual(first.ok && first.results);
+  // The same on a replica that never saw the first request (a new leader after failover).
+  expect(follower.query('SELECT count(*) AS n FROM r').rows[0].n).toBe(1);
+  follower.startCapture();
+  follower.beginEpoch(2);
+  const [onNew] = follower.executeBatch([req], 2);
+  expect(onNew).toMatchObject({ ok: true, replayed: true });
+  expect(onNew.ok && onNew.results).toEqual(first.ok && first.results);
+  const [otherOnNew] = follower.executeBatch([{ ...req, statements: [{ sql: 'DELETE FROM r' }] }], 2);
+  expect(otherOnNew).toMatchObject({ ok: false, error: { code: ErrorCode.CONFLICT } });
+});
+
+test('a database made before the key table had ts and req is migrated at open; its old keys still replay', () => {
+  const file = path.join(dir, 'old.sqlite');
+  const db = new Database(file);
+  db.exec(`CREATE TABLE _flotilla_idem(key TEXT PRIMARY KEY, lsn INTEGER NOT NULL, epoch INTEGER NOT NULL, results TEXT NOT NULL) WITHOUT ROWID;
+    INSERT INTO _flotilla_idem VALUES ('old-key', 0, 0, '[]');`);
+  db.close();
+  const s = Store.open(file);
+  try {
+    s.startCapture();
+    s.beginEpoch(1);
+    const [r] = s.executeBatch([{ statements: [{ sql: 'CREATE TABLE x(v)' }], idempotencyKey: 'old-key' }], 1);
+    expect(r).toMatchObject({ ok: true, replayed: true }); // no digest stored: any request replays, as before
+    expect(s.trimIdempotencyKeys(1)).toBe(1); // ts 0: older than any window
+  } finally {
+    s.close();
+  }
+});
+
 test('queries refuse writes and report the LSN they reflect', () => {
   exec(sql('CREATE TABLE t(v)'), sql('INSERT INTO t VALUES (1)'));
   expect(() => leader.query('INSERT INTO t VALUES (2)')).toThrow(expect.objectContaining({ code: ErrorCode.WRITE_IN_QUERY }));

@@ -44,7 +44,12 @@ export interface TxnPayload {
   cols: Record<string, string[]>;
   /** Idempotency key of the client request, replicated so a retry after failover is recognised. */
   idem?: string;
-  /** What the client was told, so a retried request gets the same answer. */
+  /** With `idem`: digest of the request's statements, so a key reused for another request is refused. */
+  idemReq?: string;
+  /**
+   * What the client was told, so a retried request gets the same answer: with `idem`, rows of
+   * RETURNING statements included; without, only changes and lastInsertRowid.
+   */
   results: ExecResult[];
   /** Cluster settings changed by this entry (replication mode), replicated like data. */
   settings?: ClusterSettings;

@@ -25,6 +25,7 @@ import type { LeadershipView } from '@flotilla/election';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { Store } from '@flotilla/storage';
+import { IDEMPOTENCY_KEY_RETENTION_MS } from '@flotilla/storage';
 import { RoleContext } from './context';
 import { FollowerRole } from './follower';
 import { LeaderRole } from './leader';
@@ -442,5 +443,7 @@ export class ReplicaNode {
       const n = store.truncateLogThrough(through, RETENTION_ROUND_ENTRIES_MAX);
       if (n > 0) log.debug('log trimmed', { through, entries: n, oldest: store.oldestLsn() });
     }
+    const keys = store.trimIdempotencyKeys(clock.now() - IDEMPOTENCY_KEY_RETENTION_MS, RETENTION_ROUND_ENTRIES_MAX);
+    if (keys > 0) log.debug('idempotency keys forgotten', { keys, olderThanMs: IDEMPOTENCY_KEY_RETENTION_MS });
   }
 }

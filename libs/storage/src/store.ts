@@ -78,6 +78,12 @@ export function entryWireBytes(payload: string): number {
   if (payload.length * 6 <= ENTRY_PAYLOAD_BYTES_MAX) return payload.length;
   return Buffer.byteLength(JSON.stringify(payload));
 }
+/**
+ * How long an idempotency key is remembered after its write, whatever the log still holds (as
+ * Stripe's 24 h): a retry within it is answered from memory, never applied twice; a retry later is
+ * a new request. Each key costs a row of its answer.
+ */
+export const IDEMPOTENCY_KEY_RETENTION_MS = 24 * 60 * 60 * 1000;
 /** Chunk of a snapshot's hashes when the caller names none (the leader passes its transfer chunk). */
 export const SNAPSHOT_HASH_CHUNK_BYTES_DEFAULT = 1024 * 1024;
 
@@ -171,8 +177,9 @@ export class Store {
         "UPDATE _flotilla_meta SET value = CASE key WHEN 'applied_lsn' THEN @lsn WHEN 'applied_ts' THEN @ts ELSE @epoch END WHERE key IN ('applied_lsn', 'applied_ts', 'applied_epoch')",
       ),
       appendLog: db.prepare('INSERT INTO _flotilla_log(lsn, epoch, ts, crc, size, payload) VALUES (?, ?, ?, ?, ?, ?)'),
-      idemGet: db.prepare('SELECT lsn, epoch, results FROM _flotilla_idem WHERE key = ?'),
-      idemPut: db.prepare('INSERT INTO _flotilla_idem(key, lsn, epoch, results) VALUES (?, ?, ?, ?)'),
+      idemGet: db.prepare('SELECT lsn, epoch, results, req FROM _flotilla_idem WHERE key = ?'),
+      idemPut: db.prepare('INSERT INTO _flotilla_idem(key, lsn, epoch, results, ts, req) VALUES (?, ?, ?, ?, ?, ?)'),
+      idemTrim: db.prepare('DELETE FROM _flotilla_idem WHERE key IN (SELECT key FROM _flotilla_idem WHERE ts < ? ORDER BY ts LIMIT ?)'),
       epochPut: db.prepare('INSERT OR IGNORE INTO _flotilla_epochs(epoch, start_lsn) VALUES (?, ?)'),
       epochs: db.prepare('SELECT epoch, start_lsn AS startLsn FROM _flotilla_epochs ORDER BY epoch'),
       maxEpoch: db.prepare('SELECT max(epoch) FROM _flotilla_epochs').pluck(),
@@ -381,8 +388,15 @@ export class Store {
   }
 
   private executeOne(req: WriteInput, epoch: number, capture: CaptureReader, appended: LogEntry[]): WriteOutcome {
+    const reqDigest = req.idempotencyKey === undefined ? '' : requestDigest(req);
     if (req.idempotencyKey !== undefined) {
-      const seen = this.q.idemGet.get(req.idempotencyKey) as { lsn: number; epoch: number; results: string } | undefined;
+      const seen = this.q.idemGet.get(req.idempotencyKey) as { lsn: number; epoch: number; results: string; req: string } | undefined;
+      if (seen && seen.req !== '' && seen.req !== reqDigest) {
+        return {
+          ok: false,
+          error: new FlotillaError(ErrorCode.CONFLICT, `idempotencyKey ${JSON.stringify(req.idempotencyKey)} was used for a different request (applied at LSN ${seen.lsn}); use a new key for a new request`),
+        };
+      }
       if (seen) return { ok: true, lsn: seen.lsn, epoch: seen.epoch, results: JSON.parse(seen.results), entry: null, replayed: true };
     }
     this.db.exec('SAVEPOINT req');
@@ -436,10 +450,12 @@ export class Store {
       const ts = this.now();
       const cols: Record<string, string[]> = {};
       for (const t of touched) cols[t] = this.metas.get(t)?.cols ?? [];
+      // A keyed request's answer is kept whole (RETURNING rows too): its retry gets the same answer.
+      const kept = JSON.stringify(req.idempotencyKey !== undefined ? results : results.map(stripRows));
       const payload =
         `{"format":"logical","changes":[${changes.join(',')}],"cols":${JSON.stringify(cols)}` +
-        (req.idempotencyKey !== undefined ? `,"idem":${JSON.stringify(req.idempotencyKey)}` : '') +
-        `,"results":${JSON.stringify(results.map(stripRows))}}`;
+        (req.idempotencyKey !== undefined ? `,"idem":${JSON.stringify(req.idempotencyKey)},"idemReq":"${reqDigest}"` : '') +
+        `,"results":${kept}}`;
       const wireBytes = entryWireBytes(payload);
       if (wireBytes > ENTRY_PAYLOAD_BYTES_MAX) {
         throw new FlotillaError(
@@ -449,7 +465,7 @@ export class Store {
       }
       const entry: LogEntry = { lsn, epoch, ts, crc: payloadCrc(payload), payload };
       this.q.appendLog.run(lsn, epoch, ts, entry.crc, payload.length, payload);
-      if (req.idempotencyKey !== undefined) this.q.idemPut.run(req.idempotencyKey, lsn, epoch, JSON.stringify(results.map(stripRows)));
+      if (req.idempotencyKey !== undefined) this.q.idemPut.run(req.idempotencyKey, lsn, epoch, kept, ts, reqDigest);
       this.db.exec('RELEASE req');
       this.last = lsn;
       this.lastTs = ts;
@@ -535,7 +551,7 @@ export class Store {
           knownEpoch = e.epoch;
         }
         this.q.appendLog.run(e.lsn, e.epoch, e.ts, e.crc, e.payload.length, e.payload);
-        if (p.idem !== undefined) this.q.idemPut.run(p.idem, e.lsn, e.epoch, JSON.stringify(p.results));
+        if (p.idem !== undefined) this.q.idemPut.run(p.idem, e.lsn, e.epoch, JSON.stringify(p.results), e.ts, p.idemReq ?? '');
         this.last = e.lsn;
         this.lastTs = e.ts;
         this.lastEpoch = e.epoch;
@@ -676,9 +692,15 @@ export class Store {
     if (end < oldest) return 0;
     const bytes = (this.db.prepare('SELECT coalesce(sum(size), 0) AS b FROM _flotilla_log WHERE lsn <= ?').get(end) as { b: number }).b;
     const r = this.db.prepare('DELETE FROM _flotilla_log WHERE lsn <= ?').run(end);
-    this.db.prepare('DELETE FROM _flotilla_idem WHERE lsn <= ?').run(end);
+    // Idempotency keys outlive their entries (trimIdempotencyKeys): a retry after the log moved on
+    // must still be answered from memory, not applied again.
     this.logBytes -= bytes;
     return r.changes;
+  }
+
+  /** Forgets idempotency keys of writes made before `beforeTs` (ms), at most `maxRows`; returns how many. */
+  trimIdempotencyKeys(beforeTs: number, maxRows = 10_000): number {
+    return this.q.idemTrim.run(beforeTs, maxRows).changes;
   }
 
   /** Log entries (LSN, ts, bytes) from the oldest after `afterLsn`, for retention; at most `limit`. */
@@ -815,6 +837,11 @@ function rowToWire(row: Record<string, unknown>): Record<string, SqlValue> {
   const out: Record<string, SqlValue> = {};
   for (const k in row) out[k] = toWire(row[k]);
   return out;
+}
+
+/** Digest of what a keyed request asks for (its statements and parameters), to tell a reused key. */
+function requestDigest(req: WriteInput): string {
+  return createHash('sha256').update(JSON.stringify(req.statements)).digest('base64url').slice(0, 22);
 }
 
 function stripRows(r: ExecResult): ExecResult {
