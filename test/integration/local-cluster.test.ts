@@ -239,11 +239,17 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
     expect(readClusterFile(dataDir)?.processes).toEqual([]);
   });
 
-  it('refuses a data dir held by a live supervisor, and kills what a dead supervisor left behind', async () => {
+  it('refuses a data dir held by a live supervisor, and kills what a dead supervisor left behind (only that)', async () => {
     const nats = await startNatsServer({ jetstream: true });
     const dataDir = tempDir('flotilla-cluster-');
-    const orphan = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    // A leftover child logs under <dataDir>/logs, as every child the supervisor starts does.
+    fs.mkdirSync(path.join(dataDir, 'logs'), { recursive: true });
+    const orphanLog = fs.openSync(path.join(dataDir, 'logs', 'replica-0.log'), 'a');
+    const orphan = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', orphanLog, orphanLog] });
+    fs.closeSync(orphanLog);
     const orphanExit = new Promise((resolve) => orphan.on('exit', resolve));
+    // A process that took a listed pid (here: any other node process) is not ours to kill.
+    const stranger = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     try {
       const base = { cluster: 'flotilla', natsUrl: nats.url, gatewayUrl: '', dataDir, startedAt: '', updatedAt: '' };
       const leftover = { name: 'replica-0', kind: 'replica' as const, pid: orphan.pid!, ports: {}, logFile: '', restarts: 0, state: 'running' as const };
@@ -256,14 +262,25 @@ describe('LocalCluster supervisor (stub apps, real nats-server)', () => {
       // The supervisor is dead: its leftover is killed and the cluster starts.
       const dead = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
       await new Promise((resolve) => dead.on('exit', resolve));
-      fs.writeFileSync(path.join(dataDir, 'cluster.json'), JSON.stringify({ ...base, supervisorPid: dead.pid, processes: [leftover] }));
+      const recycled = { ...leftover, name: 'replica-1', pid: stranger.pid! };
+      fs.writeFileSync(path.join(dataDir, 'cluster.json'), JSON.stringify({ ...base, supervisorPid: dead.pid, processes: [leftover, recycled] }));
       const { cluster } = await startLocalCluster({ dataDir, command, natsUrl: nats.url });
       await orphanExit;
       expect(isGone(orphan.pid!)).toBe(true);
+      expect(isAlive(stranger.pid!)).toBe(true);
       expect(readClusterFile(dataDir)?.supervisorPid).toBe(process.pid);
       await cluster.stop();
+      // A supervisor that stopped cleanly (every process stopped) frees the dir, even when its pid
+      // now belongs to another live node process.
+      const after = readClusterFile(dataDir)!;
+      expect(after.processes.every((p) => p.state === 'stopped' || p.state === 'exited')).toBe(true);
+      fs.writeFileSync(path.join(dataDir, 'cluster.json'), JSON.stringify({ ...after, supervisorPid: stranger.pid }));
+      const again = await startLocalCluster({ dataDir, command, natsUrl: nats.url });
+      await again.cluster.stop();
+      expect(isAlive(stranger.pid!)).toBe(true);
     } finally {
       orphan.kill('SIGKILL');
+      stranger.kill('SIGKILL');
       await nats.stop();
     }
   });
@@ -360,7 +377,9 @@ describe('LocalCluster with the real apps (1 replica, 2 monitors, gateway)', () 
     for (const pid of pids) expect(isGone(pid)).toBe(true);
   });
 
-  it('`flotilla up --replicas 1` becomes ready and SIGTERM leaves no process', async () => {
+  // SIGHUP: the terminal was closed. The children run in sessions of their own (detached), so the
+  // hang-up never reaches them: only `flotilla up` can stop them.
+  it('`flotilla up --replicas 1` becomes ready and SIGHUP (terminal closed) leaves no process', async () => {
     const dataDir = tempDir('flotilla-cli-real-');
     const port = await freePort();
     const log = fs.openSync(path.join(dataDir, 'cli.log'), 'a');
@@ -382,7 +401,7 @@ describe('LocalCluster with the real apps (1 replica, 2 monitors, gateway)', () 
       const pids = livePids(readClusterFile(dataDir)!);
       expect(pids.length).toBeGreaterThanOrEqual(file.processes.length);
 
-      cli.kill('SIGTERM');
+      cli.kill('SIGHUP');
       expect(await exit).toBe(0);
       for (const pid of pids) expect(isGone(pid)).toBe(true);
     } finally {

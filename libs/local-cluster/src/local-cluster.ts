@@ -389,11 +389,14 @@ export class LocalCluster {
   private claimDataDir(): void {
     const previous = readClusterFile(this.dataDir);
     if (!previous) return;
-    if (previous.supervisorPid !== process.pid && isAlive(previous.supervisorPid) && looksLikeOurs(previous.supervisorPid)) {
+    // A supervisor that stopped cleanly marked every process stopped: its pid may be anyone's now.
+    const listed = previous.processes ?? [];
+    const stoppedCleanly = listed.length > 0 && listed.every((p) => p.state === 'stopped' || p.state === 'exited');
+    if (!stoppedCleanly && previous.supervisorPid !== process.pid && isAlive(previous.supervisorPid) && looksLikeOurs(previous.supervisorPid)) {
       throw new LocalClusterError(`data dir ${this.dataDir} is in use by a running supervisor (pid ${previous.supervisorPid})`);
     }
     for (const p of previous.processes ?? []) {
-      if (p.pid && isAlive(p.pid) && looksLikeOurs(p.pid)) {
+      if (p.pid && isAlive(p.pid) && writesLogsUnder(p.pid, this.dataDir)) {
         this.log.warn('killing process left by a previous supervisor', { process: p.name, pid: p.pid });
         try {
           process.kill(p.pid, 'SIGKILL');
@@ -600,6 +603,23 @@ function looksLikeOurs(pid: number): boolean {
     // No /proc (macOS): trust the pid.
     return true;
   }
+}
+
+/**
+ * True when the process's stdout or stderr is a file under `dataDir`: every child this supervisor
+ * starts logs to <dataDir>/logs, so a recycled pid (any other process) is never taken for ours.
+ * Without /proc (macOS), the command-line guess above.
+ */
+function writesLogsUnder(pid: number, dataDir: string): boolean {
+  if (!fs.existsSync('/proc/self/fd')) return looksLikeOurs(pid);
+  for (const fd of [1, 2]) {
+    try {
+      if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(dataDir + path.sep)) return true;
+    } catch {
+      // Not ours to read, or gone.
+    }
+  }
+  return false;
 }
 
 function isPortFree(port: number): Promise<boolean> {

@@ -30,7 +30,8 @@ export function clusterOptionsOf(options: UpOptions): LocalClusterOptions {
 }
 
 /**
- * `flotilla up`: runs a local cluster in the foreground until SIGINT (Ctrl-C) or SIGTERM, then
+ * `flotilla up`: runs a local cluster in the foreground until SIGINT (Ctrl-C), SIGTERM or SIGHUP (the
+ * terminal closed: the children, in sessions of their own, never get it themselves), then
  * stops every process (SIGTERM, SIGKILL after a grace period) and exits 0.
  */
 export async function runUp(options: UpOptions, io: Io): Promise<number> {
@@ -48,6 +49,7 @@ export async function runUp(options: UpOptions, io: Io): Promise<number> {
   const onExit = () => cluster.killAllNow();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
   process.on('exit', onExit);
   // Keeps the event loop alive even if every child exits and restart is off.
   const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -79,6 +81,7 @@ export async function runUp(options: UpOptions, io: Io): Promise<number> {
     clearInterval(keepAlive);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
     process.off('exit', onExit);
   }
 }
