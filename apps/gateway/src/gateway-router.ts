@@ -78,8 +78,10 @@ export interface QueryInput {
 }
 
 /**
- * Replies to a keyed write that are retried: the leader refused it without applying it (it is not,
- * or no longer, the leader; or its lease lapsed during a failover).
+ * Replies to a keyed write that are retried: the node is not, or no longer, a leader that can
+ * vouch for it. The write may have been committed there (LEASE_EXPIRED after its commit or its
+ * wait; NOT_LEADER when the role stopped before it was durable): only a keyed write is retried,
+ * and the next leader answers the retry from the key if it has it, so it is applied at most once.
  */
 const RETRYABLE_WRITE_CODES: ReadonlySet<string> = new Set([ErrorCode.NOT_LEADER, ErrorCode.NO_LEADER, ErrorCode.LEASE_EXPIRED]);
 /** Replies after which a read-your-writes read goes to the leader instead (not there yet, or seeding). */
