@@ -41,6 +41,8 @@ import { FreshnessTracker } from './freshness';
 
 /** Live entries buffered while a catch-up runs; beyond this they are dropped and fetched again. */
 export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
+/** ... or this many payload bytes (large entries during a long seed would otherwise hold GBs). */
+export const CATCHUP_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 /** Bytes asked for per catch-up round trip. */
 export const CATCHUP_REQUEST_BYTES = 512 * 1024;
 /** An async follower fdatasyncs what it applied at most this long after applying it. */
@@ -84,6 +86,8 @@ export class FollowerRole {
   private checked = false;
   /** The last catch-up entry refused for its checksum (logged once, not at every retry). */
   private lastRefusedCatchupLsn = 0;
+  /** Payload bytes in `buffered`. */
+  private bufferedBytes = 0;
   private pending: LogEntry[] = [];
   private buffered: LogEntry[] = [];
   private applyScheduled = false;
@@ -308,10 +312,12 @@ export class FollowerRole {
 
   private buffer(entries: LogEntry[]): void {
     for (const e of entries) {
-      if (this.buffered.length >= CATCHUP_BUFFER_ENTRIES_MAX) {
+      if (this.buffered.length >= CATCHUP_BUFFER_ENTRIES_MAX || this.bufferedBytes + e.payload.length > CATCHUP_BUFFER_BYTES_MAX) {
         this.buffered = []; // the catch-up will fetch them from the log instead
+        this.bufferedBytes = 0;
       }
       this.buffered.push(e);
+      this.bufferedBytes += e.payload.length;
     }
   }
 
@@ -455,6 +461,7 @@ export class FollowerRole {
     // Back to live: first whatever arrived meanwhile, in order.
     const buffered = this.buffered.sort((a, b) => a.lsn - b.lsn);
     this.buffered = [];
+    this.bufferedBytes = 0;
     this.phase = 'live';
     if (announced) log.info('catch-up finished', { entries: fetched, lsn: store.lastLsn, ms: Math.round(clock.monotonic() - started) });
     // Entries that still do not follow are dropped, not chased: the next genuine entry of the
