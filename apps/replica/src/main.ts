@@ -23,6 +23,8 @@ const VERSION = process.env.npm_package_version ?? '0.1.0';
 const EXIT_DIVERGED = 70;
 /** Pause before retrying a pod role label that could not be written. */
 const LABEL_RETRY_MS = 1000;
+/** How long a leader shutting down waits for its switchover to a follower (drain included). */
+const SHUTDOWN_HANDOFF_MS = 3000;
 
 async function main(): Promise<void> {
   let config;
@@ -107,9 +109,13 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal });
+    // Leading: a switchover to the most up-to-date follower first (a rolling restart loses
+    // nothing), well within the pod's terminationGracePeriodSeconds (30 s); else release.
+    const to = await replica.handOffForShutdown(SHUTDOWN_HANDOFF_MS).catch(() => null);
+    if (to) log.info('leadership handed over at shutdown', { to });
     keeper.stop();
     roleLabel?.stop();
-    await keeper.release();
+    if (!to) await keeper.release();
     await api?.stop().catch(() => undefined);
     await replica?.stop();
     await app.close().catch(() => undefined);

@@ -77,6 +77,8 @@ export class LeaseKeeper {
   /** Gives the lease up (clean shutdown of a leader), so a successor need not wait for expiry. */
   async release(): Promise<void> {
     if (!this.view.isLeader || !this.current) return;
+    // Nothing may be acknowledged once the lease can be taken: any follower may take it at once.
+    this.validUntilMono = 0;
     try {
       await this.leaser.compareAndSwap(this.current, { holder: null, epoch: this.current.epoch, ttlMs: this.options.ttlMs });
       this.log.info('lease released', { epoch: this.current.epoch });

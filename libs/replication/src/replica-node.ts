@@ -404,6 +404,34 @@ export class ReplicaNode {
     return { type: 'ok', v: PROTOCOL_VERSION, settings: next, lsn: String(entry.lsn) };
   }
 
+  /**
+   * A leader asked to shut down hands the lease to its most up-to-date follower (a sync one
+   * first) by a switchover, so nothing acknowledged is lost and no follower races for a released
+   * lease. Resolves with the follower's name, or null when this node does not lead, no follower
+   * was heard from within `syncTimeoutMs`, or the switchover failed (the caller then releases).
+   */
+  async handOffForShutdown(timeoutMs: number): Promise<string | null> {
+    const leader = this.leader;
+    if (!leader) return null;
+    const now = this.ctx.clock.monotonic();
+    const sync = new Set(leader.sync.members);
+    const candidates = [...leader.followers.values()]
+      .filter((f) => now - f.seenAtMono < Math.max(this.ctx.config.syncTimeoutMs, 2 * this.ctx.config.heartbeatIntervalMs))
+      .sort((a, b) => Number(sync.has(b.node)) - Number(sync.has(a.node)) || b.flushed - a.flushed || b.applied - a.applied);
+    const to = candidates[0]?.node;
+    if (!to) {
+      this.ctx.log.warn('shutting down as leader with no follower to hand over to: releasing the lease', {});
+      return null;
+    }
+    try {
+      await this.switchover(to, timeoutMs);
+      return to;
+    } catch (err) {
+      this.ctx.log.warn('hand-over at shutdown failed: releasing the lease', { to, err: (err as Error).message });
+      return null;
+    }
+  }
+
   /** Planned switchover: no write is lost, none is acknowledged twice. */
   private async switchover(to: string, timeoutMs: number): Promise<SwitchoverReply> {
     const leader = this.leader;
