@@ -92,6 +92,15 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
   ],
   ['a duplicate key', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('ann', 1)" }] })), 409, 'CONSTRAINT'],
   ['transaction control', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'BEGIN' }] })), 400, 'BAD_REQUEST'],
+  [
+    // Once read as a SELECT ('COMMIT;' is not 'COMMIT'): it committed the whole group unlogged.
+    'transaction control with a trailing semicolon after a write',
+    () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "UPDATE accounts SET balance = 0 WHERE owner = 'ann'" }, { sql: 'COMMIT;' }] })),
+    400,
+    'BAD_REQUEST',
+  ],
+  ['DDL hidden behind a comment into the temp schema', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'CREATE/**/TABLE temp.sneaky(a)' }] })), 400, 'BAD_REQUEST'],
+  ['an integer beyond 2^53 as a JSON number', () => raw('POST', '/v1/execute', '{"statements":[{"sql":"UPDATE accounts SET balance = ? WHERE owner = \'ann\'","params":[9007199254740993]}]}'), 400, 'BAD_REQUEST'],
   ['a reserved table', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'DELETE FROM _flotilla_log' }] })), 400, 'BAD_REQUEST'],
 ];
 

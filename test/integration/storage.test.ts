@@ -75,6 +75,32 @@ test('inserts, updates, deletes and DDL replicate type-exactly', () => {
   expect(types).toEqual(['real', 'null', 'integer']);
 });
 
+test('foreign-key cascades, REALs beyond 2^63, WITHOUT ROWID + STRICT tables and tables named SQLite* replicate, and snapshot', async () => {
+  exec(
+    sql('CREATE TABLE p(id INTEGER PRIMARY KEY)'),
+    sql('CREATE TABLE c(id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id) ON DELETE CASCADE ON UPDATE CASCADE)'),
+    sql('CREATE TABLE ws(k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID, STRICT'),
+    sql('CREATE TABLE SQLiteCache(a)'),
+    sql('CREATE TABLE big(x REAL)'),
+  );
+  exec(sql('INSERT INTO p VALUES (1), (2)'), sql('INSERT INTO c VALUES (10, 1), (20, 2)'));
+  // Cascades: captured on the leader as rows; the follower applies them without cascading again.
+  const outs = exec(sql('DELETE FROM p WHERE id = 1'), sql('UPDATE p SET id = 3 WHERE id = 2'), sql('REPLACE INTO p VALUES (3)'));
+  expect(outs.every((o) => o.ok)).toBe(true);
+  exec(sql("INSERT INTO ws VALUES ('a', 1)"), sql("UPDATE ws SET v = 2 WHERE k = 'a'"), sql('INSERT INTO SQLiteCache VALUES (1)'));
+  exec(sql('INSERT INTO big VALUES (6.02e23), (-1e300), (9007199254740992.0)'));
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+  expect(follower.query('SELECT typeof(x) AS t FROM big').rows.map((r) => r.t)).toEqual(['real', 'real', 'real']);
+  const snap = await leader.snapshotTo(path.join(dir, 'fk-snap.sqlite'));
+  const fresh = Store.open(path.join(dir, 'fresh.sqlite'));
+  try {
+    fresh.replaceWithSnapshot(snap.file);
+    expect(fresh.tableChecksums()).toEqual(leader.tableChecksums());
+  } finally {
+    fresh.close();
+  }
+});
+
 test('a failing request rolls back alone; its neighbours commit', () => {
   exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
   const before = leader.lastLsn;

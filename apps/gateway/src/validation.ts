@@ -19,7 +19,15 @@ const DECIMAL_INT64 = /^-?[0-9]{1,19}$/;
 /** Why `v` is not a wire SqlValue, or undefined when it is one. */
 export function sqlValueProblem(v: unknown): string | undefined {
   if (v === null || typeof v === 'string') return undefined;
-  if (typeof v === 'number') return Number.isFinite(v) ? undefined : 'is not a finite number';
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) return 'is not a finite number';
+    // JSON numbers are doubles: an integer beyond 2^53 has already lost digits when parsed
+    // (9007199254740993 reads as ...992). From 2^63 on it can only be a REAL, and binds as one.
+    if (Number.isInteger(v) && !Number.isSafeInteger(v) && Math.abs(v) < 2 ** 63) {
+      return 'is an integer beyond 2^53, which JSON numbers cannot hold exactly: send {"$i": "<decimal>"} for an INTEGER, or a number with a fraction for a REAL';
+    }
+    return undefined;
+  }
   if (typeof v === 'object' && !Array.isArray(v)) {
     const keys = Object.keys(v);
     const o = v as Record<string, unknown>;

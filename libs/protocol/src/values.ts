@@ -10,7 +10,8 @@ export type NativeValue = null | number | bigint | string | Buffer;
 export function toNative(v: SqlValue): NativeValue {
   if (v === null || typeof v === 'string') return v;
   // A JSON integer is an SQL INTEGER (better-sqlite3 would bind every number as REAL).
-  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
+  // Beyond 2^53 a double is integral whatever it meant: from there on it binds as a REAL.
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? BigInt(v) : v;
   if (typeof v === 'boolean') return v ? 1 : 0;
   if (typeof v === 'object' && !Array.isArray(v)) {
     if ('$b' in v && typeof v.$b === 'string' && Object.keys(v).length === 1) return Buffer.from(v.$b, 'base64');

@@ -21,7 +21,8 @@ export function encodeColumnSql(ref: string): string {
     `WHEN 'integer' THEN CASE WHEN ${ref} BETWEEN -9007199254740991 AND 9007199254740991 THEN ${ref} ` +
     `ELSE json_object('$i', CAST(${ref} AS TEXT)) END ` +
     // A REAL with an integral value would read back as a JSON integer: mark it so it stays REAL.
-    `WHEN 'real' THEN CASE WHEN ${ref} = CAST(${ref} AS INTEGER) THEN json_object('$r', ${ref}) ELSE ${ref} END ` +
+    // Beyond 2^53 every double is integral (and CAST saturates at 2^63): mark those too.
+    `WHEN 'real' THEN CASE WHEN ${ref} = CAST(${ref} AS INTEGER) OR abs(${ref}) >= 9007199254740992.0 THEN json_object('$r', ${ref}) ELSE ${ref} END ` +
     `ELSE ${ref} END`
   );
 }

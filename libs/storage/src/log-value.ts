@@ -6,7 +6,9 @@ export type BindValue = null | number | bigint | string | Buffer;
 
 export function logValueToBind(v: unknown): BindValue {
   if (v === null) return null;
-  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
+  // A plain JSON integer is within 2^53 (larger INTEGERs come as $i): anything else was a REAL
+  // (entries from before big REALs were marked $r).
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? BigInt(v) : v;
   if (typeof v === 'string') return v;
   if (typeof v === 'object') {
     const o = v as Record<string, unknown>;

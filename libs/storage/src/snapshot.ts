@@ -88,6 +88,8 @@ try {
   const dest = new Database(workerData.dest);
   // Built in one go and fsynced as it grows: no journal needed for a file nobody uses yet.
   dest.pragma('journal_mode = OFF');
+  // The copy is of committed rows, in rowid slices: a reference to a row not copied yet is fine.
+  dest.pragma('foreign_keys = OFF');
   dest.pragma('synchronous = OFF');
   dest.pragma('busy_timeout = 10000');
   const flushFd = fs.openSync(workerData.dest, 'r+');
@@ -106,14 +108,15 @@ try {
   // The first read of src opens its read transaction: everything below sees this one state.
   const meta = Object.fromEntries(dest.prepare('SELECT key, value FROM src._flotilla_meta').raw().all());
   parentPort.postMessage({ type: 'started', lsn: Number(meta.applied_lsn), epoch: Number(meta.applied_epoch) });
-  const objects = dest.prepare("SELECT type, name, sql FROM src.sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 ELSE 1 END, rowid").all();
+  // SQLite's own objects only (sqlite_sequence, sqlite_stat1, autoindexes): case-sensitive, '_' literal.
+  const objects = dest.prepare("SELECT type, name, sql FROM src.sqlite_master WHERE sql IS NOT NULL AND substr(name, 1, 7) <> 'sqlite_' ORDER BY CASE type WHEN 'table' THEN 0 ELSE 1 END, rowid").all();
   let hasSequence = false;
   for (const o of objects) {
     if (o.type !== 'table') continue;
     dest.exec(o.sql);
     if (o.name === '_flotilla_log') continue;
     const cols = dest.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(o.name).map(q);
-    const withoutRowid = /WITHOUT\\s+ROWID\\s*;?\\s*$/i.test(o.sql);
+    const withoutRowid = dest.prepare("SELECT wr FROM pragma_table_list WHERE schema = 'src' AND name = ?").pluck().get(o.name) === 1;
     const c = (withoutRowid ? [] : ['rowid']).concat(cols).join(', ');
     if (withoutRowid) {
       dest.exec('INSERT INTO main.' + q(o.name) + '(' + c + ') SELECT ' + c + ' FROM src.' + q(o.name));

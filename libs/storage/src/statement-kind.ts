@@ -12,23 +12,54 @@ export const StatementKind = {
 } as const;
 export type StatementKind = (typeof StatementKind)[keyof typeof StatementKind];
 
-/** Strips leading whitespace and SQL comments. */
+/**
+ * The first `count` tokens of `sql`, as SQLite's tokenizer would see them: whitespace, comments
+ * (`--` to the end of the line, and block comments anywhere, even between two keywords) and empty
+ * statements (`;`) are skipped; words and quoted identifiers come upper-cased, punctuation as
+ * itself, a string literal as `'`.
+ */
 function leadingWords(sql: string, count: number): string[] {
-  let s = sql;
-  for (;;) {
-    const t = s.replace(/^\s+/, '');
-    if (t.startsWith('--')) {
-      const nl = t.indexOf('\n');
-      s = nl < 0 ? '' : t.slice(nl + 1);
-    } else if (t.startsWith('/*')) {
-      const end = t.indexOf('*/');
-      s = end < 0 ? '' : t.slice(end + 2);
+  const out: string[] = [];
+  const n = sql.length;
+  let i = 0;
+  while (i < n && out.length < count) {
+    const c = sql[i];
+    if (c === ';' || /\s/.test(c)) {
+      i++;
+    } else if (c === '-' && sql[i + 1] === '-') {
+      const nl = sql.indexOf('\n', i);
+      i = nl < 0 ? n : nl + 1;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end < 0 ? n : end + 2;
+    } else if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
+      let j = i + 1;
+      while (j < n && /[A-Za-z0-9_$\u0080-\uffff]/.test(sql[j])) j++;
+      out.push(sql.slice(i, j).toUpperCase());
+      i = j;
+    } else if (c === '"' || c === '`' || c === '[' || c === "'") {
+      const close = c === '[' ? ']' : c;
+      let j = i + 1;
+      let text = '';
+      while (j < n) {
+        if (sql[j] === close) {
+          if (close !== ']' && sql[j + 1] === close) {
+            text += close;
+            j += 2;
+            continue;
+          }
+          break;
+        }
+        text += sql[j++];
+      }
+      out.push(c === "'" ? "'" : text.toUpperCase());
+      i = j + 1;
     } else {
-      s = t;
-      break;
+      out.push(c);
+      i++;
     }
   }
-  return s.split(/[\s(]+/, count).map((w) => w.toUpperCase());
+  return out;
 }
 
 export interface Classification {
@@ -38,7 +69,8 @@ export interface Classification {
 }
 
 export function classifyStatement(sql: string): Classification {
-  const [w1, w2, w3] = leadingWords(sql, 3);
+  const words = leadingWords(sql, 12);
+  const [w1, w2, w3] = words;
   switch (w1) {
     case 'INSERT':
     case 'UPDATE':
@@ -61,6 +93,13 @@ export function classifyStatement(sql: string): Classification {
         };
       }
       if (w2 === 'VIRTUAL') return { kind: StatementKind.REFUSED, reason: 'virtual tables are not replicated' };
+      // The object's name, schema-qualified or not: only the main database is replicated.
+      let k = 2;
+      if (w2 === 'UNIQUE') k++;
+      if (words[k] === 'IF' && words[k + 1] === 'NOT' && words[k + 2] === 'EXISTS') k += 3;
+      if (words[k + 1] === '.' && words[k] !== 'MAIN') {
+        return { kind: StatementKind.REFUSED, reason: `objects in schema ${words[k].toLowerCase()} are not replicated; create it in main (no schema prefix)` };
+      }
       return { kind: StatementKind.DDL };
     }
     case 'ALTER':

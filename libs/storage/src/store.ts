@@ -151,6 +151,10 @@ export class Store {
     this.db.pragma('cache_size = -65536');
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('recursive_triggers = ON');
+    // Off until this store captures (leads): better-sqlite3 is built with foreign keys on by
+    // default, and a follower applying the leader's rows (cascades included, in the leader's order)
+    // must not check or cascade them again.
+    this.db.pragma('foreign_keys = OFF');
     createSchema(this.db);
     this.preallocateWal();
     this.readDb = new Database(this.file, { readonly: true });

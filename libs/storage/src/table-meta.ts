@@ -42,8 +42,9 @@ export function readTableMeta(db: Database.Database, name: string): TableMeta {
   const info = db.prepare('SELECT name, type, pk FROM pragma_table_info(?)').all(name) as { name: string; type: string; pk: number }[];
   const cols = info.map((c) => c.name);
   const pkCols = info.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk);
-  const withoutRowid = db.prepare("SELECT sql FROM main.sqlite_master WHERE type='table' AND name = ?").get(name) as { sql: string } | undefined;
-  const hasRowid = !/\bWITHOUT\s+ROWID\s*$/i.test((withoutRowid?.sql ?? '').replace(/[\s;]+$/, ''));
+  // SQLite's own answer (`WITHOUT ROWID, STRICT` and comments included), not a parse of its SQL.
+  const listed = db.prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(name) as { wr: number } | undefined;
+  const hasRowid = !listed || listed.wr === 0;
   const pkIsRowid = hasRowid && pkCols.length === 1 && pkCols[0].type.toUpperCase() === 'INTEGER';
   return { name, cols, pk: pkCols.map((c) => c.name), hasRowid, pkIsRowid };
 }

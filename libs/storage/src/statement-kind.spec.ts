@@ -1,0 +1,27 @@
+import { classifyStatement, StatementKind } from './statement-kind';
+
+const kind = (sql: string) => classifyStatement(sql).kind;
+
+test('transaction control is refused however it is written (a trailing semicolon, comments, empty statements)', () => {
+  for (const sql of ['COMMIT', 'COMMIT;', 'end;', ' ;; rollback ;', '/* x */ COMMIT', '-- note\nBEGIN', 'SAVEPOINT a;', 'release a']) {
+    expect([sql, kind(sql)]).toEqual([sql, StatementKind.REFUSED]);
+  }
+});
+
+test('DDL is recognised through comments between its words, and refused outside the main schema', () => {
+  expect(kind(';CREATE TABLE x(a)')).toBe(StatementKind.DDL);
+  expect(kind('CREATE/**/TABLE x(a)')).toBe(StatementKind.DDL);
+  expect(kind('create unique index if not exists main.i on t(a)')).toBe(StatementKind.DDL);
+  expect(kind('CREATE TABLE temp.t(a)')).toBe(StatementKind.REFUSED);
+  expect(kind('CREATE TABLE IF NOT EXISTS "temp".t(a)')).toBe(StatementKind.REFUSED);
+  expect(kind('CREATE TEMP TABLE t(a)')).toBe(StatementKind.REFUSED);
+  expect(kind('PRAGMA/**/recursive_triggers=OFF')).toBe(StatementKind.REFUSED);
+  expect(kind('/* a */ -- b\n ATTACH ? AS x')).toBe(StatementKind.REFUSED);
+});
+
+test('reads and writes keep their kinds; unknown words go to SQLite for its syntax error', () => {
+  expect(kind('SELECT 1;')).toBe(StatementKind.READ);
+  expect(kind("INSERT INTO t VALUES ('COMMIT')")).toBe(StatementKind.DML);
+  expect(kind('WITH x AS (SELECT 1) DELETE FROM t')).toBe(StatementKind.DML);
+  expect(kind('UPDAT t SET a = 1')).toBe(StatementKind.READ);
+});
