@@ -101,6 +101,23 @@ test('foreign-key cascades, REALs beyond 2^63, WITHOUT ROWID + STRICT tables and
   }
 });
 
+test('what would replicate differently is refused whole: rows then a schema change of their table, parameters or a SELECT in DDL', () => {
+  exec(sql('CREATE TABLE a(x)'), sql('INSERT INTO a VALUES (1)'));
+  const before = leader.lastLsn;
+  const outs = exec(
+    { statements: [{ sql: 'INSERT INTO a VALUES (2)' }, { sql: 'ALTER TABLE a ADD COLUMN y' }] },
+    { statements: [{ sql: 'INSERT INTO a VALUES (3)' }, { sql: 'DROP TABLE a' }] },
+    { statements: [{ sql: 'CREATE TABLE b AS SELECT * FROM a' }] },
+    { statements: [{ sql: 'CREATE TABLE c(x DEFAULT 1)', params: [5] }] },
+  );
+  for (const o of outs) expect(o).toMatchObject({ ok: false, error: { code: ErrorCode.BAD_REQUEST } });
+  expect(leader.lastLsn).toBe(before);
+  // The other order is fine: the rows are captured under the new columns.
+  const ok = exec({ statements: [{ sql: 'ALTER TABLE a ADD COLUMN y' }, { sql: 'INSERT INTO a VALUES (4, 4)' }] });
+  expect(ok[0].ok).toBe(true);
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+});
+
 test('a failing request rolls back alone; its neighbours commit', () => {
   exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
   const before = leader.lastLsn;

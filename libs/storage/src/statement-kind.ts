@@ -100,6 +100,11 @@ export function classifyStatement(sql: string): Classification {
       if (words[k + 1] === '.' && words[k] !== 'MAIN') {
         return { kind: StatementKind.REFUSED, reason: `objects in schema ${words[k].toLowerCase()} are not replicated; create it in main (no schema prefix)` };
       }
+      const afterName = words[k + 1] === '.' ? words[k + 3] : words[k + 1];
+      if (w2 === 'TABLE' && afterName === 'AS') {
+        // DDL is replicated as its text: each follower would run the SELECT again, on its own data and clock.
+        return { kind: StatementKind.REFUSED, reason: 'CREATE TABLE ... AS SELECT is not replicated; create the table, then fill it with INSERT INTO ... SELECT' };
+      }
       return { kind: StatementKind.DDL };
     }
     case 'ALTER':

@@ -405,7 +405,7 @@ export class Store {
     }
     this.db.exec('SAVEPOINT req');
     const changes: string[] = [];
-    const touched = new Set<string>();
+    const touched = new Map<string, string>();
     let hadDdl = false;
     try {
       const results: ExecResult[] = [];
@@ -416,6 +416,8 @@ export class Store {
         if (touchesInternal(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: tables named _flotilla* are reserved for replication`);
         try {
           if (kind.kind === StatementKind.DDL) {
+            // Replicated as its text alone: a parameter would be bound here and NULL on followers.
+            if (st.params != null && Object.keys(st.params).length > 0) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: a schema change takes no parameters (it is replicated as its SQL text)`);
             this.drainInto(capture, changes, touched);
             hadDdl = true;
             removeCaptureTriggers(this.db);
@@ -446,6 +448,13 @@ export class Store {
         }
       });
       this.drainInto(capture, changes, touched);
+      // The entry names each table's columns once: rows captured before a schema change of their
+      // table would be applied under the new columns (or a dropped table) on followers.
+      for (const [t, colsThen] of touched) {
+        if ((this.metas.get(t)?.cols ?? []).join('\u0000') !== colsThen) {
+          throw new FlotillaError(ErrorCode.BAD_REQUEST, `this request changes rows of ${t} and then changes or drops ${t} itself; send the schema change in a request of its own`);
+        }
+      }
       if (changes.length === 0 && req.idempotencyKey === undefined) {
         this.db.exec('RELEASE req');
         return { ok: true, lsn: this.last, epoch, results, entry: null, replayed: false };
@@ -453,7 +462,7 @@ export class Store {
       const lsn = this.last + 1;
       const ts = this.now();
       const cols: Record<string, string[]> = {};
-      for (const t of touched) cols[t] = this.metas.get(t)?.cols ?? [];
+      for (const t of touched.keys()) cols[t] = this.metas.get(t)?.cols ?? [];
       // A keyed request's answer is kept whole (RETURNING rows too): its retry gets the same answer.
       const kept = JSON.stringify(req.idempotencyKey !== undefined ? results : results.map(stripRows));
       const payload =
@@ -488,10 +497,11 @@ export class Store {
     }
   }
 
-  private drainInto(capture: CaptureReader, changes: string[], touched: Set<string>): void {
+  /** Moves captured rows into `changes`; `touched` maps each table to its columns when its rows were captured. */
+  private drainInto(capture: CaptureReader, changes: string[], touched: Map<string, string>): void {
     for (const row of capture.drain()) {
       changes.push(changeJson(row));
-      touched.add(row.tbl);
+      if (!touched.has(row.tbl)) touched.set(row.tbl, (this.metas.get(row.tbl)?.cols ?? []).join('\u0000'));
     }
   }
 
