@@ -40,6 +40,15 @@ describe('parseJsonBody', () => {
     expect(e.message).toMatch(/JSON/);
   });
 
+  it('refuses JSON nested deeper than JSON_NESTING_MAX (400, not a stack overflow later), counting no bracket inside a string', () => {
+    const deep = '{"a":' + '['.repeat(50_000) + ']'.repeat(50_000) + '}';
+    const e = failure(() => parse(deep));
+    expect([e.type, e.status]).toEqual(['entity.parse.failed', 400]);
+    expect(e.message).toMatch(/nested more than 32/);
+    const ok = '{"s":"' + '[\\"'.repeat(100) + '","a":' + '['.repeat(31) + ']'.repeat(31) + '}';
+    expect(() => parse(ok)).not.toThrow();
+  });
+
   it('inflates gzip, deflate and br bodies within the limit', () => {
     const body = Buffer.from('{"a":1}');
     expect(parseJsonBody(zlib.gzipSync(body), undefined, 'gzip', LIMIT)).toEqual({ a: 1 });

@@ -70,11 +70,37 @@ export function parseJsonBody(raw: Buffer, contentType: string | undefined, cont
     const first = FIRST_NON_WHITESPACE.exec(text)?.[1];
     if (first !== '{' && first !== '[') throw strictViolation(text, first);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     throw new BodyError('entity.parse.failed', 400, (err as Error).message);
   }
+  if (nestingExceeds(text, JSON_NESTING_MAX)) {
+    // Validation and class-transformer recurse: thousands of levels would overflow the stack (a 500).
+    throw new BodyError('entity.parse.failed', 400, `JSON nested more than ${JSON_NESTING_MAX} levels deep`);
+  }
+  return value;
+}
+
+/** Deepest nesting of arrays and objects a request body may have (the contract needs 4). */
+export const JSON_NESTING_MAX = 32;
+
+/** True when valid JSON `text` nests arrays/objects deeper than `max` (brackets inside strings skipped). */
+function nestingExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 function inflate(raw: Buffer, contentEncoding: string | undefined, maxBodyBytes: number): Buffer {

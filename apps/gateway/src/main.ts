@@ -87,7 +87,8 @@ export async function startGateway(config: FlotillaConfig, logger: Logger, optio
   // in the commit that made the switch), and the gateway shares its CPU with the replicas.
   const adapter = new FastifyAdapter({
     bodyLimit: config.maxBodyBytes,
-    forceCloseConnections: true,
+    // At close: idle keep-alive connections go at once, requests in flight are answered first.
+    forceCloseConnections: 'idle',
     // Routes match as express matched them: /v1/cluster/ and /V1/Cluster are /v1/cluster.
     routerOptions: { ignoreTrailingSlash: true, caseSensitive: false },
   });
@@ -112,9 +113,10 @@ export async function startGateway(config: FlotillaConfig, logger: Logger, optio
   void link.start().catch((err: Error) => logger.error('nats connect failed', { err: err.message }));
   return {
     url,
+    // HTTP first (answering what is in flight, which may still need NATS), then NATS.
     stop: async () => {
-      await link.close();
       await app.close();
+      await link.close();
     },
   };
 }

@@ -38,7 +38,18 @@ export function sqlValueProblem(v: unknown): string | undefined {
       return n >= -(2n ** 63n) && n < 2n ** 63n ? undefined : 'has a $i outside the 64-bit range';
     }
   }
-  return `is ${JSON.stringify(v) ?? typeof v}, not ${SQL_VALUE_HELP}`;
+  return `is ${describeValue(v)}, not ${SQL_VALUE_HELP}`;
+}
+
+/** A short rendering of a bad value for an error message: never the whole of a huge or deeply nested one. */
+function describeValue(v: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? typeof v;
+  } catch {
+    s = Array.isArray(v) ? `an array of ${v.length}` : typeof v; // too deep to render
+  }
+  return s.length > 80 ? `${s.slice(0, 80)}...` : s;
 }
 
 /**

@@ -56,6 +56,7 @@ export function createHealthController(node: ReplicaNode) {
     readyz(@Res() res: Response) {
       const hb = node.heartbeatMessage();
       const ready = node.isReady();
+      if (!ready) res.setHeader('Retry-After', '1');
       res.status(ready ? 200 : 503).json(ready ? { status: 'ready', role: hb.role, lsn: hb.lsn } : { error: { code: 'UNAVAILABLE', message: `not ready: ${hb.role}${hb.problem ? `, ${hb.problem}` : ''}` } });
     }
 

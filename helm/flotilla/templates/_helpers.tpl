@@ -62,7 +62,7 @@ that the chart exposes, under the same (camelCase) value name.
   value: {{ .Values.apiPort | quote }}
 - name: FLOTILLA_LEASE_BACKEND
   value: kubernetes
-{{- range $key := list "mode" "syncFollowers" "syncTimeoutMs" "syncPolicy" "leaseTtlMs" "leaseRenewMs" "heartbeatIntervalMs" "logRetentionEntries" "logRetentionBytes" "logRetentionMs" "snapshotChunkBytes" "streamBatchMs" "maxBodyBytes" "readWaitMs" "requestTimeoutMs" "logLevel" }}
+{{- range $key := list "mode" "syncFollowers" "syncTimeoutMs" "syncPolicy" "leaseTtlMs" "leaseRenewMs" "heartbeatIntervalMs" "logRetentionEntries" "logRetentionBytes" "logRetentionMs" "snapshotChunkBytes" "streamBatchMs" "failureTimeoutMs" "maxLagOnFailover" "monitorIntervalMs" "maxBodyBytes" "readWaitMs" "requestTimeoutMs" "logLevel" }}
 - name: FLOTILLA_{{ regexReplaceAll "([A-Z])" $key "_${1}" | upper }}
   {{- $value := index $.Values $key }}
   {{- /* YAML numbers arrive as float64; print them as integers, not 2.68435456e+08. */}}

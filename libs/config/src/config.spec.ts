@@ -26,6 +26,8 @@ test('every bad setting is named, with its environment variable', () => {
 
 test('a lease renewed less often than twice per TTL is refused', () => {
   expect(() => loadConfig({ leaseTtlMs: 1000, leaseRenewMs: 600 }, {})).toThrow(/at most half of leaseTtlMs/);
+  // One port for both of a replica's listeners: refused at start, not a crash loop after taking the lease.
+  expect(() => loadConfig({}, { FLOTILLA_HTTP_PORT: '8080', FLOTILLA_API_PORT: '8080' })).toThrow(/apiPort .* and httpPort .* are both 8080/);
 });
 
 test('an unknown setting is refused rather than ignored', () => {

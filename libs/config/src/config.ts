@@ -203,6 +203,9 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
   if (config.leaseRenewMs * 2 > config.leaseTtlMs) {
     problems.push(`leaseRenewMs (${config.leaseRenewMs}) must be at most half of leaseTtlMs (${config.leaseTtlMs})`);
   }
+  if (config.apiPort > 0 && config.apiPort === config.httpPort) {
+    problems.push(`apiPort (${envNameOf('apiPort')}) and httpPort (${envNameOf('httpPort')}) are both ${config.apiPort}: a replica serves two listeners, give them different ports`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }
