@@ -76,6 +76,14 @@ describe('ExecuteRequestDto', () => {
     expect(await refusal(execute({ statements: [{ sql: 'SELECT 1', bind: [] }] }))).toMatch(/property statements\[0\]\.bind should not exist/);
   });
 
+  it('refuses null for an optional field, naming it (absent is the way to leave one out)', async () => {
+    expect(await refusal(execute({ statements: [{ sql: 'x' }], idempotencyKey: null }))).toMatch(/idempotencyKey/);
+    expect(await refusal(execute({ statements: [{ sql: 'x', params: null }] }))).toMatch(/statements\[0\]\.params/);
+    expect(await refusal(execute({ statements: [{ sql: 'x' }], durability: null }))).toMatch(/durability/);
+    expect(await refusal(query({ sql: 'x', consistency: 'bounded', maxLagMs: null }))).toMatch(/maxLagMs/);
+    await expect(execute({ statements: [{ sql: 'x' }] })).resolves.toBeDefined();
+  });
+
   it('refuses params values that are not SQL values, naming the position', async () => {
     expect(await refusal(execute({ statements: [{ sql: 'x', params: [1, true] }] }))).toMatch(/statements\[0\]\.params\[1\] is true, not null/);
     expect(await refusal(execute({ statements: [{ sql: 'x', params: { a: [1] } }] }))).toMatch(/statements\[0\]\.params\.a is \[1\]/);

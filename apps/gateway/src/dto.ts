@@ -14,7 +14,6 @@ import {
   IsIn,
   IsInt,
   IsNotEmpty,
-  IsOptional,
   IsString,
   Matches,
   Max,
@@ -28,6 +27,14 @@ import type { Durability, SqlValue } from '@flotilla/protocol';
 import { READ_CONSISTENCIES } from '../../../libs/replication/src/cluster-view';
 import type { ReadConsistency } from '../../../libs/replication/src/cluster-view';
 import { IsDurability, IsSqlParams } from './validation';
+
+/**
+ * Optional: absent is fine, but null is validated like any other value (and refused): a null
+ * idempotencyKey, params or bound would otherwise pass here and mean something else further on.
+ */
+function OptionalNotNull(): PropertyDecorator {
+  return ValidateIf((_o, v) => v !== undefined);
+}
 
 /** Statements in one write transaction at most. */
 export const STATEMENTS_MAX = 1000;
@@ -67,7 +74,7 @@ export class StatementDto {
   sql!: string;
 
   @ApiPropertyOptional(PARAMS_SCHEMA)
-  @IsOptional()
+  @OptionalNotNull()
   @IsSqlParams()
   params?: SqlValue[] | Record<string, SqlValue>;
 }
@@ -84,7 +91,7 @@ export class ExecuteRequestDto {
   statements!: StatementDto[];
 
   @ApiPropertyOptional({ description: 'Retrying with the same key never applies the transaction twice', maxLength: IDEMPOTENCY_KEY_CHARS_MAX })
-  @IsOptional()
+  @OptionalNotNull()
   @MaxLength(IDEMPOTENCY_KEY_CHARS_MAX)
   @IsNotEmpty()
   @IsString()
@@ -94,7 +101,7 @@ export class ExecuteRequestDto {
     description: 'Never less than the cluster default',
     oneOf: [{ type: 'string', enum: ['leader', 'sync'] }, { type: 'object', properties: { replicas: { type: 'integer', minimum: 0, maximum: 64 } }, required: ['replicas'] }],
   })
-  @IsOptional()
+  @OptionalNotNull()
   @IsDurability()
   durability?: Durability;
 }
@@ -108,7 +115,7 @@ export class QueryRequestDto {
   sql!: string;
 
   @ApiPropertyOptional(PARAMS_SCHEMA)
-  @IsOptional()
+  @OptionalNotNull()
   @IsSqlParams()
   params?: SqlValue[] | Record<string, SqlValue>;
 
@@ -116,7 +123,7 @@ export class QueryRequestDto {
     enum: READ_CONSISTENCIES,
     description: 'Default: read-your-writes when minLsn is given, bounded when maxLagMs is given, else any',
   })
-  @IsOptional()
+  @OptionalNotNull()
   @IsIn(READ_CONSISTENCIES)
   consistency?: ReadConsistency;
 
@@ -209,24 +216,24 @@ export class SwitchoverRequestDto {
 /** POST /v1/admin/mode: replication mode at run time (replicated; survives failover and restarts). */
 export class ModeRequestDto {
   @ApiPropertyOptional({ enum: ['async', 'semi-sync', 'sync'] })
-  @IsOptional()
+  @OptionalNotNull()
   @IsIn(['async', 'semi-sync', 'sync'])
   mode?: 'async' | 'semi-sync' | 'sync';
 
   @ApiPropertyOptional({ minimum: 1, maximum: 64, description: 'followers that must flush a write in semi-sync mode' })
-  @IsOptional()
+  @OptionalNotNull()
   @IsInt()
   @Min(1)
   @Max(64)
   syncFollowers?: number;
 
   @ApiPropertyOptional({ enum: ['block', 'degrade'], description: 'what happens when no follower can be synchronous' })
-  @IsOptional()
+  @OptionalNotNull()
   @IsIn(['block', 'degrade'])
   syncPolicy?: 'block' | 'degrade';
 
   @ApiPropertyOptional({ minimum: 10, maximum: 600000 })
-  @IsOptional()
+  @OptionalNotNull()
   @IsInt()
   @Min(10)
   @Max(600_000)
