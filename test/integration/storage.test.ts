@@ -118,6 +118,18 @@ test('what would replicate differently is refused whole: rows then a schema chan
   expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
 });
 
+test('DROP TABLE of a table with rows that foreign keys refer to is refused; emptied first, it replicates', () => {
+  exec(sql('CREATE TABLE par(id INTEGER PRIMARY KEY)'), sql('CREATE TABLE kid(id INTEGER PRIMARY KEY, p INTEGER REFERENCES par(id) ON DELETE CASCADE)'));
+  exec(sql('INSERT INTO par VALUES (1)'), sql('INSERT INTO kid VALUES (1, 1)'));
+  const [dropped] = exec(sql('DROP TABLE IF EXISTS "par"'));
+  expect(dropped).toMatchObject({ ok: false, error: { code: ErrorCode.BAD_REQUEST, message: expect.stringContaining('kid refers to it') } });
+  const [emptied] = exec(sql('DELETE FROM par'));
+  const [ok] = exec(sql('DROP TABLE par'));
+  expect(emptied.ok && ok.ok).toBe(true);
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+  expect(follower.query('SELECT count(*) AS n FROM kid').rows[0].n).toBe(0);
+});
+
 test('a failing request rolls back alone; its neighbours commit', () => {
   exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
   const before = leader.lastLsn;

@@ -66,6 +66,8 @@ export interface Classification {
   kind: StatementKind;
   /** Why a refused statement is refused, in words that tell the client what to do instead. */
   reason?: string;
+  /** DROP TABLE: the table it drops, upper-cased (SQLite names compare case-insensitively). */
+  dropsTable?: string;
 }
 
 export function classifyStatement(sql: string): Classification {
@@ -108,8 +110,13 @@ export function classifyStatement(sql: string): Classification {
       return { kind: StatementKind.DDL };
     }
     case 'ALTER':
-    case 'DROP':
       return { kind: StatementKind.DDL };
+    case 'DROP': {
+      if (w2 !== 'TABLE') return { kind: StatementKind.DDL };
+      let k = 2;
+      if (words[k] === 'IF' && words[k + 1] === 'EXISTS') k += 2;
+      return { kind: StatementKind.DDL, dropsTable: words[k + 1] === '.' ? words[k + 2] : words[k] };
+    }
     case 'BEGIN':
     case 'COMMIT':
     case 'END':

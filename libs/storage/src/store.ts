@@ -418,6 +418,7 @@ export class Store {
           if (kind.kind === StatementKind.DDL) {
             // Replicated as its text alone: a parameter would be bound here and NULL on followers.
             if (st.params != null && Object.keys(st.params).length > 0) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: a schema change takes no parameters (it is replicated as its SQL text)`);
+            if (kind.dropsTable !== undefined) this.refuseCascadingDrop(kind.dropsTable, where);
             this.drainInto(capture, changes, touched);
             hadDdl = true;
             removeCaptureTriggers(this.db);
@@ -494,6 +495,26 @@ export class Store {
         this.stmtCache.clear();
       }
       return { ok: false, error: toClientError(err, 'request') };
+    }
+  }
+
+  /**
+   * With foreign keys on (the leader), DROP TABLE first deletes the table's rows without firing
+   * triggers, and those deletes cascade into referencing tables: changes no capture sees, which
+   * followers (foreign keys off) would never make. Refused while such rows exist.
+   */
+  private refuseCascadingDrop(table: string, where: string): void {
+    const name = listUserTables(this.db).find((t) => t.toUpperCase() === table);
+    if (name === undefined) return; // no such table: SQLite's own error follows
+    if (!this.db.prepare(`SELECT 1 FROM main.${quoteIdent(name)} LIMIT 1`).get()) return;
+    const referencing = listUserTables(this.db).filter(
+      (t) => t !== name && this.db.prepare('SELECT 1 FROM pragma_foreign_key_list(?) WHERE upper("table") = ?').get(t, table) !== undefined,
+    );
+    if (referencing.length > 0) {
+      throw new FlotillaError(
+        ErrorCode.BAD_REQUEST,
+        `${where}: ${name} still has rows and ${referencing.join(', ')} refer${referencing.length === 1 ? 's' : ''} to it by foreign key; dropping it would change ${referencing.length === 1 ? 'that table' : 'those tables'} unseen by replication: DELETE FROM ${name} first (replicated as rows), then drop it in a request of its own`,
+      );
     }
   }
 
