@@ -89,6 +89,10 @@ test('foreign-key cascades, REALs beyond 2^63, WITHOUT ROWID + STRICT tables and
   expect(outs.every((o) => o.ok)).toBe(true);
   exec(sql("INSERT INTO ws VALUES ('a', 1)"), sql("UPDATE ws SET v = 2 WHERE k = 'a'"), sql('INSERT INTO SQLiteCache VALUES (1)'));
   exec(sql('INSERT INTO big VALUES (6.02e23), (-1e300), (9007199254740992.0)'));
+  // INTEGER PRIMARY KEY DESC is no rowid alias: rows keep their own rowids, set explicitly or not.
+  exec(sql('CREATE TABLE d(id INTEGER PRIMARY KEY DESC, v)'));
+  exec(sql('INSERT INTO d(id, v) VALUES (10, 1)'), sql('INSERT INTO d(rowid, id, v) VALUES (3, 20, 2)'), sql('UPDATE d SET v = 5 WHERE id = 20'), sql('DELETE FROM d WHERE id = 10'));
+  expect(follower.query('SELECT rowid AS r, id, v FROM d').rows).toEqual(leader.query('SELECT rowid AS r, id, v FROM d').rows);
   expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
   expect(follower.query('SELECT typeof(x) AS t FROM big').rows.map((r) => r.t)).toEqual(['real', 'real', 'real']);
   const snap = await leader.snapshotTo(path.join(dir, 'fk-snap.sqlite'));

@@ -45,6 +45,9 @@ export function readTableMeta(db: Database.Database, name: string): TableMeta {
   // SQLite's own answer (`WITHOUT ROWID, STRICT` and comments included), not a parse of its SQL.
   const listed = db.prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(name) as { wr: number } | undefined;
   const hasRowid = !listed || listed.wr === 0;
-  const pkIsRowid = hasRowid && pkCols.length === 1 && pkCols[0].type.toUpperCase() === 'INTEGER';
+  // An INTEGER PRIMARY KEY aliases the rowid unless declared DESC: then SQLite gives it an index of
+  // its own (origin 'pk'), as any other primary key.
+  const pkIndex = db.prepare("SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'").get(name) !== undefined;
+  const pkIsRowid = hasRowid && pkCols.length === 1 && pkCols[0].type.toUpperCase() === 'INTEGER' && !pkIndex;
   return { name, cols, pk: pkCols.map((c) => c.name), hasRowid, pkIsRowid };
 }
