@@ -402,6 +402,12 @@ describe('gateway: still serving afterwards', () => {
     expect(openapi.status).toBe(200);
     expect(Object.keys(openapi.body.paths).sort()).toEqual(['/v1/admin/discarded', '/v1/admin/mode', '/v1/admin/switchover', '/v1/cluster', '/v1/execute', '/v1/query']);
     expect(openapi.body.components.schemas.ExecuteRequestDto.required).toEqual(['statements']);
+    // As enforced: maxLagMs is an integer, sql and idempotencyKey are never empty, results may carry rows.
+    const schemas = openapi.body.components.schemas;
+    expect(schemas.QueryRequestDto.properties.maxLagMs.type).toBe('integer');
+    expect(schemas.StatementDto.properties.sql.minLength).toBe(1);
+    expect(schemas.ExecuteRequestDto.properties.idempotencyKey.minLength).toBe(1);
+    expect(schemas.ExecResultDto.properties.rows.type).toBe('array');
   });
 
   it('exits 0 on SIGTERM', async () => {

@@ -67,7 +67,7 @@ const PARAMS_SCHEMA: ApiPropertyOptions = {
 };
 
 export class StatementDto {
-  @ApiProperty({ example: 'INSERT INTO t(x) VALUES (?)' })
+  @ApiProperty({ example: 'INSERT INTO t(x) VALUES (?)', minLength: 1 })
   @IsNotEmpty()
   @IsString()
   @IsDefined({ message: REQUIRED })
@@ -90,7 +90,11 @@ export class ExecuteRequestDto {
   @IsDefined({ message: REQUIRED })
   statements!: StatementDto[];
 
-  @ApiPropertyOptional({ description: 'Retrying with the same key never applies the transaction twice', maxLength: IDEMPOTENCY_KEY_CHARS_MAX })
+  @ApiPropertyOptional({
+    description: 'Retrying with the same key within 24 h never applies the transaction twice (the first answer comes back); the same key with other statements is 409',
+    minLength: 1,
+    maxLength: IDEMPOTENCY_KEY_CHARS_MAX,
+  })
   @OptionalNotNull()
   @MaxLength(IDEMPOTENCY_KEY_CHARS_MAX)
   @IsNotEmpty()
@@ -133,7 +137,7 @@ export class QueryRequestDto {
   @IsString({ message: '$property must be a decimal string (the lsn returned by /v1/execute)' })
   minLsn?: string;
 
-  @ApiPropertyOptional({ type: Number, minimum: 0, maximum: MAX_LAG_MS_MAX, description: 'bounded: largest acceptable replication lag' })
+  @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: MAX_LAG_MS_MAX, description: 'bounded: largest acceptable replication lag' })
   @ValidateIf((o: QueryRequestDto) => o.maxLagMs !== undefined || o.consistency === 'bounded')
   @Max(MAX_LAG_MS_MAX)
   @Min(0)
@@ -145,6 +149,8 @@ export class QueryRequestDto {
 export class ExecResultDto {
   @ApiProperty() changes!: number;
   @ApiProperty({ description: 'decimal string (64-bit rowid)' }) lastInsertRowid!: string;
+  @ApiPropertyOptional({ description: 'rows of a statement that returns them (RETURNING)', type: 'array', items: { type: 'object', additionalProperties: true } })
+  rows?: Record<string, unknown>[];
 }
 
 export class ExecuteResponseDto {
