@@ -1,4 +1,4 @@
-import { classifyStatement, StatementKind } from './statement-kind';
+import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
 
 const kind = (sql: string) => classifyStatement(sql).kind;
 
@@ -24,4 +24,12 @@ test('reads and writes keep their kinds; unknown words go to SQLite for its synt
   expect(kind("INSERT INTO t VALUES ('COMMIT')")).toBe(StatementKind.DML);
   expect(kind('WITH x AS (SELECT 1) DELETE FROM t')).toBe(StatementKind.DML);
   expect(kind('UPDAT t SET a = 1')).toBe(StatementKind.READ);
+});
+
+test('internal tables are refused by name, quoted or not; the same text in a string literal is data', () => {
+  expect(touchesInternal('DELETE FROM _flotilla_log')).toBe(true);
+  expect(touchesInternal('SELECT * FROM "_FLOTILLA_idem"')).toBe(true);
+  expect(touchesInternal('SELECT * FROM main.[_flotilla_meta]')).toBe(true);
+  expect(touchesInternal("INSERT INTO notes VALUES ('see _flotilla_log')")).toBe(false);
+  expect(touchesInternal('SELECT 1')).toBe(false);
 });

@@ -138,7 +138,11 @@ export function classifyStatement(sql: string): Classification {
   }
 }
 
-/** True when the SQL names one of Flotilla's internal tables. */
+/**
+ * True when the SQL names one of Flotilla's internal tables (as a word or a quoted identifier; the
+ * same text inside a string literal is data, not a name).
+ */
 export function touchesInternal(sql: string): boolean {
-  return /_flotilla/i.test(sql);
+  if (!/_flotilla/i.test(sql)) return false; // the common case, without tokenizing
+  return leadingWords(sql, Number.POSITIVE_INFINITY).some((t) => t.startsWith('_FLOTILLA'));
 }
