@@ -71,13 +71,13 @@ async function context(node: string, dir: string, cluster: string, streamBatchMs
   };
 }
 
-async function startLeader(ctx: RoleContext, mode: 'async' | 'semi-sync'): Promise<LeaderRole> {
+async function startLeader(ctx: RoleContext, mode: 'async' | 'semi-sync', leaseValid: () => boolean = () => true): Promise<LeaderRole> {
   ctx.store.setDurability('deferred');
   ctx.store.startCapture();
   ctx.store.beginEpoch(1);
   ctx.store.syncWal();
   const sync = new SyncTracker({ mode, syncFollowers: 1, syncTimeoutMs: 30_000, syncPolicy: 'block' }, ctx.log);
-  const leader = new LeaderRole(ctx, 1, () => true, sync);
+  const leader = new LeaderRole(ctx, 1, leaseValid, sync);
   leader.start();
   stops.push(() => leader.stop());
   // Subscriptions are registered at the server once the connection is flushed.
@@ -306,16 +306,8 @@ test('a mode change is fenced like a write, and answered only once a sync follow
   const lctx = await context('leader', dir, cluster);
   const fctx = await context('follower', dir, cluster);
   const client = await context('client', dir, cluster);
-  lctx.store.setDurability('deferred');
-  lctx.store.startCapture();
-  lctx.store.beginEpoch(1);
-  lctx.store.syncWal();
   let leaseValid = true;
-  const sync = new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 30_000, syncPolicy: 'block' }, lctx.log);
-  const leader = new LeaderRole(lctx, 1, () => leaseValid, sync);
-  leader.start();
-  stops.push(() => leader.stop());
-  await (lctx.transport as NatsTransport).nc.flush();
+  const leader = await startLeader(lctx, 'async', () => leaseValid);
   await startFollower(fctx);
   expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY)', 'ddl')).reply.type).toBe('write-reply');
   await waitFor(() => leader.followers.get('follower')?.flushed === lctx.store.lastLsn, { what: 'follower flushed the table' });
@@ -409,15 +401,8 @@ test('a write whose wait for its sync follower outlasts the lease is not acknowl
   const lctx = await context('leader', dir, cluster);
   const fctx = await context('follower', dir, cluster);
   const client = await context('client', dir, cluster);
-  lctx.store.setDurability('deferred');
-  lctx.store.startCapture();
-  lctx.store.beginEpoch(1);
-  lctx.store.syncWal();
   let leaseValid = true;
-  const leader = new LeaderRole(lctx, 1, () => leaseValid, new SyncTracker({ mode: 'semi-sync', syncFollowers: 1, syncTimeoutMs: 30_000, syncPolicy: 'block' }, lctx.log));
-  leader.start();
-  stops.push(() => leader.stop());
-  await (lctx.transport as NatsTransport).nc.flush();
+  const leader = await startLeader(lctx, 'semi-sync', () => leaseValid);
   await startFollower(fctx);
   expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY)', 'ddl')).reply.type).toBe('write-reply');
   await waitFor(() => leader.sync.members.includes('follower'), { what: 'follower in the sync set' });
