@@ -33,7 +33,17 @@ export type Change =
   | { op: 'ddl'; sql: string }
   | { op: 'ins'; t: string; rid: string | null; row: SqlValue[] }
   | { op: 'del'; t: string; rid: string | null; key: SqlValue[]; old: SqlValue[] }
-  | { op: 'upd'; t: string; rid: string | null; key: SqlValue[]; old: SqlValue[]; row: SqlValue[] };
+  | {
+      op: 'upd';
+      t: string;
+      /** The row's rowid after the update (null: WITHOUT ROWID). */
+      rid: string | null;
+      /** Its rowid before (since 2026-11-28; older entries find the row by `key` alone). */
+      orid?: string | null;
+      key: SqlValue[];
+      old: SqlValue[];
+      row: SqlValue[];
+    };
 
 /** The body of one log entry: a committed write transaction in logical (row-based) form. */
 export interface TxnPayload {

@@ -66,19 +66,27 @@ export class ChangeApplier {
         break;
       }
       case 'del': {
+        // A rowid table is keyed by its replicated rowid: its primary key (not an alias) may hold
+        // NULLs, which SQLite lets several rows share.
+        if (this.byRowid(m, change.rid)) {
+          result = this.stmt(`dr|${change.t}`, () => `DELETE FROM main.${quoteIdent(change.t)} WHERE rowid = ?`).run(BigInt(change.rid as string));
+          break;
+        }
         const s = this.stmt(`d|${change.t}`, () => `DELETE FROM main.${quoteIdent(change.t)} WHERE ${this.whereKey(m)}`);
         result = s.run(...this.keyValues(m, change.key));
         break;
       }
       case 'upd': {
-        const s = this.stmt(`u|${change.t}|${withRowid}|${names.join(',')}`, () => {
+        const orid = change.orid ?? null;
+        const rowidKey = this.byRowid(m, orid);
+        const s = this.stmt(`u|${change.t}|${withRowid}|${rowidKey}|${names.join(',')}`, () => {
           const sets = names.map((c) => `${quoteIdent(c)} = ?`);
           if (withRowid) sets.unshift('rowid = ?');
-          return `UPDATE main.${quoteIdent(change.t)} SET ${sets.join(', ')} WHERE ${this.whereKey(m)}`;
+          return `UPDATE main.${quoteIdent(change.t)} SET ${sets.join(', ')} WHERE ${rowidKey ? 'rowid = ?' : this.whereKey(m)}`;
         });
         const values = change.row.map(logValueToBind);
         const args = withRowid ? [BigInt(change.rid as string), ...values] : values;
-        result = s.run(...args, ...this.keyValues(m, change.key));
+        result = s.run(...args, ...(rowidKey ? [BigInt(orid as string)] : this.keyValues(m, change.key)));
         break;
       }
     }
@@ -105,11 +113,19 @@ export class ChangeApplier {
       case 'upd': {
         const m = this.meta(change.t);
         const key = m.pk.length > 0 && !m.pkIsRowid ? pick(cols ?? m.cols, change.row, m.pk) : [change.rid];
-        const oldRid = m.pk.length > 0 && !m.pkIsRowid ? change.rid : String(change.key[0]);
-        this.apply({ op: 'upd', t: change.t, rid: oldRid, key: key as never, old: change.row, row: change.old }, cols);
+        // Back to the old rowid (known since entries carry orid), finding the row by its new one.
+        const ownPk = m.pk.length > 0 && !m.pkIsRowid;
+        const oldRid = ownPk ? (change.orid ?? change.rid) : String(change.key[0]);
+        const orid = ownPk && change.orid !== undefined ? change.rid : undefined;
+        this.apply({ op: 'upd', t: change.t, rid: oldRid, orid, key: key as never, old: change.row, row: change.old }, cols);
         return;
       }
     }
+  }
+
+  /** True when a change of a rowid table with a primary key of its own can name its row by `rid`. */
+  private byRowid(m: TableMeta, rid: string | null): boolean {
+    return m.hasRowid && !m.pkIsRowid && m.pk.length > 0 && rid !== null;
   }
 
   private whereKey(m: TableMeta): string {

@@ -116,9 +116,10 @@ export function changeJson(row: CapturedRow): string {
     case 'del':
       return `{"op":"del","t":${t},"rid":${rid},"key":${key},"old":${row.old}}`;
     case 'upd': {
-      // An update carries the new rowid (the key names the old row).
+      // An update carries the new rowid, and the old one (the key names the old row too, but a
+      // primary key of a rowid table may hold NULLs and match several rows).
       const nrid = row.nrid === null ? 'null' : `"${row.nrid}"`;
-      return `{"op":"upd","t":${t},"rid":${nrid},"key":${key},"old":${row.old},"row":${row.new}}`;
+      return `{"op":"upd","t":${t},"rid":${nrid},"orid":${rid},"key":${key},"old":${row.old},"row":${row.new}}`;
     }
   }
 }
