@@ -21,7 +21,7 @@ import {
   Role,
   StatusReply,
 } from '@flotilla/protocol';
-import type { LeadershipView } from '@flotilla/election';
+import { chooseCandidate, type LeadershipView } from '@flotilla/election';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { Store } from '@flotilla/storage';
@@ -405,24 +405,33 @@ export class ReplicaNode {
   }
 
   /**
-   * A leader asked to shut down hands the lease to its most up-to-date follower (a sync one
-   * first) by a switchover, so nothing acknowledged is lost and no follower races for a released
+   * A leader asked to shut down hands the lease to its most up-to-date follower (as a failover
+   * would choose it) by a switchover, so nothing acknowledged is lost and no follower races for a released
    * lease. Resolves with the follower's name, or null when this node does not lead, no follower
    * was heard from within `syncTimeoutMs`, or the switchover failed (the caller then releases).
    */
   async handOffForShutdown(timeoutMs: number): Promise<string | null> {
     const leader = this.leader;
     if (!leader) return null;
+    // The failover rule (chooseCandidate) over the positions this leader has from acks; no lag
+    // bound: the switchover's drain waits until the chosen one has everything.
     const now = this.ctx.clock.monotonic();
+    const heardWithinMs = Math.max(this.ctx.config.syncTimeoutMs, 2 * this.ctx.config.heartbeatIntervalMs);
     const sync = new Set(leader.sync.members);
-    const candidates = [...leader.followers.values()]
-      .filter((f) => now - f.seenAtMono < Math.max(this.ctx.config.syncTimeoutMs, 2 * this.ctx.config.heartbeatIntervalMs))
-      .sort((a, b) => Number(sync.has(b.node)) - Number(sync.has(a.node)) || b.flushed - a.flushed || b.applied - a.applied);
-    const to = candidates[0]?.node;
-    if (!to) {
-      this.ctx.log.warn('shutting down as leader with no follower to hand over to: releasing the lease', {});
+    const nodes = [...leader.followers.values()].map((f) => ({
+      name: f.node,
+      role: 'follower',
+      epoch: this.epoch,
+      flushedLsn: String(f.flushed),
+      sync: sync.has(f.node),
+      healthy: now - f.seenAtMono < heardWithinMs,
+    }));
+    const choice = chooseCandidate(nodes, { lastLeaderLsn: '0', maxLagOnFailover: Number.MAX_SAFE_INTEGER });
+    if (!choice.candidate) {
+      this.ctx.log.warn('shutting down as leader with no follower to hand over to: releasing the lease', { reason: choice.reason });
       return null;
     }
+    const to = choice.candidate.name;
     try {
       await this.switchover(to, timeoutMs);
       return to;

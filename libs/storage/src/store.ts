@@ -405,7 +405,8 @@ export class Store {
     }
     this.db.exec('SAVEPOINT req');
     const changes: string[] = [];
-    const touched = new Map<string, string>();
+    /** Each table whose rows were captured, with its columns at that moment (see drainInto). */
+    const touched = new Map<string, string[]>();
     let hadDdl = false;
     try {
       const results: ExecResult[] = [];
@@ -450,10 +451,13 @@ export class Store {
       });
       this.drainInto(capture, changes, touched);
       // The entry names each table's columns once: rows captured before a schema change of their
-      // table would be applied under the new columns (or a dropped table) on followers.
-      for (const [t, colsThen] of touched) {
-        if ((this.metas.get(t)?.cols ?? []).join('\u0000') !== colsThen) {
-          throw new FlotillaError(ErrorCode.BAD_REQUEST, `this request changes rows of ${t} and then changes or drops ${t} itself; send the schema change in a request of its own`);
+      // table would be applied under the new columns (or a dropped table) on followers. Only a
+      // request with DDL can have changed them.
+      if (hadDdl) {
+        for (const [t, colsThen] of touched) {
+          if ((this.metas.get(t)?.cols ?? []).join('\u0000') !== colsThen.join('\u0000')) {
+            throw new FlotillaError(ErrorCode.BAD_REQUEST, `this request changes rows of ${t} and then changes or drops ${t} itself; send the schema change in a request of its own`);
+          }
         }
       }
       if (changes.length === 0 && req.idempotencyKey === undefined) {
@@ -504,10 +508,11 @@ export class Store {
    * followers (foreign keys off) would never make. Refused while such rows exist.
    */
   private refuseCascadingDrop(table: string, where: string): void {
-    const name = listUserTables(this.db).find((t) => t.toUpperCase() === table);
+    const tables = [...this.metas.keys()]; // every user table (capture's view of the schema)
+    const name = tables.find((t) => t.toUpperCase() === table);
     if (name === undefined) return; // no such table: SQLite's own error follows
     if (!this.db.prepare(`SELECT 1 FROM main.${quoteIdent(name)} LIMIT 1`).get()) return;
-    const referencing = listUserTables(this.db).filter(
+    const referencing = tables.filter(
       (t) => t !== name && this.db.prepare('SELECT 1 FROM pragma_foreign_key_list(?) WHERE upper("table") = ?').get(t, table) !== undefined,
     );
     if (referencing.length > 0) {
@@ -519,10 +524,10 @@ export class Store {
   }
 
   /** Moves captured rows into `changes`; `touched` maps each table to its columns when its rows were captured. */
-  private drainInto(capture: CaptureReader, changes: string[], touched: Map<string, string>): void {
+  private drainInto(capture: CaptureReader, changes: string[], touched: Map<string, string[]>): void {
     for (const row of capture.drain()) {
       changes.push(changeJson(row));
-      if (!touched.has(row.tbl)) touched.set(row.tbl, (this.metas.get(row.tbl)?.cols ?? []).join('\u0000'));
+      if (!touched.has(row.tbl)) touched.set(row.tbl, this.metas.get(row.tbl)?.cols ?? []);
     }
   }
 
