@@ -337,6 +337,15 @@ test('no follower eligible (all lag more than maxLagOnFailover): no promotion, t
   }, { what: '20 rounds without a promotion', intervalMs: 100 });
   expect(load.acked.length).toBe(ackedWhileDown);
   expect(f.watch.leaders.filter((o) => o.epoch > epoch)).toEqual([]);
+  // Leaderless is the cluster's state, not the gateway's: it stays ready (in Kubernetes its Service
+  // keeps its endpoints), refuses writes with 503 + Retry-After, and followers still serve reads.
+  const ready = await httpJson('GET', `${f.cluster.gatewayUrl}/readyz`);
+  expect({ status: ready.status, body: ready.body }).toEqual({ status: 200, body: { status: 'ready', leader: null } });
+  const write = await httpJson('POST', `${f.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: "INSERT INTO h(k, v) VALUES ('leaderless', 1)" }] });
+  expect({ status: write.status, code: write.body.error?.code, retryAfter: write.headers['retry-after'] }).toEqual({ status: 503, code: 'NO_LEADER', retryAfter: '1' });
+  const read = await httpJson('POST', `${f.cluster.gatewayUrl}/v1/query`, { sql: 'SELECT count(*) AS n FROM h', consistency: 'any' });
+  expect(read.status).toBe(200);
+  expect(followers).toContain(read.body.servedBy);
   const lines = logLines(f.cluster, monitor);
   const noCandidate = lines.filter((l) => l.msg === 'no eligible candidate');
   expect(noCandidate.length).toBeGreaterThanOrEqual(1);

@@ -5,6 +5,7 @@
  * the right status and an `{error:{code,message}}` body, and the gateway must keep answering.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { connect, Msg, NatsConnection, Subscription } from 'nats';
 import {
@@ -31,7 +32,7 @@ const MAX_BODY_BYTES = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 1000;
 const HEARTBEAT_EVERY_MS = 100;
 
-type WriteHandler = (req: WriteRequest) => WriteReply | ReturnType<typeof errorReply>;
+type WriteHandler = (req: WriteRequest) => WriteReply | ReturnType<typeof errorReply> | Promise<WriteReply>;
 type ReadHandler = (req: QueryRequest) => QueryReply | ReturnType<typeof errorReply>;
 
 /** replica-0, played by the test: heartbeats as leader of epoch 3 and answers as scripted. */
@@ -93,10 +94,12 @@ class FakeReplica {
     this.nc.publish(this.subjects.heartbeat('replica-0'), encode(hb));
   }
 
-  private answer<T, R>(m: Msg, log: T[], handler: (req: T) => R): void {
+  private answer<T, R>(m: Msg, log: T[], handler: (req: T) => R | Promise<R>): void {
     const req = decodeEnvelope(m.data) as unknown as T;
     log.push(req);
-    m.respond(encode(handler(req)));
+    const reply = handler(req);
+    if (reply instanceof Promise) void reply.then((r) => m.respond(encode(r)));
+    else m.respond(encode(reply));
   }
 }
 
@@ -148,7 +151,7 @@ beforeAll(async () => {
     },
     { logFile: path.join(logDir, 'gateway.log') },
   );
-  await waitFor(async () => (await httpJson('GET', `${base}/readyz`, undefined, { timeoutMs: 1000 })).status === 200, {
+  await waitFor(async () => (await httpJson('GET', `${base}/readyz`, undefined, { timeoutMs: 1000 })).body?.leader === 'replica-0', {
     timeoutMs: 20_000,
     what: `gateway ready (log: ${path.join(logDir, 'gateway.log')})`,
   });
@@ -308,15 +311,15 @@ describe('gateway: no leader', () => {
     }
   });
 
-  it('reports not ready and refuses strong reads once the leader stops heartbeating', async () => {
+  it('stays ready without a leader (it is the cluster that has none) and refuses strong reads once the leader stops heartbeating', async () => {
     replica.heartbeating = false;
     try {
-      const notReady = await waitFor(async () => {
+      const leaderless = await waitFor(async () => {
         const r = await httpJson('GET', `${base}/readyz`);
-        return r.status === 503 ? r : undefined;
-      }, { what: '/readyz to turn 503' });
-      expectError(notReady, 503, 'NO_LEADER');
-      expect(notReady.headers['retry-after']).toBe('1');
+        return r.body?.leader === null ? r : undefined;
+      }, { what: '/readyz to name no leader' });
+      expect(leaderless.status).toBe(200);
+      expect(leaderless.body).toEqual({ status: 'ready', leader: null });
       const strong = await httpJson('POST', `${base}/v1/query`, { sql: 'SELECT 1', consistency: 'strong' });
       expectError(strong, 503, 'NO_LEADER');
       expectError(await httpJson('POST', `${base}/v1/query`, { sql: 'SELECT 1' }), 503, 'NO_REPLICA');
@@ -324,7 +327,39 @@ describe('gateway: no leader', () => {
     } finally {
       replica.heartbeating = true;
     }
-    await waitFor(async () => (await httpJson('GET', `${base}/readyz`)).status === 200, { what: '/readyz back to 200' });
+    await waitFor(async () => (await httpJson('GET', `${base}/readyz`)).body?.leader === 'replica-0', { what: '/readyz naming the leader again' });
+  });
+});
+
+describe('gateway: no NATS', () => {
+  it('is alive but not ready while NATS is unreachable, and refuses a write with 503 instead of dying', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const cut = spawnApp(
+      'gateway',
+      {
+        FLOTILLA_CLUSTER: CLUSTER,
+        FLOTILLA_NATS_URL: `nats://127.0.0.1:${await freePort()}`, // nothing listens there
+        FLOTILLA_HTTP_PORT: String(port),
+        FLOTILLA_HTTP_HOST: '127.0.0.1',
+        FLOTILLA_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+      },
+      { logFile: path.join(logDir, 'gateway-no-nats.log') },
+    );
+    try {
+      const healthy = await waitFor(async () => {
+        const r = await httpJson('GET', `${url}/healthz`, undefined, { timeoutMs: 1000 }).catch(() => undefined);
+        return r?.status === 200 ? r : undefined;
+      }, { what: 'the NATS-less gateway serving /healthz', timeoutMs: 20_000 });
+      expect(healthy.body).toEqual({ status: 'ok' });
+      const ready = await httpJson('GET', `${url}/readyz`);
+      expectError(ready, 503, 'UNAVAILABLE');
+      expect(ready.headers['retry-after']).toBe('1');
+      expectError(await httpJson('POST', `${url}/v1/execute`, { statements: [{ sql: 'INSERT INTO t VALUES (9)' }] }), 503, 'NO_LEADER');
+      expect((await httpJson('GET', `${url}/healthz`)).status).toBe(200);
+    } finally {
+      expect((await cut.stop()).code).toBe(0);
+    }
   });
 });
 
@@ -410,8 +445,38 @@ describe('gateway: still serving afterwards', () => {
     expect(schemas.ExecResultDto.properties.rows.type).toBe('array');
   });
 
-  it('exits 0 on SIGTERM', async () => {
-    const status = await gateway.stop();
-    expect(status.code).toBe(0);
+  it('on SIGTERM answers the request in flight, refuses one that arrives meanwhile with the contract 503, and exits 0', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    replica.onWrite = () => held.then(() => replica.commit());
+    const socket = net.connect(Number(new URL(base).port), '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8').on('data', (d: string) => (received += d));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const body = JSON.stringify({ statements: [{ sql: 'INSERT INTO t VALUES (10)' }] });
+    const writesBefore = replica.writes.length;
+    socket.write(`POST /v1/execute HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await waitFor(() => replica.writes.length > writesBefore, { what: 'the write held at the replica' });
+
+    const refusals = () => fs.readFileSync(gateway.logFile, 'utf8').split('"request refused"').length - 1;
+    const refusedBefore = refusals();
+    gateway.kill('SIGTERM');
+    await waitFor(() => fs.readFileSync(gateway.logFile, 'utf8').includes('gateway stopping'), { what: '"gateway stopping" in the log' });
+    // The connection is busy with the held write, so it stays open: a second request on it arrives
+    // while the gateway closes.
+    socket.write('GET /v1/cluster HTTP/1.1\r\nHost: gw\r\n\r\n');
+    await waitFor(() => refusals() > refusedBefore, { what: 'the second request refused' });
+    release();
+    await closed;
+
+    const responses = received.split(/(?=HTTP\/1\.1 )/);
+    expect(responses.map((r) => r.slice(0, 12))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 503']);
+    const [head, json] = responses[1].split('\r\n\r\n');
+    expect(head.toLowerCase()).toContain('retry-after: 1');
+    const refused = JSON.parse(json);
+    expect(Object.keys(refused)).toEqual(['error']);
+    expect(refused.error.code).toBe('UNAVAILABLE');
+    expect(refused.error.message).toMatch(/shutting down/);
+    expect((await gateway.exitStatus).code).toBe(0);
   });
 });

@@ -27,7 +27,8 @@ const http = require('node:http');
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('FLOTILLA_')));
 const server = http.createServer((req, res) => {
   res.setHeader('content-type', 'application/json');
-  res.end(JSON.stringify(req.url === '/env' ? env : { status: 'ok', node: env.FLOTILLA_NODE ?? null }));
+  // The gateway's /readyz names the leader it knows: the local cluster waits for one.
+  res.end(JSON.stringify(req.url === '/env' ? env : { status: 'ok', node: env.FLOTILLA_NODE ?? null, leader: 'replica-0' }));
 });
 server.listen(Number(process.env.FLOTILLA_HTTP_PORT), '127.0.0.1', () => {
   console.log(JSON.stringify({ level: 'info', msg: 'stub listening', node: env.FLOTILLA_NODE, port: process.env.FLOTILLA_HTTP_PORT }));

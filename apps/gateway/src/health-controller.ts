@@ -1,6 +1,11 @@
 /**
- * Probes and metrics: /healthz (the process answers), /readyz (a leader is known and NATS is
- * connected: the gateway can route a write), /metrics (Prometheus text).
+ * Probes and metrics: /healthz (the process answers), /readyz (NATS is connected: the gateway can
+ * route requests), /metrics (Prometheus text).
+ *
+ * Readiness is the pod's state, not the cluster's: while the cluster has no leader (a failover, or
+ * no follower eligible) the gateway still answers writes with 503 NO_LEADER + Retry-After and
+ * serves reads from followers, which it could not do if every gateway pod left the Service. The
+ * body names the leader it knows (or null) for whoever waits for one.
  */
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
@@ -23,13 +28,11 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** 200 only when NATS is connected and a leader is known; else 503 with the reason. */
+  /** 200 while NATS is connected (with the leader known, or null); else 503 with the reason. */
   @Get('readyz')
-  readyz(): { status: string; leader: string } {
+  readyz(): { status: string; leader: string | null } {
     if (!this.link.connected) throw new FlotillaError(ErrorCode.UNAVAILABLE, 'not connected to NATS');
-    const leader = this.view.leader();
-    if (!leader) throw new FlotillaError(ErrorCode.NO_LEADER, 'no leader is known (no current leader heartbeat)');
-    return { status: 'ready', leader: leader.name };
+    return { status: 'ready', leader: this.view.leader()?.name ?? null };
   }
 
   @Get('metrics')

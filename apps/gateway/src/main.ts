@@ -10,10 +10,10 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ConfigError, FlotillaConfig, loadConfig } from '@flotilla/config';
 import { createLogger, Logger, systemClock } from '@flotilla/logging';
-import { subjectsFor } from '@flotilla/protocol';
+import { ErrorCode, FlotillaError, subjectsFor } from '@flotilla/protocol';
 import { ClusterView, MISSED_HEARTBEATS_STALE } from '../../../libs/replication/src/cluster-view';
 import { installCheapAsyncBind } from './async-bind';
-import { isBodyReadError } from './error-filter';
+import { isBodyReadError, sendError } from './error-filter';
 import { installExecuteFastPath } from './execute-fast-path';
 import { GatewayModule } from './gateway-module';
 import { GatewayRouter } from './gateway-router';
@@ -89,6 +89,9 @@ export async function startGateway(config: FlotillaConfig, logger: Logger, optio
     bodyLimit: config.maxBodyBytes,
     // At close: idle keep-alive connections go at once, requests in flight are answered first.
     forceCloseConnections: 'idle',
+    // ... and a request that arrives meanwhile on a kept-alive connection gets the contract's 503
+    // (the hook below), not Fastify's own body.
+    return503OnClosing: false,
     // Routes match as express matched them: /v1/cluster/ and /V1/Cluster are /v1/cluster.
     routerOptions: { ignoreTrailingSlash: true, caseSensitive: false },
   });
@@ -98,11 +101,18 @@ export async function startGateway(config: FlotillaConfig, logger: Logger, optio
     { bodyParser: false, logger: new NestLogBridge(logger.child({ component: 'nest' })) },
   );
   const fastify = adapter.getInstance();
+  let closing = false;
+  const httpLog = logger.child({ component: 'http' });
+  fastify.addHook('onRequest', (_req, reply, done) => {
+    if (!closing) return done();
+    reply.header('Connection', 'close');
+    sendError(reply, new FlotillaError(ErrorCode.UNAVAILABLE, 'this gateway is shutting down; retry (another gateway answers)'), httpLog);
+  });
   installHttpMetrics(fastify, metrics, isBodyReadError);
   // Every body is parsed as JSON whatever its Content-Type (the API speaks JSON only), with the
   // configured size limit: larger bodies get 413 PAYLOAD_TOO_LARGE before anything reads them.
   installJsonBodyParser(fastify, { maxBodyBytes: config.maxBodyBytes });
-  installExecuteFastPath(fastify, router, logger.child({ component: 'http' }), { maxBodyBytes: config.maxBodyBytes });
+  installExecuteFastPath(fastify, router, httpLog, { maxBodyBytes: config.maxBodyBytes });
   openApi.build(app, GATEWAY_VERSION);
 
   await app.listen(config.httpPort, config.httpHost);
@@ -115,6 +125,7 @@ export async function startGateway(config: FlotillaConfig, logger: Logger, optio
     url,
     // HTTP first (answering what is in flight, which may still need NATS), then NATS.
     stop: async () => {
+      closing = true;
       await app.close();
       await link.close();
     },

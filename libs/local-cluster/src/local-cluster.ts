@@ -281,8 +281,9 @@ export class LocalCluster {
   }
 
   /**
-   * Resolves once every replica's and the gateway's GET /readyz answers 200 (and the monitor's
-   * /healthz, if any); rejects after `timeoutMs` naming the processes that are not ready.
+   * Resolves once every replica's and the gateway's GET /readyz answers 200, the gateway's naming
+   * a leader (its readiness alone does not need one), and the monitor's /healthz, if any; rejects
+   * after `timeoutMs` naming the processes that are not ready.
    */
   async waitUntilReady(timeoutMs = READY_TIMEOUT_MS): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -291,7 +292,11 @@ export class LocalCluster {
       if (this.stopping) throw new LocalClusterError('cluster stopped while waiting for it to be ready');
       const checks = [...this.processes.values()]
         .filter((p) => p.ports.http)
-        .map(async (p) => ((await httpOk(`http://127.0.0.1:${p.ports.http}${p.kind === 'monitor' ? '/healthz' : '/readyz'}`)) ? undefined : p.name));
+        .map(async (p) => {
+          const url = `http://127.0.0.1:${p.ports.http}${p.kind === 'monitor' ? '/healthz' : '/readyz'}`;
+          const ready = await httpOk(url, p.kind === 'gateway' ? (body) => typeof (body as { leader?: unknown } | null)?.leader === 'string' : undefined);
+          return ready ? undefined : p.name;
+        });
       notReady = (await Promise.all(checks)).filter((n): n is string => n !== undefined);
       if (notReady.length === 0) return;
       await delay(200);
@@ -649,11 +654,13 @@ export function tailOf(file: string, lines: number): string {
   }
 }
 
-async function httpOk(url: string): Promise<boolean> {
+/** True when `url` answers 200 (and its JSON body passes `accept`, if given). */
+async function httpOk(url: string, accept?: (body: unknown) => boolean): Promise<boolean> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return res.status === 200;
+    const text = await res.text();
+    if (res.status !== 200) return false;
+    return accept === undefined || accept(JSON.parse(text));
   } catch {
     return false;
   }
