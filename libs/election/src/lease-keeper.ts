@@ -10,7 +10,7 @@
  * let it run out, so a standby monitor becomes active when the active one dies.
  */
 import type { Clock, Logger, Timer } from '@flotilla/logging';
-import { isLeaseExpired, LeaseConflictError, LeaseRecord, Leaser, LeaseWatch } from './lease';
+import { LeaseConflictError, LeaseRecord, Leaser, LeaseWatch, ObservedLease } from './lease';
 
 export interface LeaseKeeperOptions {
   node: string;
@@ -21,7 +21,8 @@ export interface LeaseKeeperOptions {
   /** Highest epoch this node's data knows: a new lease starts above it. */
   knownEpoch: () => number;
   /**
-   * Also take a lease held by another node once it is expired by the wall clock (isLeaseExpired).
+   * Also take a lease held by another node once it is expired (ObservedLease: by the wall clock and
+   * by this node's own timing of the record).
    * Default false: replicas never do this (the monitor decides failovers); monitors do, for the
    * monitor lease.
    */
@@ -44,6 +45,7 @@ export class LeaseKeeper {
   private busy = false;
   private stopped = false;
   private view: LeadershipView = { leader: null, epoch: 0, isLeader: false };
+  private readonly observed: ObservedLease;
 
   constructor(
     private readonly leaser: Leaser,
@@ -51,7 +53,9 @@ export class LeaseKeeper {
     private readonly log: Logger,
     private readonly options: LeaseKeeperOptions,
     private readonly onChange: (view: LeadershipView) => void,
-  ) {}
+  ) {
+    this.observed = new ObservedLease(clock);
+  }
 
   /** Reads the lease, takes it if free, and watches it from then on. */
   async start(): Promise<void> {
@@ -154,12 +158,14 @@ export class LeaseKeeper {
 
   /** Decides what a stored lease means for this node. */
   private async consider(record: LeaseRecord | null): Promise<void> {
-    if (this.stopped || this.busy) return;
+    if (this.stopped) return;
     // Epochs in the lease never go back (renew and release keep it, every new holder adds 1), so a
     // record of a lower epoch than the one we hold is a stale read or a late watch event (the watch
     // delivers the value it found when it started). Taking it as `current` would make every later
     // renewal compare-and-swap against a dead revision, and a leader would lose a lease it holds.
     if (record && this.current && record.epoch < this.current.epoch) return;
+    this.observed.observe(record);
+    if (this.busy) return;
     this.busy = true;
     try {
       const me = this.options.node;
@@ -168,16 +174,23 @@ export class LeaseKeeper {
         return;
       }
       if (record && record.holder === me && !this.view.isLeader && record.epoch > this.options.knownEpoch()) {
-        // Handed to us (failover or switchover): lead in the epoch we were given.
-        const leftMs = record.renewedAtMs + record.ttlMs - this.clock.now();
-        if (leftMs > this.options.safetyMarginMs) {
-          this.current = record;
-          this.validUntilMono = this.clock.monotonic() + leftMs - this.options.safetyMarginMs;
-          this.setView({ leader: me, epoch: record.epoch, isLeader: true });
-          return;
+        // Handed to us (failover or switchover): lead in the epoch we were given, once we renewed
+        // it ourselves. Its renewedAtMs is the writer's wall clock, and ours may be behind theirs:
+        // validity is timed from before our own write, on our monotonic clock, as every renewal is.
+        const sentAt = this.clock.monotonic();
+        try {
+          const r = await this.leaser.compareAndSwap(record, { holder: me, epoch: record.epoch, ttlMs: this.options.ttlMs });
+          this.current = r;
+          this.observed.observe(r);
+          this.validUntilMono = sentAt + this.options.ttlMs - this.options.safetyMarginMs;
+          this.setView({ leader: me, epoch: r.epoch, isLeader: true });
+        } catch (err) {
+          // Changed meanwhile (the watch brings the new value), or unreachable (the next read retries).
+          if (!(err instanceof LeaseConflictError)) this.log.warn('renewing the lease handed to us failed', { epoch: record.epoch, err: (err as Error).message });
         }
+        return;
       }
-      const expiredElsewhere = this.options.takeExpired === true && record !== null && record.holder !== me && isLeaseExpired(record, this.clock.now());
+      const expiredElsewhere = this.options.takeExpired === true && record !== null && record.holder !== me && this.observed.expired();
       if (record === null || record.holder === null || (record.holder === me && !this.view.isLeader) || expiredElsewhere) {
         // Free, ours from before a restart, or (takeExpired) run out by its holder: take it with a new epoch.
         const epoch = Math.max(record?.epoch ?? 0, this.options.knownEpoch()) + 1;

@@ -6,6 +6,7 @@
  * The whole contract is a compare-and-swap on an opaque revision. Acquire, renew, hand over and
  * release are all {@link Leaser.compareAndSwap} with different next values.
  */
+import type { Clock } from '@flotilla/logging';
 
 /** The lease as stored. */
 export interface LeaseRecord {
@@ -67,4 +68,51 @@ export interface Leaser {
 /** True when the lease has run out by the reader's wall clock. */
 export function isLeaseExpired(record: LeaseRecord, nowWallMs: number): boolean {
   return record.holder === null || nowWallMs > record.renewedAtMs + record.ttlMs;
+}
+
+/**
+ * A reader's view of whether a lease has run out, safe against clock offsets between hosts.
+ *
+ * `renewedAtMs` is stamped by the writer's wall clock. A reader whose clock runs ahead of the
+ * writer's by more than the holder's safety margin would see a live lease expired and act while
+ * the holder still counts itself valid. So, as client-go's leader election does, the reader also
+ * times the record itself: it is expired only when its revision has not changed for `ttlMs` on
+ * the reader's monotonic clock since the reader first saw it, and (as before) by the wall clock.
+ * The reader sees a write after it happened, and the holder times its validity from before it
+ * sent the write, so the reader's expiry always comes after the holder's, whatever the clocks say.
+ * The cost: expiry comes later by the watch's delivery delay (milliseconds), and a reader that just
+ * started waits one TTL from its first read.
+ */
+export class ObservedLease {
+  private current: LeaseRecord | null = null;
+  private seenAtMono = 0;
+
+  constructor(private readonly clock: Pick<Clock, 'now' | 'monotonic'>) {}
+
+  /** The record last observed (null when none, or none written yet). */
+  get record(): LeaseRecord | null {
+    return this.current;
+  }
+
+  /** Takes a record as read, watched or written; a new revision restarts its timing. */
+  observe(record: LeaseRecord | null): void {
+    if (record === null || this.current === null || record.revision !== this.current.revision) this.seenAtMono = this.clock.monotonic();
+    this.current = record;
+  }
+
+  /** True when the observed lease is free, or has run out by both clocks. */
+  expired(): boolean {
+    const r = this.current;
+    if (r === null || r.holder === null) return true;
+    return isLeaseExpired(r, this.clock.now()) && this.clock.monotonic() - this.seenAtMono > r.ttlMs;
+  }
+
+  /** Milliseconds until {@link expired} turns true (0 once it has; by the later of both clocks). */
+  remainingMs(): number {
+    const r = this.current;
+    if (r === null || r.holder === null) return 0;
+    const byWall = r.renewedAtMs + r.ttlMs - this.clock.now();
+    const byObservation = this.seenAtMono + r.ttlMs - this.clock.monotonic();
+    return Math.max(0, byWall, byObservation);
+  }
 }

@@ -36,8 +36,10 @@ export class MemoryLeaseStore {
     if ((expected === null) !== (current === null) || (expected && current && expected.revision !== current.revision)) {
       throw new LeaseConflictError(`lease changed: expected revision ${expected?.revision ?? 'none'}, found ${current?.revision ?? 'none'}`);
     }
-    this.record = { ...next, renewedAtMs: this.clock.now(), revision: String(++this.revision) };
-    for (const w of this.watchers) w({ ...this.record });
-    return { ...this.record };
+    const stored = { ...next, renewedAtMs: this.clock.now(), revision: String(++this.revision) };
+    this.record = stored;
+    // What this write stored, even if a watcher wrote again meanwhile (as a real backend answers).
+    for (const w of this.watchers) w({ ...stored });
+    return { ...stored };
   }
 }

@@ -38,7 +38,7 @@ class Scenario {
   readonly nodes = new Map<string, NodeState>();
   readonly monitors: { monitor: FailoverMonitor; link: FakeLink }[] = [];
 
-  constructor(options: { maxLagOnFailover?: number; monitors?: number; leaderDeadForMs?: number } = {}) {
+  constructor(options: { maxLagOnFailover?: number; monitors?: number; leaderDeadForMs?: number; monitorClockAheadMs?: number } = {}) {
     this.store.cas(null, { holder: 'replica-0', epoch: 1, ttlMs: LEASE_TTL_MS });
     this.nodes.set('replica-0', { role: 'leader', epoch: 1, lsn: 100, alive: options.leaderDeadForMs === undefined });
     if (options.leaderDeadForMs !== undefined) this.clock.advance(options.leaderDeadForMs);
@@ -48,7 +48,7 @@ class Scenario {
       const link = new FakeLink();
       const monitor = new FailoverMonitor(
         { name: `monitor-${i}`, failureTimeoutMs: FAILURE_TIMEOUT_MS, maxLagOnFailover: options.maxLagOnFailover ?? 10, leaseTtlMs: LEASE_TTL_MS },
-        { clock: this.clock, log: this.log.child({ monitor: `monitor-${i}` }), leaser: this.store.leaser(), link },
+        { clock: this.clock.offsetBy(options.monitorClockAheadMs ?? 0), log: this.log.child({ monitor: `monitor-${i}` }), leaser: this.store.leaser(), link },
       );
       monitor.onLease(this.store.record);
       this.monitors.push({ monitor, link });
@@ -228,15 +228,38 @@ describe('FailoverMonitor', () => {
     expect(s.lines('monitor active')).toHaveLength(1);
   });
 
-  it('does not decide before it has listened for a full failure window', async () => {
+  it('does not decide before it has listened for a full failure window, nor timed the lease itself for its TTL', async () => {
     // Started when the leader is already dead and its lease expired: it has heard nobody yet.
     const s = new Scenario({ leaderDeadForMs: LEASE_TTL_MS + 1 });
     s.monitor.setActive(true);
     await s.run(FAILURE_TIMEOUT_MS - 2 * TICK_MS);
     expect(s.link.last.reason).toMatch(/warming up/);
     expect(s.store.record?.holder).toBe('replica-0');
+    // Past the failure window; the lease is expired by its timestamp, but this monitor first saw
+    // it FAILURE_TIMEOUT_MS + 2 ticks ago, and only its own timing counts against a clock offset.
     await s.run(4 * TICK_MS);
+    expect(s.store.record?.holder).toBe('replica-0');
+    expect(s.link.last.reason).toMatch(/silent as leader for .*; its lease is valid for \d+ ms more/);
+    await s.run(LEASE_TTL_MS - FAILURE_TIMEOUT_MS);
     expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+  });
+
+  it("a monitor whose wall clock runs ahead of the leader's does not take a lease the leader still counts valid", async () => {
+    // 10 s ahead: by the timestamps, every lease the leader writes has already run out.
+    const s = new Scenario({ monitorClockAheadMs: 10_000 });
+    s.monitor.setActive(true);
+    await s.run(2000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+    s.kill('replica-0'); // its last renewal was in this instant's tick
+    const renewedAtMono = s.clock.monotonic();
+    // The leader counts itself valid until its renewal + TTL - safety margin (300 ms): nobody may
+    // be promoted before that. Going by timestamps, the monitor promoted after the 1 s failure window.
+    await s.run(LEASE_TTL_MS - TICK_MS);
+    expect(s.store.record?.holder).toBe('replica-0');
+    expect(s.lines('promoting')).toEqual([]);
+    await s.run(3 * TICK_MS);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.clock.monotonic() - renewedAtMono).toBeGreaterThan(LEASE_TTL_MS);
   });
 
   it('a handed-over lease that the candidate never takes up is handed on after it runs out', async () => {

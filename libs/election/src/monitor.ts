@@ -10,7 +10,9 @@
  *    `{type: 'step-down', epoch, leader}` on control.<node> (resent at most once per
  *    failureTimeoutMs).
  * 2. Failure: the lease holder has not heartbeated as leader (at the lease epoch or later) for
- *    failureTimeoutMs AND the lease is expired by the wall clock ({@link isLeaseExpired}).
+ *    failureTimeoutMs AND the lease is expired ({@link ObservedLease}: by the wall clock, and
+ *    unchanged for its TTL since this monitor saw it, so a monitor whose clock runs ahead of the
+ *    leader's cannot take a lease the leader still counts valid).
  * 3. Choice: {@link chooseCandidate} among the other nodes against the last known leader position.
  *    Nobody eligible → state `no-candidate` with the reason (logged once per change).
  * 4. Hand-over: compareAndSwap(record, {holder: candidate, epoch: record.epoch + 1}). A conflict
@@ -25,7 +27,7 @@ import type { Clock, Logger } from '@flotilla/logging';
 import { ControlRequest, Heartbeat, MonitorStatus, PROTOCOL_VERSION } from '@flotilla/protocol';
 import { CandidateNode, chooseCandidate } from './candidate';
 import { FailureDetector } from './failure-detector';
-import { isLeaseExpired, LeaseConflictError, LeaseRecord, Leaser } from './lease';
+import { LeaseConflictError, LeaseRecord, Leaser, ObservedLease } from './lease';
 
 /** What the monitor sends out; the process backs it with NATS. */
 export interface MonitorLink {
@@ -61,7 +63,7 @@ export type MonitorState = MonitorStatus['state'];
 
 export class FailoverMonitor {
   private readonly detector: FailureDetector;
-  private lease: LeaseRecord | null = null;
+  private readonly observed: ObservedLease;
   private active = false;
   private roleAnnounced = false;
   private ticking = false;
@@ -87,6 +89,11 @@ export class FailoverMonitor {
     if (!(options.maxLagOnFailover >= 0)) throw new RangeError(`maxLagOnFailover must be >= 0, got ${options.maxLagOnFailover}`);
     this.detector = new FailureDetector(deps.clock, options.failureTimeoutMs);
     this.startedAtMono = deps.clock.monotonic();
+    this.observed = new ObservedLease(deps.clock);
+  }
+
+  private get lease(): LeaseRecord | null {
+    return this.observed.record;
   }
 
   /** A decoded, validated heartbeat of a replica. */
@@ -98,7 +105,7 @@ export class FailoverMonitor {
   /** The replica lease as read or watched. Records of an older epoch than the known one are stale reads. */
   onLease(record: LeaseRecord | null): void {
     if (record && this.lease && record.epoch < this.lease.epoch) return;
-    this.lease = record;
+    this.observed.observe(record);
   }
 
   /** Whether this monitor holds the monitor lease; only an active monitor acts. */
@@ -167,13 +174,12 @@ export class FailoverMonitor {
     }
     const holder = record.holder;
     const silentMs = this.detector.silentAsLeaderForMs(holder, record.epoch);
-    const expired = isLeaseExpired(record, this.deps.clock.now());
+    const expired = this.observed.expired();
     if (silentMs < failureTimeoutMs || !expired) {
       this.failureKey = undefined;
       this.lastLoggedNoCandidate = undefined;
       if (silentMs >= failureTimeoutMs) {
-        const leftMs = record.renewedAtMs + record.ttlMs - this.deps.clock.now();
-        this.setState('ok', `leader ${holder} silent as leader for ${fmtMs(silentMs)}; its lease is valid for ${Math.max(0, Math.round(leftMs))} ms more`);
+        this.setState('ok', `leader ${holder} silent as leader for ${fmtMs(silentMs)}; its lease is valid for ${Math.round(this.observed.remainingMs())} ms more`);
       } else {
         this.setState('ok', undefined);
       }
@@ -230,7 +236,7 @@ export class FailoverMonitor {
       if (err instanceof LeaseConflictError) {
         this.deps.log.info('lease changed under us: someone else acted; re-reading it', { monitor: this.options.name, to: candidate.name, epoch });
         try {
-          this.lease = await this.deps.leaser.read();
+          this.observed.observe(await this.deps.leaser.read());
         } catch (readErr) {
           this.deps.log.warn('lease re-read failed', { err: (readErr as Error).message });
         }
@@ -242,7 +248,7 @@ export class FailoverMonitor {
       this.setState('failing-over', `cannot write the leader lease: ${(err as Error).message}`);
       return;
     }
-    this.lease = stored;
+    this.observed.observe(stored);
     this.advanceLeaderPosition(epoch, lsnOf(candidate.flushedLsn));
     const promotedAt = this.deps.clock.now();
     this.lastFailover = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs, promotedAt };

@@ -53,6 +53,15 @@ export class FakeClock implements Clock {
     this.timers.set(id, { at: this.mono + ms, fn, every: Math.max(1, ms) });
     return { cancel: () => this.timers.delete(id) };
   }
+  /** This clock as seen from a host whose wall clock is `aheadMs` ahead (negative: behind). */
+  offsetBy(aheadMs: number): Clock {
+    return {
+      now: () => this.now() + aheadMs,
+      monotonic: () => this.monotonic(),
+      setTimeout: (fn, ms) => this.setTimeout(fn, ms),
+      setInterval: (fn, ms) => this.setInterval(fn, ms),
+    };
+  }
   /** Moves time forward by `ms`, firing due timers in order. */
   advance(ms: number): void {
     const end = this.mono + ms;
