@@ -93,11 +93,16 @@ export interface WriterResult {
   endMs: number;
 }
 
-/** What an ack listener reports: per node, [applied LSN, arrival ms] each time applied grew. */
+/**
+ * What an ack listener reports: per node, [applied LSN, arrival ms, arrival wall-clock ms] each
+ * time applied grew.
+ */
 export interface AckListenerResult {
-  acks: Record<string, [number, number][]>;
+  acks: Record<string, [number, number, number][]>;
   /** [first LSN, last LSN, arrival ms] of each log batch the leader published, when logSubject. */
   batches: [number, number, number][];
+  /** [LSN, leader commit time (its wall clock, whole ms)] of each entry in those batches. */
+  commits: [number, number][];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -213,31 +218,36 @@ async function ackListener(d: AckListenerData): Promise<AckListenerResult> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { connect } = require('nats') as typeof import('nats');
   const nc = await connect({ servers: d.natsUrl });
-  const acks: Record<string, [number, number][]> = {};
+  const acks: Record<string, [number, number, number][]> = {};
+  // The leader stamps entries with its wall clock (Date.now(), whole ms), on this same host.
+  const wallMs = () => performance.timeOrigin + performance.now();
   const last: Record<string, number> = {};
   const decoder = new TextDecoder();
   const sub = nc.subscribe(d.subject, {
     callback: (_err, m) => {
       const t = nowMs();
+      const wall = wallMs();
       try {
         const a = JSON.parse(decoder.decode(m.data)) as { node: string; applied: string };
         const applied = Number(a.applied);
         if (!(applied > (last[a.node] ?? -1))) return;
         last[a.node] = applied;
-        (acks[a.node] ??= []).push([applied, t]);
+        (acks[a.node] ??= []).push([applied, t, wall]);
       } catch {
         // Not an ack: nothing to record.
       }
     },
   });
   const batches: [number, number, number][] = [];
+  const commits: [number, number][] = [];
   const logSub = d.logSubject
     ? nc.subscribe(d.logSubject, {
         callback: (_err, m) => {
           const t = nowMs();
           try {
-            const b = JSON.parse(decoder.decode(m.data)) as { entries: { lsn: string }[] };
+            const b = JSON.parse(decoder.decode(m.data)) as { entries: { lsn: string; ts: number }[] };
             if (b.entries?.length) batches.push([Number(b.entries[0].lsn), Number(b.entries[b.entries.length - 1].lsn), t]);
+            for (const e of b.entries ?? []) commits.push([Number(e.lsn), e.ts]);
           } catch {
             // Not a batch: nothing to record.
           }
@@ -250,7 +260,7 @@ async function ackListener(d: AckListenerData): Promise<AckListenerResult> {
   sub.unsubscribe();
   logSub?.unsubscribe();
   await nc.close();
-  return { acks, batches };
+  return { acks, batches, commits };
 }
 
 if (parentPort) {

@@ -17,10 +17,15 @@ export function fmt(n: number | undefined, decimals = 0): string {
   return n.toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
-/** A ratio with its target: "0.93× (target ≥ 0.8×) ✔". */
+/**
+ * A ratio with its target: "0.93× (target ≥ 0.8×) met". The verdict compares the unrounded ratio;
+ * when two decimals would round a miss up to the target (0.7991 → "0.80"), three are shown.
+ */
 export function ratioCell(ratio: number | undefined, target: number): string {
   if (ratio === undefined || !Number.isFinite(ratio)) return '—';
-  return `${ratio.toFixed(2)}× (target ≥ ${target}×) ${ratio >= target ? 'met' : 'MISSED'}`;
+  const met = ratio >= target;
+  const shown = !met && Number(ratio.toFixed(2)) >= target ? ratio.toFixed(3) : ratio.toFixed(2);
+  return `${shown}× (target ≥ ${target}×) ${met ? 'met' : 'MISSED'}`;
 }
 
 function sh(cmd: string, args: string[]): string {
