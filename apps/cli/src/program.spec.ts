@@ -101,6 +101,12 @@ describe('flotilla sql', () => {
     const { errors } = await parse(['sql']);
     expect(errors).toMatch(/missing required argument 'sql'/);
   });
+
+  it('refuses words past the statement (a quoting slip would have run an unqualified DELETE)', async () => {
+    const { calls, errors } = await parse(['sql', 'DELETE FROM accounts', 'WHERE', 'id=5']);
+    expect(calls.sql).toBeUndefined();
+    expect(errors).toMatch(/too many arguments/);
+  });
 });
 
 describe('flotilla switchover', () => {

@@ -72,7 +72,10 @@ function jsonParams(value: string): unknown[] | Record<string, unknown> {
 export function buildProgram(handlers: CliHandlers, onExit: (code: number) => void, env: NodeJS.ProcessEnv = process.env): Command {
   const program = new Command('flotilla')
     .description('Flotilla: a replicated SQL database (leader-based replication over SQLite)')
-    .showHelpAfterError('(add --help for usage)');
+    .showHelpAfterError('(add --help for usage)')
+    // Every command inherits this: `flotilla sql "DELETE FROM t" WHERE id=5` (a quoting slip) is an
+    // error, not an unqualified DELETE of the first argument.
+    .allowExcessArguments(false);
 
   program
     .command('up')

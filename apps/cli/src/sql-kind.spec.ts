@@ -16,6 +16,8 @@ describe('isReadStatement', () => {
     ['CREATE TABLE t (a)', false],
     ['WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x', false],
     ["WITH x AS (SELECT 'insert into') SELECT * FROM x", true],
+    ["WITH x AS (SELECT replace(name, 'a', 'b') AS n FROM t) SELECT * FROM x", true],
+    ['WITH x AS (SELECT 1 AS a) REPLACE INTO t SELECT a FROM x', false],
     ['', false],
   ])('%j → read %s', (sql, read) => {
     expect(isReadStatement(sql)).toBe(read);

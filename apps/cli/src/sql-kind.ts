@@ -1,6 +1,7 @@
 /** First keywords of statements that only read, sent to POST /v1/query. */
 export const READ_KEYWORDS = ['SELECT', 'WITH', 'PRAGMA', 'EXPLAIN', 'VALUES'] as const;
-const WRITE_KEYWORD = /\b(INSERT|UPDATE|DELETE|REPLACE)\b/i;
+/** A write statement's keyword; `replace(` is the string function, not REPLACE INTO. */
+const WRITE_KEYWORD = /\b(INSERT|UPDATE|DELETE|REPLACE)\b(?!\s*\()/i;
 
 /** `sql` without comments and string literals (enough to find keywords, not to run it). */
 export function stripCommentsAndStrings(sql: string): string {

@@ -45,4 +45,10 @@ describe('reply formatting', () => {
     ]);
     expect(formatExecuteReply({ lsn: '9', epoch: 2, results: [{ changes: 0, lastInsertRowid: 5 }] })).toEqual(['OK, 0 rows changed (lsn 9, epoch 2)']);
   });
+
+  it('prints the rows a write returns (RETURNING)', () => {
+    expect(formatExecuteReply({ lsn: '10', epoch: 2, results: [{ changes: 1, lastInsertRowid: 3, rows: [{ id: 3 }] }] })).toEqual([
+      'id', '--', ' 3', 'OK, 1 row changed, last insert rowid 3 (lsn 10, epoch 2)',
+    ]);
+  });
 });

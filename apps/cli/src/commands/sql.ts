@@ -16,7 +16,7 @@ export interface SqlOptions {
 interface ExecuteReply {
   lsn: string;
   epoch: number;
-  results: { changes: number; lastInsertRowid: unknown }[];
+  results: { changes: number; lastInsertRowid: unknown; rows?: Record<string, unknown>[] }[];
 }
 
 interface QueryReply {
@@ -57,10 +57,12 @@ export function formatQueryReply(reply: QueryReply): string[] {
 
 /** Lines printed for a write answer. */
 export function formatExecuteReply(reply: ExecuteReply): string[] {
-  return (reply.results ?? []).map((r) => {
+  return (reply.results ?? []).flatMap((r) => {
     // SQLite keeps the connection's last rowid across statements: only meaningful when rows changed.
     const rowid = r.changes > 0 && r.lastInsertRowid !== undefined && r.lastInsertRowid !== null ? `, last insert rowid ${formatRowid(r.lastInsertRowid)}` : '';
-    return `OK, ${r.changes} row${r.changes === 1 ? '' : 's'} changed${rowid} (lsn ${reply.lsn}, epoch ${reply.epoch})`;
+    const line = `OK, ${r.changes} row${r.changes === 1 ? '' : 's'} changed${rowid} (lsn ${reply.lsn}, epoch ${reply.epoch})`;
+    // A statement with RETURNING answers rows too.
+    return r.rows?.length ? [...formatTable(columnsOf(r.rows), r.rows), line] : [line];
   });
 }
 
