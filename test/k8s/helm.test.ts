@@ -195,12 +195,27 @@ test('values.schema.json and the cross-field rules refuse bad values with a mess
     [['--set', 'replicaCount=3'], /replicaCount/],
     [['--set', 'leaseRenewMs=2000'], /leaseRenewMs \(2000\) must be at most half of leaseTtlMs/],
     [['--set', 'mode=sync', '--set', 'replicas=1'], /syncFollowers/],
+    // The same cross-field rules as loadConfig: a pod would otherwise exit 2 and crash-loop.
+    [['--set', 'leaseTtlMs=400', '--set', 'leaseRenewMs=200'], /leaseTtlMs \(400\) is too short for leaseRenewMs \(200\)/],
+    [['--set', 'heartbeatIntervalMs=2000'], /failureTimeoutMs \(1000\) must be at least twice heartbeatIntervalMs \(2000\)/],
+    [['--set', 'apiPort=8080', '--set', 'httpPort=8080'], /apiPort and httpPort are both 8080/],
+    [['--set', 'failureTimeoutMs=50'], /failureTimeoutMs/],
+    [['--set', 'monitorIntervalMs=5'], /monitorIntervalMs/],
   ];
   for (const [args, message] of bad) {
     const result = await helm(['template', RELEASE, CHART, '--kube-version', KUBE_VERSION, ...args]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(message);
   }
+});
+
+test('a long release name still gives StatefulSet names short enough for their pods (≤ 52 characters)', async () => {
+  const release = 'a'.repeat(53);
+  const result = await helm(['template', release, CHART, '--kube-version', KUBE_VERSION]);
+  expect(result.code).toBe(0);
+  const names = [...result.stdout.matchAll(/kind: StatefulSet\nmetadata:\n  name: (\S+)/g)].map((m) => m[1]);
+  expect(names).toContain(`${'a'.repeat(44)}-replica`);
+  for (const n of names) expect(n.length).toBeLessThanOrEqual(52);
 });
 
 test('the replica ServiceAccount can use leases and label its pod, and nothing more', async () => {

@@ -8,7 +8,7 @@
  */
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { ConfigError, loadConfig } from '@flotilla/config';
+import { ConfigError, leaseSafetyMarginMs, loadConfig } from '@flotilla/config';
 import { FailoverMonitor, KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, leaseStoreRetry, NatsKvLeaser, openWhenReady } from '@flotilla/election';
 import type { FlotillaConfig } from '@flotilla/config';
 import type { NatsConnection } from 'nats';
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
       node: name,
       ttlMs: config.leaseTtlMs,
       renewMs: config.leaseRenewMs,
-      safetyMarginMs: Math.max(200, Math.round(config.leaseTtlMs / 5)),
+      safetyMarginMs: leaseSafetyMarginMs(config.leaseTtlMs),
       knownEpoch: () => 0,
       takeExpired: true,
     },

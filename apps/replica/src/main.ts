@@ -8,7 +8,7 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NestFactory } from '@nestjs/core';
-import { ConfigError, loadConfig } from '@flotilla/config';
+import { ConfigError, leaseSafetyMarginMs, loadConfig } from '@flotilla/config';
 import { KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, leaseStoreRetry, NatsKvLeaser, openWhenReady, PodRoleLabeler } from '@flotilla/election';
 import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       node,
       ttlMs: config.leaseTtlMs,
       renewMs: config.leaseRenewMs,
-      safetyMarginMs: Math.max(200, Math.round(config.leaseTtlMs / 5)),
+      safetyMarginMs: leaseSafetyMarginMs(config.leaseTtlMs),
       knownEpoch: () => store.knownEpoch(),
     },
     (view) => {

@@ -1,6 +1,7 @@
 {{/* Prefix of every object name: fullnameOverride or the release name. */}}
 {{- define "flotilla.fullname" -}}
-{{- default .Release.Name .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- /* 44: "<fullname>-replica" names the StatefulSet, whose pods' controller-revision-hash label (name + "-" + hash) must fit 63. */ -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 44 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* Cluster name (FLOTILLA_CLUSTER). */}}
@@ -96,6 +97,16 @@ readinessProbe:
 {{- define "flotilla.validate" -}}
 {{- if gt (mul (int .Values.leaseRenewMs) 2) (int .Values.leaseTtlMs) -}}
 {{- fail (printf "leaseRenewMs (%d) must be at most half of leaseTtlMs (%d)" (int .Values.leaseRenewMs) (int .Values.leaseTtlMs)) -}}
+{{- end -}}
+{{- $margin := max 200 (div (int .Values.leaseTtlMs) 5) -}}
+{{- if lt (sub (int .Values.leaseTtlMs) $margin) (mul (int .Values.leaseRenewMs) 2) -}}
+{{- fail (printf "leaseTtlMs (%d) is too short for leaseRenewMs (%d): a renewal keeps a leader valid for leaseTtlMs minus a safety margin of %d ms, which must cover two renewal intervals" (int .Values.leaseTtlMs) (int .Values.leaseRenewMs) (int $margin)) -}}
+{{- end -}}
+{{- if lt (int .Values.failureTimeoutMs) (mul (int .Values.heartbeatIntervalMs) 2) -}}
+{{- fail (printf "failureTimeoutMs (%d) must be at least twice heartbeatIntervalMs (%d)" (int .Values.failureTimeoutMs) (int .Values.heartbeatIntervalMs)) -}}
+{{- end -}}
+{{- if and (gt (int .Values.apiPort) 0) (eq (int .Values.apiPort) (int .Values.httpPort)) -}}
+{{- fail (printf "apiPort and httpPort are both %d: a replica serves two listeners, give them different ports" (int .Values.apiPort)) -}}
 {{- end -}}
 {{- if and (ne .Values.mode "async") (ge (int .Values.syncFollowers) (int .Values.replicas)) -}}
 {{- fail (printf "mode %s needs syncFollowers (%d) < replicas (%d): the leader is not its own follower" .Values.mode (int .Values.syncFollowers) (int .Values.replicas)) -}}

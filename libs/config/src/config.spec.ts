@@ -30,6 +30,15 @@ test('a lease renewed less often than twice per TTL is refused', () => {
   expect(() => loadConfig({}, { FLOTILLA_HTTP_PORT: '8080', FLOTILLA_API_PORT: '8080' })).toThrow(/apiPort .* and httpPort .* are both 8080/);
 });
 
+test('a lease too short to outlast one missed renewal, or heartbeats too slow for the failure timeout, are refused', () => {
+  // TTL 400, renew 200: valid 400 - 200 (margin) = 200 ms after each renewal, less than two renewals.
+  expect(() => loadConfig({ leaseTtlMs: 400, leaseRenewMs: 200 }, {})).toThrow(/leaseTtlMs \(400\) is too short for leaseRenewMs \(200\)/);
+  expect(() => loadConfig({ leaseTtlMs: 200, leaseRenewMs: 100 }, {})).toThrow(/too short/);
+  expect(loadConfig({ leaseTtlMs: 600, leaseRenewMs: 200 }, {}).leaseTtlMs).toBe(600);
+  expect(loadConfig({ leaseTtlMs: 3000, leaseRenewMs: 500 }, {}).leaseRenewMs).toBe(500); // the chart's values
+  expect(() => loadConfig({}, { FLOTILLA_HEARTBEAT_INTERVAL_MS: '2000' })).toThrow(/failureTimeoutMs \(1000\) must be at least twice heartbeatIntervalMs \(2000\)/);
+});
+
 test('an unknown setting is refused rather than ignored', () => {
   expect(() => loadConfig({ sycnTimeoutMs: 5 }, {})).toThrow(/unknown setting "sycnTimeoutMs"/);
 });

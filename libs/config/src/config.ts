@@ -155,6 +155,14 @@ export class FlotillaConfig {
   logLevel: string = DEFAULTS.logLevel;
 }
 
+/**
+ * How long before its lease could expire for others a leader stops counting itself valid: covers
+ * clock-rate differences and the time a renewal takes to land (replica and monitor alike).
+ */
+export function leaseSafetyMarginMs(leaseTtlMs: number): number {
+  return Math.max(200, Math.round(leaseTtlMs / 5));
+}
+
 /** A configuration that failed validation; `problems` names every bad setting. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -202,6 +210,22 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
   });
   if (config.leaseRenewMs * 2 > config.leaseTtlMs) {
     problems.push(`leaseRenewMs (${config.leaseRenewMs}) must be at most half of leaseTtlMs (${config.leaseTtlMs})`);
+  } else {
+    // A renewal makes the leader valid for TTL - margin: that must outlast one missed renewal, or
+    // the leader refuses writes part of the time (and a monitor's own lease flaps).
+    const validMs = config.leaseTtlMs - leaseSafetyMarginMs(config.leaseTtlMs);
+    if (validMs < 2 * config.leaseRenewMs) {
+      problems.push(
+        `leaseTtlMs (${config.leaseTtlMs}) is too short for leaseRenewMs (${config.leaseRenewMs}): a renewal keeps a leader valid for ` +
+          `${validMs} ms (TTL minus a safety margin of ${leaseSafetyMarginMs(config.leaseTtlMs)} ms), which must cover two renewal intervals`,
+      );
+    }
+  }
+  if (config.failureTimeoutMs < 2 * config.heartbeatIntervalMs) {
+    problems.push(
+      `failureTimeoutMs (${config.failureTimeoutMs}) must be at least twice heartbeatIntervalMs (${config.heartbeatIntervalMs}): ` +
+        'otherwise healthy nodes look silent between heartbeats and the failover choice goes by luck',
+    );
   }
   if (config.apiPort > 0 && config.apiPort === config.httpPort) {
     problems.push(`apiPort (${envNameOf('apiPort')}) and httpPort (${envNameOf('httpPort')}) are both ${config.apiPort}: a replica serves two listeners, give them different ports`);
