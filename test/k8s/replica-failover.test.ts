@@ -346,6 +346,9 @@ test('kill -9 of the leader under writes: the Lease moves (leaseTransitions + 1)
   }
   const next = latestLease!.holder!;
   await waitForLabels(next, survivors);
+  // The dead leader cannot drop its own label (its Pod would stay in the -rw Service until the node
+  // controller marks it not Ready): the monitor relabels it when it hands the lease on.
+  await waitFor(async () => ((await podRoles())[old] === 'follower' ? true : null), { what: `${old}'s Pod relabelled follower while it is down`, timeoutMs: 15_000 });
   // The old leader comes back, follows, and relabels its Pod.
   await cluster.startProcess(old);
   const lsn = await writeInEpoch(latestLease!.epoch, 1_000_000 + nextKey);

@@ -8,7 +8,7 @@ import 'reflect-metadata';
 import { LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { ConfigError, FlotillaConfig, loadConfig } from '@flotilla/config';
+import { ConfigError, FlotillaConfig, loadConfig, overridesFromArgv } from '@flotilla/config';
 import { createLogger, Logger, systemClock } from '@flotilla/logging';
 import { ErrorCode, FlotillaError, subjectsFor } from '@flotilla/protocol';
 import { ClusterView, MISSED_HEARTBEATS_STALE } from '../../../libs/replication/src/cluster-view';
@@ -135,7 +135,7 @@ export async function startGateway(config: FlotillaConfig, logger: Logger, optio
 async function main(): Promise<void> {
   let config: FlotillaConfig;
   try {
-    config = loadConfig({}, process.env);
+    config = loadConfig(overridesFromArgv(process.argv.slice(2)), process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);

@@ -8,8 +8,8 @@
  */
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { ConfigError, leaseSafetyMarginMs, loadConfig } from '@flotilla/config';
-import { FailoverMonitor, KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, leaseStoreRetry, NatsKvLeaser, openWhenReady } from '@flotilla/election';
+import { ConfigError, leaseRequestTimeoutMs, leaseSafetyMarginMs, loadConfig, overridesFromArgv } from '@flotilla/config';
+import { FailoverMonitor, KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, leaseStoreRetry, NatsKvLeaser, openWhenReady, PodRoleLabeler } from '@flotilla/election';
 import type { FlotillaConfig } from '@flotilla/config';
 import type { NatsConnection } from 'nats';
 import type { Logger } from '@flotilla/logging';
@@ -31,7 +31,7 @@ const BAD_HEARTBEAT_LOG_INTERVAL_MS = 10_000;
 async function main(): Promise<void> {
   let config;
   try {
-    config = loadConfig();
+    config = loadConfig(overridesFromArgv(process.argv.slice(2)), process.env);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     process.exit(2);
@@ -65,6 +65,21 @@ async function main(): Promise<void> {
           transport.publish(subjects.monitorStatus, encode(status));
         },
       },
+      // On Kubernetes the -rw Service selects the Pod labelled leader: a dead leader (its node
+      // gone, the Pod still Ready until the node controller notices) or one cut off from the API
+      // server cannot drop its own label, so the monitor does it for the Pod it took the lease from.
+      onPromoted:
+        config.leaseBackend === 'kubernetes'
+          ? ({ from }) => {
+              if (!from) return;
+              PodRoleLabeler.fromEnvironment(from)
+                .setRole('follower')
+                .then(
+                  () => log.info('former leader relabelled', { pod: from, role: 'follower' }),
+                  (err: Error) => log.warn('former leader not relabelled (it relabels itself when it runs again)', { pod: from, err: err.message }),
+                );
+            }
+          : undefined,
     },
   );
 
@@ -144,8 +159,8 @@ async function main(): Promise<void> {
 async function openLeases(config: FlotillaConfig, nc: NatsConnection, log: Logger): Promise<{ replicaLease: Leaser; monitorLease: Leaser }> {
   if (config.leaseBackend === 'kubernetes') {
     return {
-      replicaLease: KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader')),
-      monitorLease: KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'monitor')),
+      replicaLease: KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader'), { requestTimeoutMs: leaseRequestTimeoutMs(config.leaseTtlMs, config.leaseRenewMs) }),
+      monitorLease: KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'monitor'), { requestTimeoutMs: leaseRequestTimeoutMs(config.leaseTtlMs, config.leaseRenewMs) }),
     };
   }
   const bucket = `flotilla-${config.cluster}`;

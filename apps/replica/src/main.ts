@@ -8,7 +8,7 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NestFactory } from '@nestjs/core';
-import { ConfigError, leaseSafetyMarginMs, loadConfig } from '@flotilla/config';
+import { ConfigError, leaseRequestTimeoutMs, leaseSafetyMarginMs, loadConfig, overridesFromArgv } from '@flotilla/config';
 import { KubernetesLeaser, kubernetesLeaseName, LeaseKeeper, Leaser, leaseStoreRetry, NatsKvLeaser, openWhenReady, PodRoleLabeler } from '@flotilla/election';
 import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
@@ -29,7 +29,7 @@ const SHUTDOWN_HANDOFF_MS = 3000;
 async function main(): Promise<void> {
   let config;
   try {
-    config = loadConfig();
+    config = loadConfig(overridesFromArgv(process.argv.slice(2)), process.env);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     process.exit(2);
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   // Kubernetes: Lease <cluster>-leader in the pod's namespace, and the pod's role label kept current.
   const kubernetes = config.leaseBackend === 'kubernetes';
   const leaser: Leaser = kubernetes
-    ? KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader'))
+    ? KubernetesLeaser.fromEnvironment(kubernetesLeaseName(config.cluster, 'leader'), { requestTimeoutMs: leaseRequestTimeoutMs(config.leaseTtlMs, config.leaseRenewMs) })
     : await openWhenReady(() => NatsKvLeaser.open(transport.nc, `flotilla-${config.cluster}`, 'leader'), leaseStoreRetry(log));
   const roleLabel = kubernetes ? roleLabelSync(PodRoleLabeler.fromEnvironment(node), log.child({ component: 'pod-label' })) : null;
   log.info('lease backend', { backend: leaser.kind });
@@ -110,12 +110,15 @@ async function main(): Promise<void> {
     stopping = true;
     log.info('shutting down', { signal });
     // Leading: a switchover to the most up-to-date follower first (a rolling restart loses
-    // nothing), well within the pod's terminationGracePeriodSeconds (30 s); else release.
+    // nothing), well within the pod's terminationGracePeriodSeconds (30 s). If that fails, the
+    // lease is left to run out, not released: a released lease went to whichever replica grabbed
+    // it first (lagging, seeding, even empty); an expired one goes to the monitor's choice.
+    const wasLeader = keeper.leadership.isLeader;
     const to = await replica.handOffForShutdown(SHUTDOWN_HANDOFF_MS).catch(() => null);
     if (to) log.info('leadership handed over at shutdown', { to });
+    else if (wasLeader) log.warn('no follower could take over at shutdown: the lease runs out and the monitor chooses the next leader');
     keeper.stop();
     roleLabel?.stop();
-    if (!to) await keeper.release();
     await api?.stop().catch(() => undefined);
     await replica?.stop();
     await app.close().catch(() => undefined);

@@ -1,4 +1,4 @@
-import { ConfigError, envNameOf, flagNameOf, loadConfig } from './config';
+import { ConfigError, envNameOf, flagNameOf, leaseRequestTimeoutMs, loadConfig, overridesFromArgv } from './config';
 
 test('names are the same everywhere: flag, environment variable, Helm value', () => {
   expect(envNameOf('syncTimeoutMs')).toBe('FLOTILLA_SYNC_TIMEOUT_MS');
@@ -37,6 +37,23 @@ test('a lease too short to outlast one missed renewal, or heartbeats too slow fo
   expect(loadConfig({ leaseTtlMs: 600, leaseRenewMs: 200 }, {}).leaseTtlMs).toBe(600);
   expect(loadConfig({ leaseTtlMs: 3000, leaseRenewMs: 500 }, {}).leaseRenewMs).toBe(500); // the chart's values
   expect(() => loadConfig({}, { FLOTILLA_HEARTBEAT_INTERVAL_MS: '2000' })).toThrow(/failureTimeoutMs \(1000\) must be at least twice heartbeatIntervalMs \(2000\)/);
+});
+
+test('flags name the same settings and win over the environment', () => {
+  const flags = overridesFromArgv(['--sync-timeout-ms', '700', '--mode=sync', '--node', 'replica-3']);
+  expect(flags).toEqual({ syncTimeoutMs: '700', mode: 'sync', node: 'replica-3' });
+  const c = loadConfig(flags, { FLOTILLA_SYNC_TIMEOUT_MS: '900', FLOTILLA_MODE: 'async' });
+  expect({ syncTimeoutMs: c.syncTimeoutMs, mode: c.mode, node: c.node }).toEqual({ syncTimeoutMs: 700, mode: 'sync', node: 'replica-3' });
+  expect(() => loadConfig(overridesFromArgv(['--sycn-timeout-ms', '5']), {})).toThrow(/unknown setting "sycnTimeoutMs"/);
+  expect(() => overridesFromArgv(['--lease-ttl-ms'])).toThrow(/--lease-ttl-ms needs a value/);
+  expect(() => overridesFromArgv(['replica-0'])).toThrow(/unexpected argument "replica-0"/);
+  expect(() => loadConfig(overridesFromArgv(['--sync-timeout-ms', 'soon']), {})).toThrow(/syncTimeoutMs/);
+});
+
+test('a lease request is abandoned while the leader is still valid, so a hung one is retried in time', () => {
+  expect(leaseRequestTimeoutMs(3000, 500)).toBe(800); // the chart: valid 2400 ms after each renewal
+  expect(leaseRequestTimeoutMs(1500, 300)).toBe(400); // local defaults: valid 1200 ms
+  expect(leaseRequestTimeoutMs(60_000, 10_000)).toBe(2000);
 });
 
 test('an unknown setting is refused rather than ignored', () => {

@@ -163,6 +163,15 @@ export function leaseSafetyMarginMs(leaseTtlMs: number): number {
   return Math.max(200, Math.round(leaseTtlMs / 5));
 }
 
+/**
+ * Bound of one request to the lease store: short enough that a hung renewal is abandoned and
+ * retried while the leader is still valid (a renewal keeps it valid for TTL - margin), never more
+ * than 2 s. With the chart's TTL 3000 / renew 500: 800 ms; locally (1500 / 300): 400 ms.
+ */
+export function leaseRequestTimeoutMs(leaseTtlMs: number, leaseRenewMs: number): number {
+  return Math.max(100, Math.min(2000, 2 * leaseRenewMs, Math.floor((leaseTtlMs - leaseSafetyMarginMs(leaseTtlMs)) / 3)));
+}
+
 /** A configuration that failed validation; `problems` names every bad setting. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -179,6 +188,29 @@ export function envNameOf(key: string): string {
 /** `syncTimeoutMs` → `--sync-timeout-ms`. */
 export function flagNameOf(key: string): string {
   return '--' + key.replace(/([A-Z])/g, '-$1').toLowerCase();
+}
+
+/**
+ * Settings given as flags (`--sync-timeout-ms 500` or `--sync-timeout-ms=500`), for
+ * {@link loadConfig}'s overrides: they win over the environment. A word that is not a flag, or a
+ * flag without a value, is refused (an unknown name is refused by loadConfig, naming it).
+ */
+export function overridesFromArgv(argv: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(arg);
+    if (!m) throw new ConfigError([`unexpected argument ${JSON.stringify(arg)}: settings are flags such as ${flagNameOf('syncTimeoutMs')} 2000`]);
+    const key = m[1].replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    let value = m[2];
+    if (value === undefined) {
+      value = argv[i + 1];
+      if (value === undefined || value.startsWith('--')) throw new ConfigError([`${arg} needs a value`]);
+      i++;
+    }
+    out[key] = value;
+  }
+  return out;
 }
 
 /** Every setting name of the schema. */
@@ -206,7 +238,8 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
   const errors = validateSync(config, { whitelist: false, forbidUnknownValues: true });
   const problems = errors.map((e) => {
     const how = Object.values(e.constraints ?? {}).join('; ');
-    return `${e.property} (${envNameOf(e.property)}=${JSON.stringify(e.value)}): ${how}`;
+    // The value as given (a string from the environment or a flag), not as the transform left it.
+    return `${e.property} (${envNameOf(e.property)}=${JSON.stringify(plain[e.property] ?? e.value)}): ${how}`;
   });
   if (config.leaseRenewMs * 2 > config.leaseTtlMs) {
     problems.push(`leaseRenewMs (${config.leaseRenewMs}) must be at most half of leaseTtlMs (${config.leaseTtlMs})`);

@@ -352,21 +352,30 @@ export class KubernetesLeaser implements Leaser {
 
   /** Per-request options: abort a request that takes longer than requestTimeoutMs. */
   private requestOptions(): ConfigurationOptions<ObservableMiddleware> {
-    const { Observable } = kubernetesClient();
-    const timeoutMs = this.requestTimeoutMs;
-    return {
-      middleware: [
-        {
-          pre: (context) => {
-            context.setSignal(AbortSignal.timeout(timeoutMs));
-            return new Observable(Promise.resolve(context));
-          },
-          post: (response) => new Observable(Promise.resolve(response)),
-        },
-      ],
-      middlewareMergeStrategy: 'append',
-    };
+    return withRequestTimeout(this.requestTimeoutMs);
   }
+}
+
+/**
+ * Per-request options that abort a request taking longer than `timeoutMs` (after `base`'s own
+ * middleware, e.g. a Content-Type header): a request stuck on a silent network must not hold
+ * whoever waits on it for the minutes TCP takes to give up.
+ */
+export function withRequestTimeout(timeoutMs: number, base?: ConfigurationOptions<ObservableMiddleware>): ConfigurationOptions<ObservableMiddleware> {
+  const { Observable } = kubernetesClient();
+  return {
+    middleware: [
+      ...(base?.middleware ?? []),
+      {
+        pre: (context) => {
+          context.setSignal(AbortSignal.timeout(timeoutMs));
+          return new Observable(Promise.resolve(context));
+        },
+        post: (response) => new Observable(Promise.resolve(response)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
 }
 
 /** Converts a stored Lease to the backend-neutral record. */

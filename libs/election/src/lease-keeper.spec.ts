@@ -128,3 +128,71 @@ describe('LeaseKeeper and clock offsets between hosts', () => {
     b.k.stop();
   });
 });
+
+describe('LeaseKeeper and a free lease', () => {
+  it('at the first start of a cluster the first replica takes the absent lease, at epoch 1', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const a = keeper(store, clock, 'replica-0');
+    const b = keeper(store, clock, 'replica-1');
+    await a.k.start();
+    await b.k.start();
+    expect(store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+    expect(b.k.leadership).toEqual({ leader: 'replica-0', epoch: 1, isLeader: false });
+    a.k.stop();
+    b.k.stop();
+  });
+
+  it('once a leader existed, a free lease (released or deleted) is left for the monitor: the leader stops counting itself valid, nobody grabs it', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    store.cas(null, { holder: 'replica-0', epoch: 7, ttlMs: TTL_MS });
+    const leader = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-0', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 7 }, () => undefined);
+    // A lagging follower whose data knows only epoch 5, and an empty newcomer.
+    const lagging = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-1', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 5 }, () => undefined);
+    await leader.start(); // ours from before a restart: re-taken at epoch 8
+    await lagging.start();
+    expect(store.record).toMatchObject({ holder: 'replica-0', epoch: 8 });
+    expect(leader.isValidLeader()).toBe(true);
+    store.delete(); // kubectl delete lease
+    await advance(clock, 3 * TTL_MS);
+    expect(store.record).toBeNull();
+    expect(leader.isValidLeader()).toBe(false);
+    expect(leader.leadership).toEqual({ leader: null, epoch: 8, isLeader: false });
+    expect(lagging.leadership).toEqual({ leader: null, epoch: 8, isLeader: false });
+    // The monitor gives it to replica-0 at epoch 9: it takes it up.
+    store.cas(null, { holder: 'replica-0', epoch: 9, ttlMs: TTL_MS });
+    await settle();
+    expect(leader.leadership).toEqual({ leader: 'replica-0', epoch: 9, isLeader: true });
+    expect(leader.isValidLeader()).toBe(true);
+    leader.stop();
+    lagging.stop();
+  });
+
+  it('a newcomer that never saw a lease but joins a cluster that led before (its data knows an epoch) leaves a free lease alone', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const k = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-2', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 3 }, () => undefined);
+    await k.start();
+    await advance(clock, 2 * TTL_MS);
+    expect(store.record).toBeNull();
+    expect(k.leadership.isLeader).toBe(false);
+    k.stop();
+  });
+
+  it('with takeExpired (monitors) a deleted lease is taken again above every epoch seen, never reusing one', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const a = keeper(store, clock, 'monitor-0', true);
+    const b = keeper(store, clock, 'monitor-1', true);
+    await a.k.start();
+    await b.k.start();
+    a.k.stop(); // monitor-0 dies; monitor-1 takes over at epoch 2
+    await advance(clock, 2 * TTL_MS);
+    expect(store.record).toMatchObject({ holder: 'monitor-1', epoch: 2 });
+    store.delete();
+    await advance(clock, 2 * RENEW_MS);
+    expect(store.record).toMatchObject({ holder: 'monitor-1', epoch: 3 });
+    b.k.stop();
+  });
+});

@@ -5,9 +5,13 @@
  * node checks {@link LeaseKeeper.isValidLeader} before every write and strong read.
  *
  * Taking over an expired lease of another holder is the failover monitor's decision, not the
- * replica's: by default the keeper only takes a lease that is absent, released, or its own.
- * With `takeExpired` (the monitors' own lease, key `monitor`) it also takes a lease whose holder
- * let it run out, so a standby monitor becomes active when the active one dies.
+ * replica's: by default the keeper takes only its own lease, or a free one (absent or released)
+ * before any leader existed as far as it knows (the first start of a new cluster). A free lease
+ * after that (released, deleted by hand, a wiped lease store) is the monitor's to give: the
+ * first replica to grab it could be lagging, seeding or empty, and would lead with what it has.
+ * Every epoch this keeper writes is above every epoch it has seen, so none is ever used twice.
+ * With `takeExpired` (the monitors' own lease, key `monitor`) it also takes any free lease and one
+ * whose holder let it run out, so a standby monitor becomes active when the active one dies.
  */
 import type { Clock, Logger, Timer } from '@flotilla/logging';
 import { LeaseConflictError, LeaseRecord, Leaser, LeaseWatch, ObservedLease } from './lease';
@@ -46,6 +50,8 @@ export class LeaseKeeper {
   private stopped = false;
   private view: LeadershipView = { leader: null, epoch: 0, isLeader: false };
   private readonly observed: ObservedLease;
+  /** Highest epoch seen in any lease record (a deleted lease does not lower it). */
+  private highestEpochSeen = 0;
 
   constructor(
     private readonly leaser: Leaser,
@@ -165,6 +171,7 @@ export class LeaseKeeper {
     // renewal compare-and-swap against a dead revision, and a leader would lose a lease it holds.
     if (record && this.current && record.epoch < this.current.epoch) return;
     this.observed.observe(record);
+    if (record) this.highestEpochSeen = Math.max(this.highestEpochSeen, record.epoch);
     if (this.busy) return;
     this.busy = true;
     try {
@@ -191,9 +198,12 @@ export class LeaseKeeper {
         return;
       }
       const expiredElsewhere = this.options.takeExpired === true && record !== null && record.holder !== me && this.observed.expired();
-      if (record === null || record.holder === null || (record.holder === me && !this.view.isLeader) || expiredElsewhere) {
-        // Free, ours from before a restart, or (takeExpired) run out by its holder: take it with a new epoch.
-        const epoch = Math.max(record?.epoch ?? 0, this.options.knownEpoch()) + 1;
+      const free = record === null || record.holder === null;
+      const neverLed = this.highestEpochSeen === 0 && this.options.knownEpoch() === 0;
+      if ((free && (this.options.takeExpired === true || neverLed)) || (record !== null && record.holder === me && !this.view.isLeader) || expiredElsewhere) {
+        // Free at a first start (or for monitors), ours from before a restart, or (takeExpired) run
+        // out by its holder: take it with an epoch above every one seen.
+        const epoch = Math.max(record?.epoch ?? 0, this.options.knownEpoch(), this.highestEpochSeen) + 1;
         const sentAt = this.clock.monotonic();
         try {
           const r = await this.leaser.compareAndSwap(record, { holder: me, epoch, ttlMs: this.options.ttlMs });
@@ -206,7 +216,13 @@ export class LeaseKeeper {
         return;
       }
       this.current = record;
-      if (record.holder !== me) {
+      if (record === null || record.holder === null) {
+        // Free after a leader existed: the monitor gives it to the best candidate. Until then
+        // nobody leads, this node included (a leader whose lease was deleted stops counting itself valid).
+        if (this.view.isLeader || this.view.leader !== null) this.log.warn('the lease is free: waiting for the monitor to give it', { epoch: this.highestEpochSeen });
+        this.validUntilMono = 0;
+        this.setView({ leader: null, epoch: Math.max(this.view.epoch, this.highestEpochSeen), isLeader: false });
+      } else if (record.holder !== me) {
         this.validUntilMono = 0;
         this.setView({ leader: record.holder, epoch: record.epoch, isLeader: false });
       }

@@ -30,6 +30,12 @@ export class MemoryLeaseStore {
     };
   }
 
+  /** Removes the lease, as `kubectl delete lease` or a wiped KV store would; watchers see null. */
+  delete(): void {
+    this.record = null;
+    for (const w of this.watchers) w(null);
+  }
+
   cas(expected: LeaseRecord | null, next: LeaseProposal): LeaseRecord {
     if (this.unreachable) throw new LeaseUnavailableError('memory lease unreachable');
     const current = this.record;

@@ -276,6 +276,56 @@ describe('FailoverMonitor', () => {
     expect(s.lines('promoted').map((l) => l.fields.to)).toEqual(['replica-2', 'replica-1']);
   });
 
+  it('a free lease after a leader existed (released, deleted) goes to the most up-to-date follower, above every epoch seen', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(2000);
+    s.kill('replica-0');
+    s.store.delete(); // kubectl delete lease, or the leader released it
+    await s.run(TICK_MS);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.lines('the leader lease is free')).toHaveLength(1);
+    expect(s.lines('promoted')[0].fields).toMatchObject({ from: null, to: 'replica-2', epoch: 2 });
+  });
+
+  it('while the lease backend is unreachable it retries every tick but logs the failed promotion once', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(2000);
+    s.kill('replica-0');
+    s.store.unreachable = true;
+    await s.run(4000); // ~25 ticks past the lease's expiry
+    expect(s.lines('promotion failed: lease backend unavailable; retrying every tick')).toHaveLength(1);
+    expect(s.link.last).toMatchObject({ state: 'failing-over' });
+    s.store.unreachable = false;
+    await s.run(TICK_MS);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+  });
+
+  it('at a first start (no epoch seen anywhere) leaves a free lease to the replicas', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const link = new FakeLink();
+    const monitor = new FailoverMonitor(
+      { name: 'monitor-0', failureTimeoutMs: FAILURE_TIMEOUT_MS, maxLagOnFailover: 10, leaseTtlMs: LEASE_TTL_MS },
+      { clock, log: new MemoryLogger(), leaser: store.leaser(), link },
+    );
+    monitor.onLease(null);
+    monitor.setActive(true);
+    for (let t = 0; t < 3000; t += TICK_MS) {
+      clock.advance(TICK_MS);
+      for (const node of ['replica-0', 'replica-1']) {
+        monitor.onHeartbeat({
+          type: 'hb', v: 1, node, role: 'follower', epoch: 0, leader: null, lsn: '0', appliedLsn: '0', flushedLsn: '0',
+          lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 't', ts: clock.now(),
+        });
+      }
+      await monitor.tick();
+    }
+    expect(store.record).toBeNull();
+    expect(link.last.reason).toMatch(/at a first start a replica takes it itself/);
+  });
+
   it('tells the older of two leaders to step down, at most once per failure timeout', async () => {
     const s = new Scenario();
     s.monitor.setActive(true);

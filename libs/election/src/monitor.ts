@@ -54,6 +54,11 @@ export interface FailoverMonitorDeps {
   /** The replica lease (NATS KV key `leader`, or a Kubernetes Lease). */
   leaser: Leaser;
   link: MonitorLink;
+  /**
+   * After each promotion (the lease written to `to`): the process relabels the former holder's
+   * Pod on Kubernetes, which a dead or cut-off leader cannot do itself.
+   */
+  onPromoted?: (promotion: { from: string | null; to: string; epoch: number }) => void;
 }
 
 /** The last failover this monitor performed (wall-clock ms). */
@@ -76,10 +81,13 @@ export class FailoverMonitor {
   private failureKey: string | undefined;
   private detectedAtMs = 0;
   private lastLoggedNoCandidate: string | undefined;
+  private lastPromotionError: string | undefined;
   /** node@epoch → monotonic time of the last step-down sent. */
   private readonly stepDownsSent = new Map<string, number>();
   private readonly startedAtMono: number;
   private failoverCount = 0;
+  /** Highest epoch seen in a lease record or a heartbeat: a free lease above 0 had a leader before. */
+  private highestEpochSeen = 0;
 
   constructor(
     private readonly options: FailoverMonitorOptions,
@@ -99,6 +107,7 @@ export class FailoverMonitor {
   /** A decoded, validated heartbeat of a replica. */
   onHeartbeat(hb: Heartbeat): void {
     this.detector.observe(hb);
+    this.highestEpochSeen = Math.max(this.highestEpochSeen, hb.epoch);
     if (hb.role === 'leader') this.advanceLeaderPosition(hb.epoch, lsnOf(hb.lsn));
   }
 
@@ -106,6 +115,7 @@ export class FailoverMonitor {
   onLease(record: LeaseRecord | null): void {
     if (record && this.lease && record.epoch < this.lease.epoch) return;
     this.observed.observe(record);
+    if (record) this.highestEpochSeen = Math.max(this.highestEpochSeen, record.epoch);
   }
 
   /** Whether this monitor holds the monitor lease; only an active monitor acts. */
@@ -169,7 +179,13 @@ export class FailoverMonitor {
     this.checkSplitBrain();
     const record = this.lease;
     if (!record || record.holder === null) {
-      this.setState('ok', 'no replica holds the leader lease: a replica takes a free lease itself');
+      if (this.highestEpochSeen === 0) {
+        this.setState('ok', 'no replica holds the leader lease yet: at a first start a replica takes it itself');
+        return;
+      }
+      // Free after a leader existed (released, deleted by hand, a wiped lease store): replicas
+      // leave it alone, so it goes to the best candidate, as after a failure.
+      await this.giveFreeLease(record);
       return;
     }
     const holder = record.holder;
@@ -215,9 +231,29 @@ export class FailoverMonitor {
     await this.promote(record, choice.candidate, choice.excluded);
   }
 
-  private async promote(record: LeaseRecord, candidate: CandidateNode, excluded: unknown): Promise<void> {
-    const epoch = Math.max(record.epoch, candidate.epoch, this.leaderPosition.epoch) + 1;
-    const from = record.holder;
+  private async giveFreeLease(record: LeaseRecord | null): Promise<void> {
+    const choice = chooseCandidate(this.candidateNodes(), { lastLeaderLsn: String(this.lastLeaderLsn()), maxLagOnFailover: this.options.maxLagOnFailover, exclude: [] });
+    if (!choice.candidate) {
+      const reason = `the leader lease is free (epoch ${this.highestEpochSeen} before): ${choice.reason}`;
+      this.setState('no-candidate', reason);
+      if (this.lastLoggedNoCandidate !== reason) {
+        this.lastLoggedNoCandidate = reason;
+        this.deps.log.warn('no eligible candidate', { monitor: this.options.name, leader: null, epoch: this.highestEpochSeen, reason: choice.reason, excluded: choice.excluded });
+      }
+      return;
+    }
+    this.lastLoggedNoCandidate = undefined;
+    if (this.failureKey !== 'free') {
+      this.failureKey = 'free';
+      this.detectedAtMs = this.deps.clock.now();
+      this.deps.log.warn('the leader lease is free', { monitor: this.options.name, epoch: record?.epoch ?? null, highestEpochSeen: this.highestEpochSeen });
+    }
+    await this.promote(record, choice.candidate, choice.excluded);
+  }
+
+  private async promote(record: LeaseRecord | null, candidate: CandidateNode, excluded: unknown): Promise<void> {
+    const epoch = Math.max(record?.epoch ?? 0, candidate.epoch, this.leaderPosition.epoch, this.highestEpochSeen) + 1;
+    const from = record?.holder ?? null;
     this.setState('failing-over', `promoting ${candidate.name} to epoch ${epoch} (leader ${from} failed)`);
     this.deps.log.info('promoting', {
       monitor: this.options.name,
@@ -244,17 +280,24 @@ export class FailoverMonitor {
         this.setState('ok', 'the leader lease changed while promoting: re-evaluating');
         return;
       }
-      this.deps.log.warn('promotion failed: lease backend unavailable; retrying next tick', { monitor: this.options.name, to: candidate.name, err: (err as Error).message });
+      // Once per cause, not every tick (every monitorIntervalMs) while the backend stays down.
+      const why = `${candidate.name}: ${(err as Error).message}`;
+      if (this.lastPromotionError !== why) {
+        this.lastPromotionError = why;
+        this.deps.log.warn('promotion failed: lease backend unavailable; retrying every tick', { monitor: this.options.name, to: candidate.name, err: (err as Error).message });
+      }
       this.setState('failing-over', `cannot write the leader lease: ${(err as Error).message}`);
       return;
     }
     this.observed.observe(stored);
+    this.lastPromotionError = undefined;
     this.advanceLeaderPosition(epoch, lsnOf(candidate.flushedLsn));
     const promotedAt = this.deps.clock.now();
     this.lastFailover = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs, promotedAt };
     this.failoverCount++;
     this.failureKey = undefined;
     this.deps.log.info('promoted', { monitor: this.options.name, from, to: candidate.name, epoch, detectedToPromotedMs: promotedAt - this.detectedAtMs });
+    this.deps.onPromoted?.({ from, to: candidate.name, epoch });
     this.setState('ok', undefined);
   }
 

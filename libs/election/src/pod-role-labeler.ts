@@ -9,7 +9,7 @@
  * caller and not remembered, so the next call retries it.
  */
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { currentNamespace, FIELD_MANAGER, KubernetesEnvironmentOptions, kubernetesClient, loadKubeConfig } from './kubernetes-lease';
+import { currentNamespace, FIELD_MANAGER, KubernetesEnvironmentOptions, kubernetesClient, loadKubeConfig, withRequestTimeout } from './kubernetes-lease';
 
 /** The label key the chart's Services select on. */
 export const ROLE_LABEL = 'flotilla.io/role';
@@ -22,7 +22,12 @@ export interface PodRoleLabelerOptions {
   namespace: string;
   /** The Pod's own name (FLOTILLA_NODE, from the downward API metadata.name). */
   podName: string;
+  /** A PATCH that takes longer is abandoned (and retried by the caller). Default 2000. */
+  requestTimeoutMs?: number;
 }
+
+/** Default bound of one label PATCH: a hung one would hold back every later role change. */
+export const POD_LABEL_TIMEOUT_MS = 2000;
 
 /** The role label could not be written; `cause` is the API error. */
 export class PodLabelError extends Error {
@@ -61,7 +66,7 @@ export class PodRoleLabeler {
     try {
       await this.api.patchNamespacedPod(
         { name: podName, namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } }, fieldManager: FIELD_MANAGER },
-        kubernetesClient().setHeaderOptions('Content-Type', kubernetesClient().PatchStrategy.MergePatch),
+        withRequestTimeout(this.options.requestTimeoutMs ?? POD_LABEL_TIMEOUT_MS, kubernetesClient().setHeaderOptions('Content-Type', kubernetesClient().PatchStrategy.MergePatch)),
       );
     } catch (err) {
       this.written = null;
