@@ -38,7 +38,7 @@ test('a replica waits for JetStream instead of exiting, and leads once it answer
     what: 'the replica ready (the lease taken)',
     timeoutMs: 30_000,
   });
-  expect(logLinesOf(logFile).some((l) => l.msg === 'role change' && l.to === 'leader')).toBe(true);
+  expect(logLinesOf(logFile).some((l) => l.msg === 'role change' && l.to === 'leader' && l.role === 'leader' && l.epoch === 1)).toBe(true);
   expect(replica.running).toBe(true);
   await replica.stop();
 });

@@ -167,6 +167,12 @@ export class FollowerRole {
 
   /** Follow a new leader (a new epoch): catch up from our own position again. */
   repoint(leader: string, epoch: number): void {
+    // A lease view older than what the stream already showed us (a late watch event after two quick
+    // failovers) would point us back at a deposed leader.
+    if (epoch < this.epoch) {
+      this.ctx.log.info('ignoring an older leader than the one followed', { leader, epoch, following: this.leader, ourEpoch: this.epoch });
+      return;
+    }
     if (leader !== this.leader || epoch !== this.epoch) this.checked = false; // the new leader checks our log first
     this.leader = leader;
     this.epoch = epoch;
@@ -414,6 +420,8 @@ export class FollowerRole {
         // Asked of the leader we follow now, by name, with a short timeout: when leadership moves
         // meanwhile, the next round asks the new leader instead of waiting on the old one.
         const reply = decodeCatchupReply(await transport.request(subjects.catchup(this.leader), encode(req), CATCHUP_REQUEST_TIMEOUT_MS));
+        // Stopped meanwhile (this node leads now, or shuts down): the store is no follower's any more.
+        if (this.stopped) return;
         if (reply.epoch < this.epoch) throw new FlotillaError(ErrorCode.STALE_EPOCH, `catch-up answered by ${reply.leader} at old epoch ${reply.epoch}`);
         if (reply.type === 'catchup-diverged') {
           await this.rewind(parseLsn(reply.truncateAfter), reply.leader);
@@ -532,11 +540,13 @@ export class FollowerRole {
     log.info('snapshot seeding started', { reason, lsn: store.lastLsn });
     const tmp = seedFileFor(store.file);
     let writer: SnapshotFileWriter | null = null;
+    const from = this.leader;
+    const ask: SnapshotAsk = async (m, timeoutMs) => decodeSnapshotReply(await transport.request(subjects.snapshot(from), encode(m), timeoutMs));
+    let begunId: string | null = null;
     try {
-      const from = this.leader;
-      const ask: SnapshotAsk = async (m, timeoutMs) => decodeSnapshotReply(await transport.request(subjects.snapshot(from), encode(m), timeoutMs));
       const begun = await ask({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node }, SNAPSHOT_BEGIN_TIMEOUT_MS);
       if (begun.type !== 'snapshot-started') throw new ProtocolError(`snapshot-begin answered with ${begun.type}`);
+      begunId = begun.id;
       log.info('snapshot offered', { id: begun.id, lsn: begun.lsn, chunkBytes: begun.chunkBytes });
       removeInBackground(this.ctx, tmp, 'an earlier snapshot file');
       writer = SnapshotFileWriter.create(tmp);
@@ -546,7 +556,9 @@ export class FollowerRole {
       writer = null;
       // A node that stopped following (it leads now, or shuts down) must not swap its database.
       if (this.stopped) throw new Error('the follower role stopped');
+      begunId = null;
       await ask({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: begun.id }, 5000).catch(() => undefined);
+      if (this.stopped) throw new Error('the follower role stopped');
       const replaced = store.replaceWithSnapshot(tmp);
       // The file was fsynced and its rename too: durable at the snapshot's LSN, and no further
       // (after a divergence that may be below what this replica reported flushed before).
@@ -559,6 +571,8 @@ export class FollowerRole {
       log.info('snapshot seeding finished', { lsn: store.lastLsn, bytes, refetchedChunks: refetched, ms, mbPerS: +(bytes / 1e6 / Math.max(ms / 1000, 0.001)).toFixed(1) });
     } catch (err) {
       log.warn('snapshot seeding failed; retrying', { err: (err as Error).message });
+      // The leader may drop its copy now rather than when it goes idle.
+      if (begunId !== null) void ask({ type: 'snapshot-end', v: PROTOCOL_VERSION, id: begunId }, 5000).catch(() => undefined);
       await writer?.abandon();
       removeInBackground(this.ctx, tmp, 'the snapshot file of a failed seed');
       await this.delay(RETRY_DELAY_MS * 4);

@@ -123,6 +123,14 @@ export class LeaderRole {
   private flushScheduled = false;
   private stopped = false;
   readonly followers = new Map<string, FollowerPosition>();
+
+  /**
+   * LSNs of the snapshots being served: the seeding node will ask for everything after its one,
+   * so retention keeps it (a temporary replication slot), within the log's hard limits.
+   */
+  get servedSnapshotLsns(): number[] {
+    return [...this.snapshots.values()].filter((s) => s.lsn > 0).map((s) => s.lsn);
+  }
   private snapshots = new Map<string, ServedSnapshot>();
   private snapshotInProgress: Promise<SnapshotFile> | null = null;
   private tickTimer: Timer | null = null;
@@ -161,7 +169,11 @@ export class LeaderRole {
     // The role starts from a flushed store (ReplicaNode syncs it before handing over).
     this.localFlushed = this.ctx.store.lastLsn;
     this.sync.noteCommitted(this.ctx.store.lastLsn);
-    this.tickTimer = clock.setInterval(() => this.sync.tick(clock.monotonic()), SYNC_TICK_MS);
+    this.tickTimer = clock.setInterval(() => {
+      this.sync.tick(clock.monotonic());
+      // Snapshots of followers that died or gave up mid-seed: their files must not wait for the next request.
+      if (this.snapshots.size > 0) this.expireSnapshots();
+    }, SYNC_TICK_MS);
     this.subs.push(transport.subscribe(subjects.write, (m) => this.onWrite(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.ack, (m) => this.onAck(m.data)));
     this.subs.push(transport.subscribe(subjects.catchup(this.ctx.node), (m) => this.onCatchup(m.data, m.respond)));
@@ -599,6 +611,11 @@ export class LeaderRole {
     // One snapshot made at a time: concurrent requests wait for it and get their own copy.
     while (this.snapshotInProgress) await this.snapshotInProgress.catch(() => undefined);
     if (this.stopped) throw new FlotillaError(ErrorCode.NOT_LEADER, 'this node stopped leading; ask the new leader');
+    // A node seeds from one snapshot at a time: one it began before (its seed failed, it retries)
+    // is abandoned, and each is a full copy of the database on this leader's disk.
+    for (const old of [...this.snapshots.values()]) {
+      if (old.forNode === forNode) this.dropSnapshot(old, new FlotillaError(ErrorCode.NOT_FOUND, `snapshot ${old.id} replaced by a newer one for ${forNode}`));
+    }
     const id = randomUUID();
     const started = clock.monotonic();
     log.info('snapshot started', { for: forNode, id, lsn: store.lastLsn });

@@ -114,9 +114,14 @@ export class ReplicaNode {
   /** Called by the lease keeper with each new leadership view. */
   onLeadership(view: LeadershipView): void {
     const from = this.role;
-    const { store, log } = this.ctx;
+    const { store } = this.ctx;
+    if (view.isLeader && this.leader && this.leader.epoch === view.epoch) return;
+    // Every line from here on (the roles' own, made below) carries the new role and epoch.
+    const to = view.isLeader ? Role.LEADER : Role.FOLLOWER;
+    const epoch = view.isLeader ? view.epoch : Math.max(this.epoch, view.epoch);
+    this.ctx.log = this.baseLog.child({ role: to, epoch });
+    const log = this.ctx.log;
     if (view.isLeader) {
-      if (this.leader && this.leader.epoch === view.epoch) return;
       this.follower?.stop();
       this.follower = null;
       this.leader?.stop();
@@ -151,8 +156,7 @@ export class ReplicaNode {
       }
       this.role = Role.FOLLOWER;
     }
-    log.info('role change', { from, to: this.role, epoch: this.epoch, leader: this.leaderName, lsn: store.lastLsn });
-    this.ctx.log = this.baseLog.child({ role: this.role, epoch: this.epoch });
+    log.info('role change', { from, to: this.role, leader: this.leaderName, lsn: store.lastLsn });
     this.heartbeat();
   }
 
@@ -469,7 +473,9 @@ export class ReplicaNode {
       {
         lastLsn: store.lastLsn,
         logBytes: store.logSizeBytes,
-        followerApplied: this.leader ? [...this.followerApplied.values()] : [],
+        // A snapshot being served pins its LSN too: a seed slower than the log's soft retention
+        // would otherwise find its position gone and be re-seeded, forever.
+        followerApplied: this.leader ? [...this.followerApplied.values(), ...this.leader.servedSnapshotLsns] : [],
         oldest: oldestPaged(store, RETENTION_WINDOW_ENTRIES),
         nowMs: clock.now(),
       },

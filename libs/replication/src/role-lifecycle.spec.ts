@@ -1,0 +1,212 @@
+/**
+ * Roles change in-process: a follower role that was stopped (its node leads now) must not act on
+ * answers to requests it sent before, and a leader must not keep a full database copy per
+ * abandoned seed. Real SQLite files, an in-memory transport whose requests the test answers.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '@flotilla/config';
+import { MemoryLogger, systemClock } from '@flotilla/logging';
+import { decodeEnvelope, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { servedSnapshotsDirFor, Store } from '@flotilla/storage';
+import type { IncomingMessage, Subscription, Transport } from '@flotilla/transport';
+import { Counters, RoleContext } from './context';
+import { FollowerRole } from './follower';
+import { LeaderRole, toWire } from './leader';
+import { ReplicaNode } from './replica-node';
+import { SyncTracker } from './sync-tracker';
+
+interface Held {
+  subject: string;
+  data: Uint8Array;
+  resolve: (d: Uint8Array) => void;
+}
+
+/** Routes publish/request to subscribers of the same process; requests of the `hold` kinds wait for the test. */
+class MemoryTransport implements Transport {
+  private readonly subs = new Map<string, Set<(m: IncomingMessage) => void>>();
+  readonly held: Held[] = [];
+  readonly connected = true;
+  constructor(private readonly hold: (type: string) => boolean) {}
+  publish(subject: string, data: Uint8Array): void {
+    for (const h of this.subs.get(subject) ?? []) h({ subject, data });
+  }
+  subscribe(subject: string, handler: (m: IncomingMessage) => void): Subscription {
+    const set = this.subs.get(subject) ?? new Set();
+    this.subs.set(subject, set);
+    set.add(handler);
+    return { unsubscribe: () => set.delete(handler) };
+  }
+  request(subject: string, data: Uint8Array): Promise<Uint8Array> {
+    return new Promise((resolve) => {
+      const handlers = this.subs.get(subject);
+      if (this.hold(String(decodeEnvelope(data).type)) || !handlers?.size) return this.held.push({ subject, data, resolve });
+      for (const h of handlers) h({ subject, data, respond: resolve });
+    });
+  }
+  async close(): Promise<void> {}
+}
+
+const dirs: string[] = [];
+const stores: Store[] = [];
+afterAll(() => {
+  for (const s of stores) s.close();
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function context(node: string, transport: Transport): RoleContext & { fatals: Error[]; lines: MemoryLogger } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-roles-'));
+  dirs.push(dir);
+  const store = Store.open(path.join(dir, 'db.sqlite'));
+  stores.push(store);
+  const fatals: Error[] = [];
+  const lines = new MemoryLogger({ node });
+  return {
+    node, store, transport, subjects: subjectsFor('roles'), clock: systemClock, log: lines,
+    config: loadConfig({ cluster: 'roles', node }, {}), counters: new Counters(),
+    fatal: (err: Error) => void fatals.push(err),
+    fatals, lines,
+  };
+}
+
+/** What ReplicaNode.onLeadership does to a store when its node starts leading. */
+function lead(ctx: RoleContext, epoch: number): void {
+  ctx.store.setDurability('deferred');
+  ctx.store.startCapture();
+  ctx.store.beginEpoch(epoch);
+  ctx.store.syncWal();
+}
+
+async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('a catch-up answer that arrives after the follower role stopped (its node leads now) is dropped, not applied to the leader', async () => {
+  const t = new MemoryTransport((type) => type === 'catchup');
+  const old = context('old', t);
+  lead(old, 1);
+  old.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
+  old.store.executeBatch([{ statements: [{ sql: 'INSERT INTO t VALUES (1)' }] }], 1);
+  const f = context('f', t);
+  f.store.applyEntries(old.store.readLogAfter(0, 1 << 20, 1));
+  const role = new FollowerRole(f, 1, 'old', () => undefined, () => true);
+  role.start();
+  await until('the catch-up request', () => t.held.length === 1);
+  role.stop();
+  lead(f, 2);
+  const before = f.store.lastLsn;
+  // The old leader, still shutting down, answers the request sent before.
+  const reply = { type: 'catchup-reply', v: PROTOCOL_VERSION, epoch: 1, leader: 'old', leaderLsn: String(old.store.lastLsn), entries: old.store.readLogAfter(1, 1 << 20).map(toWire), epochs: old.store.epochHistory() };
+  t.held[0].resolve(encode(reply));
+  await new Promise((r) => setTimeout(r, 50));
+  expect(f.fatals).toEqual([]);
+  expect(f.store.lastLsn).toBe(before);
+  expect(f.lines.lines.map((l) => l.msg)).not.toContain('apply failed: this replica cannot follow the log');
+});
+
+test('a seed waiting for snapshot-end when its role stopped does not install the snapshot over the new leader', async () => {
+  const t = new MemoryTransport((type) => type === 'snapshot-end');
+  const old = context('old', t);
+  lead(old, 1);
+  const leader = new LeaderRole(old, 1, () => true, new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 2000, syncPolicy: 'block' }, old.log));
+  leader.start();
+  try {
+    old.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
+    old.store.executeBatch([{ statements: [{ sql: 'INSERT INTO t VALUES (1)' }] }], 1);
+    const f = context('f', t); // empty: it must be seeded
+    const role = new FollowerRole(f, 1, 'old', () => undefined, () => true);
+    role.start();
+    await until('snapshot-end sent', () => t.held.length === 1);
+    role.stop();
+    lead(f, 2);
+    f.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE mine(x)' }] }], 2);
+    const mine = { lsn: f.store.lastLsn, epoch: f.store.lastEntryEpoch };
+    t.held[0].resolve(encode({ type: 'ok', v: PROTOCOL_VERSION }));
+    await until('the seed to end', () => f.lines.lines.some((l) => /snapshot seeding (finished|failed)/.test(l.msg)));
+    expect(f.lines.lines.map((l) => l.msg)).not.toContain('snapshot seeding finished');
+    expect({ lsn: f.store.lastLsn, epoch: f.store.lastEntryEpoch }).toEqual(mine);
+    expect(f.store.query('SELECT count(*) AS n FROM mine').rows).toEqual([{ n: 0 }]);
+  } finally {
+    leader.stop();
+  }
+});
+
+test('a node that begins a new snapshot abandons its earlier one: the leader keeps one copy, not one per retry', async () => {
+  const t = new MemoryTransport(() => false);
+  const l = context('l', t);
+  lead(l, 1);
+  const leader = new LeaderRole(l, 1, () => true, new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 2000, syncPolicy: 'block' }, l.log));
+  leader.start();
+  try {
+    l.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)' }] }], 1);
+    for (let i = 0; i < 20; i++) l.store.executeBatch([{ statements: [{ sql: `INSERT INTO t VALUES (${i}, randomblob(50000))` }] }], 1);
+    const dir = servedSnapshotsDirFor(l.store.file);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      // A seed that failed after begin (a timeout, a full disk) and is retried.
+      const begun = decodeEnvelope(await t.request(l.subjects.snapshot('l'), encode({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node: 'newcomer' })));
+      ids.push(String(begun.id));
+    }
+    await until('only the last snapshot file left', () => fs.readdirSync(dir).filter((n) => n.endsWith('.sqlite')).length === 1);
+    expect(fs.readdirSync(dir).filter((n) => n.endsWith('.sqlite'))).toEqual([`${ids[2]}.sqlite`]);
+    const stale = decodeEnvelope(await t.request(l.subjects.snapshot('l'), encode({ type: 'snapshot-chunk', v: PROTOCOL_VERSION, id: ids[0], index: 0 })));
+    expect(stale).toMatchObject({ type: 'error', error: { code: 'NOT_FOUND' } });
+  } finally {
+    leader.stop();
+  }
+});
+
+test('a lease view older than the leader the follower already follows (a late watch event) does not point it back', async () => {
+  const t = new MemoryTransport((type) => type === 'catchup');
+  const f = context('f', t);
+  const role = new FollowerRole(f, 7, 'new', () => undefined, () => true);
+  role.start();
+  try {
+    await until('the first catch-up request', () => t.held.length === 1);
+    role.repoint('deposed', 6);
+    expect(f.lines.lines.map((l) => l.msg)).toContain('ignoring an older leader than the one followed');
+    // Its next catch-up round still asks the leader of epoch 7.
+    t.held[0].resolve(encode({ type: 'error', v: PROTOCOL_VERSION, error: { code: 'UNAVAILABLE', message: 'try again' } }));
+    await until('the next catch-up request', () => t.held.length === 2);
+    expect(t.held[1].subject).toBe(f.subjects.catchup('new'));
+    expect(decodeEnvelope(t.held[1].data)).toMatchObject({ epoch: 7 });
+  } finally {
+    role.stop();
+  }
+});
+
+test('a snapshot being served pins the log after its LSN: the seeded node can catch up from it, however much was written meanwhile', async () => {
+  const t = new MemoryTransport(() => false);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-roles-'));
+  dirs.push(dir);
+  const store = Store.open(path.join(dir, 'db.sqlite'));
+  stores.push(store);
+  const ctx: RoleContext = {
+    node: 'l', store, transport: t, subjects: subjectsFor('roles'), clock: systemClock, log: new MemoryLogger({ node: 'l' }),
+    config: loadConfig({ cluster: 'roles', node: 'l', logRetentionEntries: 10 }, {}), counters: new Counters(), fatal: () => undefined,
+  };
+  const view = { leader: 'l', epoch: 1, isLeader: true };
+  const lease = { isValidLeader: () => true, validForMs: () => 1000, leadership: view, handOver: async () => view, yieldTo: () => undefined };
+  const node = new ReplicaNode(ctx, lease, 'test');
+  node.start();
+  node.onLeadership(view);
+  try {
+    const write = (sql: string) => node.localWrite(encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql }] }))!;
+    await write('CREATE TABLE t(k INTEGER PRIMARY KEY)');
+    for (let i = 0; i < 30; i++) await write(`INSERT INTO t VALUES (${i})`);
+    const begun = decodeEnvelope(await t.request(ctx.subjects.snapshot('l'), encode({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node: 'newcomer' })));
+    const at = Number(begun.lsn);
+    for (let i = 30; i < 60; i++) await write(`INSERT INTO t VALUES (${i})`);
+    (node as unknown as { trimLog(): void }).trimLog();
+    expect(store.oldestLsn()).toBeLessThanOrEqual(at + 1);
+    const reply = decodeEnvelope(await t.request(ctx.subjects.catchup('l'), encode({ type: 'catchup', v: PROTOCOL_VERSION, node: 'newcomer', epoch: 1, after: String(at), lastEpoch: 1, maxBytes: 1 << 20 })));
+    expect(reply.type).toBe('catchup-reply');
+  } finally {
+    await node.stop();
+  }
+});
