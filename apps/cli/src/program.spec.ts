@@ -102,6 +102,13 @@ describe('flotilla sql', () => {
     expect(errors).toMatch(/missing required argument 'sql'/);
   });
 
+  it('passes --max-lag-ms and --min-lsn for bounded and read-your-writes reads, and refuses malformed ones', async () => {
+    const { calls } = await parse(['sql', 'SELECT 1', '--consistency', 'bounded', '--max-lag-ms', '250', '--min-lsn', '1042']);
+    expect(calls.sql).toEqual({ sql: 'SELECT 1', options: expect.objectContaining({ consistency: 'bounded', maxLagMs: 250, minLsn: '1042' }) });
+    expect((await parse(['sql', 'SELECT 1', '--max-lag-ms', 'soon'])).errors).toMatch(/--max-lag-ms must be an integer/);
+    expect((await parse(['sql', 'SELECT 1', '--min-lsn', '-3'])).errors).toMatch(/--min-lsn must be a decimal LSN/);
+  });
+
   it('refuses words past the statement (a quoting slip would have run an unqualified DELETE)', async () => {
     const { calls, errors } = await parse(['sql', 'DELETE FROM accounts', 'WHERE', 'id=5']);
     expect(calls.sql).toBeUndefined();

@@ -44,6 +44,11 @@ function intIn(min: number, max: number, what: string) {
   };
 }
 
+function decimalLsn(value: string): string {
+  if (!/^(0|[1-9][0-9]{0,18})$/.test(value.trim())) throw new InvalidArgumentError('--min-lsn must be a decimal LSN, as answers carry it (e.g. "1042")');
+  return value.trim();
+}
+
 function clusterName(value: string): string {
   if (!CLUSTER_NAME.test(value)) throw new InvalidArgumentError('lower-case letters, digits and dashes, at most 63, e.g. "flotilla"');
   return value;
@@ -109,12 +114,16 @@ export function buildProgram(handlers: CliHandlers, onExit: (code: number) => vo
     .option('--json', 'print the raw JSON answer', false)
     .addOption(new Option('--params <json>', 'parameters as a JSON array or object').argParser(jsonParams))
     .addOption(new Option('--consistency <level>', 'read consistency').choices(['strong', 'any', 'read-your-writes', 'bounded']))
+    .addOption(new Option('--max-lag-ms <ms>', 'with --consistency bounded: the largest lag of the replica that answers').argParser(intIn(0, 3_600_000, '--max-lag-ms')))
+    .addOption(new Option('--min-lsn <lsn>', 'the LSN the answer must reflect at least (read-your-writes, monotonic reads)').argParser(decimalLsn))
     .addOption(new Option('--read', 'send to /v1/query whatever the statement looks like').conflicts('write'))
     .option('--write', 'send to /v1/execute whatever the statement looks like')
-    .action(async (sql: string, o: { gateway?: string; json: boolean; params?: unknown[] | Record<string, unknown>; consistency?: string; read?: boolean; write?: boolean }) => {
+    .action(async (sql: string, o: { gateway?: string; json: boolean; params?: unknown[] | Record<string, unknown>; consistency?: string; maxLagMs?: number; minLsn?: string; read?: boolean; write?: boolean }) => {
       const options: SqlOptions = { gateway: gatewayUrlOf(o.gateway, env), json: o.json };
       if (o.params !== undefined) options.params = o.params;
       if (o.consistency) options.consistency = o.consistency;
+      if (o.maxLagMs !== undefined) options.maxLagMs = o.maxLagMs;
+      if (o.minLsn !== undefined) options.minLsn = o.minLsn;
       if (o.read) options.force = 'read';
       if (o.write) options.force = 'write';
       onExit(await handlers.sql(sql, options));

@@ -171,6 +171,7 @@ export class NodeDto {
   @ApiProperty() epoch!: number;
   @ApiProperty({ description: 'last LSN in the node log (decimal string)' }) lsn!: string;
   @ApiProperty({ description: 'decimal string' }) appliedLsn!: string;
+  @ApiProperty({ description: 'decimal string: highest LSN on the node\'s disk (what failover and semi-sync count)' }) flushedLsn!: string;
   @ApiProperty() lagMs!: number;
   @ApiProperty() sync!: boolean;
   @ApiProperty() healthy!: boolean;

@@ -47,14 +47,14 @@ describe('ClusterView health', () => {
   it('lists nodes sorted by name with the contract fields', () => {
     const { view } = setup();
     view.ingest(hb('replica-1', { lagMs: 12, problem: 'catching up' }));
-    view.ingest(hb('replica-0', { role: 'leader', lsn: '42', appliedLsn: '42', sync: true }));
+    view.ingest(hb('replica-0', { role: 'leader', lsn: '42', appliedLsn: '42', flushedLsn: '41', sync: true }));
     expect(view.nodes()).toEqual([
       {
-        name: 'replica-0', role: 'leader', epoch: 1, lsn: '42', appliedLsn: '42', lagMs: 0, sync: true,
+        name: 'replica-0', role: 'leader', epoch: 1, lsn: '42', appliedLsn: '42', flushedLsn: '41', lagMs: 0, sync: true,
         healthy: true, version: '0.1.0', mode: 'async', logFormat: 'logical', problem: null,
       },
       {
-        name: 'replica-1', role: 'follower', epoch: 1, lsn: '10', appliedLsn: '10', lagMs: 12, sync: false,
+        name: 'replica-1', role: 'follower', epoch: 1, lsn: '10', appliedLsn: '10', flushedLsn: '10', lagMs: 12, sync: false,
         healthy: true, version: '0.1.0', mode: 'async', logFormat: 'logical', problem: 'catching up',
       },
     ]);

@@ -36,6 +36,8 @@ export interface NodeView {
   epoch: number;
   lsn: string;
   appliedLsn: string;
+  /** Highest LSN on the node's disk (what failover and semi-sync count); its lsn when it does not say. */
+  flushedLsn: string;
   lagMs: number;
   sync: boolean;
   healthy: boolean;
@@ -228,6 +230,7 @@ export class ClusterView {
       epoch: hb.epoch,
       lsn: hb.lsn,
       appliedLsn: hb.appliedLsn,
+      flushedLsn: typeof hb.flushedLsn === 'string' ? hb.flushedLsn : hb.lsn,
       lagMs: hb.lagMs,
       sync,
       healthy: this.isHealthy(e),

@@ -6,9 +6,17 @@ export interface NatsTransportOptions {
   servers: string;
   /** Client name shown by the server's monitoring. */
   name: string;
-  /** Called on connection state changes, for logging. */
+  /**
+   * Called on connection state changes, for logging: disconnect, reconnect, error, update and
+   * ldm (lame duck). Not nats.js's debug events (`pingTimer` every ping interval, `reconnecting`
+   * on every dial while the server is down), which filled the logs with one line every 2 s, or 4 a
+   * second during an outage.
+   */
   onStatus?: (status: string, data?: unknown) => void;
 }
+
+/** nats.js status events that say nothing an operator needs (see {@link NatsTransportOptions.onStatus}). */
+export const NATS_DEBUG_EVENTS: ReadonlySet<string> = new Set(['pingTimer', 'reconnecting', 'staleConnection']);
 
 export class NatsTransport implements Transport {
   private isConnected = true;
@@ -30,7 +38,7 @@ export class NatsTransport implements Transport {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect') t.isConnected = false;
         if (s.type === 'reconnect') t.isConnected = true;
-        options.onStatus?.(s.type, s.data);
+        if (!NATS_DEBUG_EVENTS.has(s.type)) options.onStatus?.(s.type, s.data);
       }
     })();
     return t;

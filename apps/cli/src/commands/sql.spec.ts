@@ -33,6 +33,16 @@ describe('sqlRequest', () => {
   });
 });
 
+describe('bounded and read-your-writes reads', () => {
+  it('sends maxLagMs and minLsn with a read, and refuses them with a write', () => {
+    expect(sqlRequest('SELECT 1', { consistency: 'bounded', maxLagMs: 250, minLsn: '7' })).toEqual({
+      path: '/v1/query',
+      body: { sql: 'SELECT 1', consistency: 'bounded', maxLagMs: 250, minLsn: '7' },
+    });
+    expect(() => sqlRequest('DELETE FROM t', { minLsn: '7' })).toThrow(/apply to reads only/);
+  });
+});
+
 describe('reply formatting', () => {
   it('prints rows and where they came from', () => {
     expect(formatQueryReply({ rows: [{ n: 1 }], servedBy: 'replica-1', lsn: '7' })).toEqual(['n', '-', '1', '(1 row, served by replica-1 at lsn 7)']);

@@ -9,6 +9,10 @@ export interface SqlOptions {
   /** Query parameters: a JSON array (positional) or object (named). */
   params?: unknown[] | Record<string, unknown>;
   consistency?: string;
+  /** For `bounded`: the largest lag the serving replica may have. */
+  maxLagMs?: number;
+  /** For `read-your-writes` (and monotonic reads): the LSN the answer must reflect at least. */
+  minLsn?: string;
   /** Force the endpoint instead of guessing it from the leading keyword. */
   force?: 'read' | 'write';
 }
@@ -26,15 +30,20 @@ interface QueryReply {
 }
 
 /** The HTTP request `flotilla sql` sends for `sql`. */
-export function sqlRequest(sql: string, options: Pick<SqlOptions, 'params' | 'consistency' | 'force'>): { path: string; body: Record<string, unknown> } {
+export function sqlRequest(sql: string, options: Pick<SqlOptions, 'params' | 'consistency' | 'force' | 'maxLagMs' | 'minLsn'>): { path: string; body: Record<string, unknown> } {
   const read = options.force ? options.force === 'read' : isReadStatement(sql);
   if (read) {
     const body: Record<string, unknown> = { sql };
     if (options.params !== undefined) body.params = options.params;
     if (options.consistency) body.consistency = options.consistency;
+    // Passed as given: the gateway says which consistency needs or refuses which.
+    if (options.maxLagMs !== undefined) body.maxLagMs = options.maxLagMs;
+    if (options.minLsn !== undefined) body.minLsn = options.minLsn;
     return { path: '/v1/query', body };
   }
-  if (options.consistency) throw new CliError('BAD_REQUEST', '--consistency applies to reads only');
+  if (options.consistency || options.maxLagMs !== undefined || options.minLsn !== undefined) {
+    throw new CliError('BAD_REQUEST', '--consistency, --max-lag-ms and --min-lsn apply to reads only');
+  }
   const pieces = splitStatements(sql);
   if (pieces.length > 1 && options.params !== undefined) {
     throw new CliError('BAD_REQUEST', '--params needs a single statement (the script has ' + pieces.length + ')');

@@ -9,19 +9,21 @@ describe('formatStatus', () => {
       mode: 'semi-sync',
       logFormat: 'logical',
       nodes: [
-        { name: 'replica-10', role: 'follower', epoch: 3, lsn: '40', appliedLsn: '39', lagMs: 12, sync: false, healthy: false },
-        { name: 'replica-0', role: 'leader', epoch: 3, lsn: '42', appliedLsn: '42', lagMs: 0, sync: false, healthy: true },
+        { name: 'replica-10', role: 'follower', epoch: 3, lsn: '40', appliedLsn: '39', flushedLsn: '38', lagMs: 12, sync: false, healthy: false, problem: 'log not yet checked by the leader' },
+        { name: 'replica-0', role: 'leader', epoch: 3, lsn: '42', appliedLsn: '42', flushedLsn: '42', lagMs: 0, sync: false, healthy: true, problem: null },
         { name: 'replica-2', role: 'follower', epoch: 3, lsn: '42', appliedLsn: '42', lagMs: 1, sync: true, healthy: true },
       ],
     });
     expect(lines).toEqual([
       'cluster flotilla  epoch 3  leader replica-0  mode semi-sync  log logical',
       '',
-      'name        role      epoch  lsn  applied  lagMs  sync  healthy',
-      '----------  --------  -----  ---  -------  -----  ----  -------',
-      'replica-0   leader        3  42   42           0  no    yes',
-      'replica-2   follower      3  42   42           1  yes   yes',
-      'replica-10  follower      3  40   39          12  no    NO',
+      'name        role      epoch  applied  flushed  lagMs  sync  healthy',
+      '----------  --------  -----  -------  -------  -----  ----  -------',
+      'replica-0   leader        3  42       42           0  no    yes',
+      'replica-2   follower      3  42       ?            1  yes   yes',
+      'replica-10  follower      3  39       38          12  no    NO',
+      '',
+      'replica-10: log not yet checked by the leader',
     ]);
   });
 

@@ -9,7 +9,9 @@ export interface ClusterNodeView {
   epoch: number;
   lsn: string;
   appliedLsn: string;
+  flushedLsn?: string;
   lagMs: number | null;
+  problem?: string | null;
   sync: boolean;
   healthy: boolean;
   version?: string;
@@ -33,7 +35,7 @@ export interface StatusOptions {
 }
 
 /** Column headers of `flotilla status`. */
-export const STATUS_COLUMNS = ['name', 'role', 'epoch', 'lsn', 'applied', 'lagMs', 'sync', 'healthy'];
+export const STATUS_COLUMNS = ['name', 'role', 'epoch', 'applied', 'flushed', 'lagMs', 'sync', 'healthy'];
 
 /** The lines `flotilla status` prints for `view`. */
 export function formatStatus(view: ClusterView): string[] {
@@ -46,8 +48,9 @@ export function formatStatus(view: ClusterView): string[] {
       name: n.name,
       role: n.role,
       epoch: n.epoch,
-      lsn: n.lsn,
       applied: n.appliedLsn,
+      // What failover and semi-sync count; gateways before 2026-11-28 do not send it.
+      flushed: n.flushedLsn ?? '?',
       lagMs: n.lagMs,
       sync: n.sync ? 'yes' : 'no',
       healthy: n.healthy ? 'yes' : 'NO',
@@ -59,7 +62,9 @@ export function formatStatus(view: ClusterView): string[] {
     if (f.lastFailover) line += `; last: ${f.lastFailover.from ?? '?'} -> ${f.lastFailover.to} at epoch ${f.lastFailover.epoch}, ${new Date(f.lastFailover.promotedAt).toISOString()}`;
     lines.push(line);
   }
-  return [...lines, '', ...formatTable(STATUS_COLUMNS, rows)];
+  // What a node says keeps it from serving (semi-sync degraded, lease not valid, log not yet checked).
+  const problems = [...(view.nodes ?? [])].filter((n) => n.problem).map((n) => `${n.name}: ${n.problem}`);
+  return [...lines, '', ...formatTable(STATUS_COLUMNS, rows), ...(problems.length ? ['', ...problems] : [])];
 }
 
 /** `flotilla status`: prints the cluster table (or the raw JSON with --json). */

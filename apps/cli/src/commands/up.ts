@@ -1,3 +1,4 @@
+import { FlotillaConfig, loadConfig } from '@flotilla/config';
 import { LocalCluster, LocalClusterOptions } from '@flotilla/local-cluster';
 import { createLogger } from '@flotilla/logging';
 import * as path from 'node:path';
@@ -12,6 +13,25 @@ export interface UpOptions {
   mode?: string;
   cluster: string;
   logLevel: string;
+}
+
+/**
+ * What is wrong with starting this cluster, before anything is spawned (null: nothing): the
+ * settings every child would load (flags and FLOTILLA_* of this shell), and a sync mode that
+ * needs more followers than there are. Otherwise every child exits 2 in a restart loop, and
+ * `flotilla up` says so only when its wait for readiness gives up.
+ */
+export function upProblem(options: UpOptions, env: NodeJS.ProcessEnv): string | null {
+  let config: FlotillaConfig;
+  try {
+    config = loadConfig(options.mode ? { mode: options.mode } : {}, env);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (config.mode !== 'async' && config.syncFollowers >= options.replicas) {
+    return `mode ${config.mode} needs syncFollowers (${config.syncFollowers}) < replicas (${options.replicas}): the leader is not its own follower; add replicas or use --mode async`;
+  }
+  return null;
 }
 
 /** LocalCluster options for `flotilla up` flags. */
@@ -35,6 +55,11 @@ export function clusterOptionsOf(options: UpOptions): LocalClusterOptions {
  * stops every process (SIGTERM, SIGKILL after a grace period) and exits 0.
  */
 export async function runUp(options: UpOptions, io: Io): Promise<number> {
+  const problem = upProblem(options, process.env);
+  if (problem !== null) {
+    io.err(`flotilla up: ${problem}`);
+    return 2;
+  }
   const clusterOptions = clusterOptionsOf(options);
   const cluster = new LocalCluster({ ...clusterOptions, logger: createLogger({ app: 'flotilla-up', cluster: options.cluster }, options.logLevel) });
   let stopRequested: ((signal: string) => void) | undefined;
