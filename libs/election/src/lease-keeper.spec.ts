@@ -196,3 +196,24 @@ describe('LeaseKeeper and a free lease', () => {
     b.k.stop();
   });
 });
+
+describe('LeaseKeeper after its data was lost', () => {
+  it('a replica restarted with an empty store does not lead with the lease its earlier incarnation held, but takes one the monitor hands it', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const held = store.cas(null, { holder: 'replica-0', epoch: 4, ttlMs: TTL_MS });
+    let knownEpoch = 0; // a new, empty volume
+    const views: LeadershipView[] = [];
+    const k = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-0', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => knownEpoch }, (v) => views.push(v));
+    await k.start();
+    await advance(clock, 2 * TTL_MS);
+    expect(store.record).toEqual(held); // neither renewed nor re-taken
+    expect(k.leadership.isLeader).toBe(false);
+    // The monitor, finding nobody better, hands it a newer epoch: that one it takes up.
+    store.cas(held, { holder: 'replica-0', epoch: 5, ttlMs: TTL_MS });
+    await settle();
+    expect(k.leadership).toEqual({ leader: 'replica-0', epoch: 5, isLeader: true });
+    knownEpoch = 5;
+    k.stop();
+  });
+});

@@ -52,6 +52,13 @@ export class LeaseKeeper {
   private readonly observed: ObservedLease;
   /** Highest epoch seen in any lease record (a deleted lease does not lower it). */
   private highestEpochSeen = 0;
+  /**
+   * Set when this node started with no history (its data knows no epoch) and the first lease it
+   * saw was already there: a lease naming it at or below that epoch is an earlier incarnation's
+   * (its volume was replaced), not something to lead with an empty database.
+   */
+  private amnesiacUpTo: number | null = null;
+  private started = false;
 
   constructor(
     private readonly leaser: Leaser,
@@ -171,6 +178,10 @@ export class LeaseKeeper {
     // renewal compare-and-swap against a dead revision, and a leader would lose a lease it holds.
     if (record && this.current && record.epoch < this.current.epoch) return;
     this.observed.observe(record);
+    if (!this.started) {
+      this.started = true;
+      if (record && record.epoch > 0 && this.options.knownEpoch() === 0) this.amnesiacUpTo = record.epoch;
+    }
     if (record) this.highestEpochSeen = Math.max(this.highestEpochSeen, record.epoch);
     if (this.busy) return;
     this.busy = true;
@@ -178,6 +189,18 @@ export class LeaseKeeper {
       const me = this.options.node;
       if (record && record.holder === me && this.view.isLeader && record.epoch === this.view.epoch) {
         // Our own renewal echoed by the watch (maybe late): `current` is what our last CAS stored.
+        return;
+      }
+      if (record && record.holder === me && !this.view.isLeader && this.amnesiacUpTo !== null && record.epoch <= this.amnesiacUpTo && this.options.knownEpoch() === 0) {
+        // Our name, from before our data was lost: leading now would tell every follower to
+        // rewind to nothing. Let it run out; the monitor gives it to the most up-to-date node
+        // (us too, if we are the only one, with a newer epoch), and we are seeded from there.
+        if (this.view.leader !== null || this.view.epoch !== record.epoch) {
+          this.log.warn('the lease names this node, but its data knows no epoch (a new volume?): not leading with it', { epoch: record.epoch });
+        }
+        this.current = record;
+        this.validUntilMono = 0;
+        this.setView({ leader: null, epoch: record.epoch, isLeader: false });
         return;
       }
       if (record && record.holder === me && !this.view.isLeader && record.epoch > this.options.knownEpoch()) {
