@@ -480,8 +480,9 @@ export class FollowerRole {
       // From a leader deposed meanwhile: past the new leader's log end it is no transaction of the
       // new leader's history (theirs at these LSNs come on the stream, in this epoch).
       if (e.epoch < this.epoch) {
+        // Skipped, not a stop: the new leader's own entry at the same LSN may come right after it.
         this.refuse(`entry ${e.lsn} of epoch ${e.epoch}, buffered before the leader changed (epoch ${this.epoch}): dropped`);
-        break;
+        continue;
       }
       if (e.lsn > expected) {
         this.refuse(`entry ${e.lsn} out of order after catch-up (at ${expected - 1}, leader at ${this.leaderLsn}): dropped`);
@@ -489,6 +490,8 @@ export class FollowerRole {
       }
       this.accept(e);
     }
+    // What was dropped was not received: a heartbeat announcing it must find it missing and ask.
+    this.received = this.nextExpected() - 1;
     this.sendAck();
   }
 

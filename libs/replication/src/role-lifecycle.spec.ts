@@ -210,3 +210,53 @@ test('a snapshot being served pins the log after its LSN: the seeded node can ca
     await node.stop();
   }
 });
+
+test('entries of a deposed leader buffered during a catch-up are skipped, and the new leader\'s entry at the same LSN is not lost with them', async () => {
+  const t = new MemoryTransport((type) => type === 'catchup');
+  // l: 1..3 in epoch 1. m: 1..2 of l, then its own 3' in epoch 2.
+  const l = context('l', t);
+  lead(l, 1);
+  l.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
+  l.store.executeBatch([{ statements: [{ sql: 'INSERT INTO t VALUES (1)' }] }], 1);
+  l.store.executeBatch([{ statements: [{ sql: 'INSERT INTO t VALUES (2)' }] }], 1);
+  const m = context('m', t);
+  m.store.applyEntries(l.store.readLogAfter(0, 1 << 20, 2));
+  lead(m, 2);
+  m.store.executeBatch([{ statements: [{ sql: 'INSERT INTO t VALUES (30)' }] }], 2);
+  const f = context('f', t);
+  f.store.applyEntries(l.store.readLogAfter(0, 1 << 20, 1));
+  const role = new FollowerRole(f, 1, 'l', () => undefined, () => true);
+  role.start();
+  const batch = (from: RoleContext, epoch: number, after: number) =>
+    t.publish(f.subjects.log, encode({ type: 'entries', v: PROTOCOL_VERSION, epoch, leader: from.node, entries: from.store.readLogAfter(after, 1 << 20, 1).map(toWire) }));
+  const reply = (from: RoleContext, epoch: number, leaderLsn: number, after: number) =>
+    encode({ type: 'catchup-reply', v: PROTOCOL_VERSION, epoch, leader: from.node, leaderLsn: String(leaderLsn), entries: from.store.readLogAfter(after, 1 << 20).filter((e) => e.lsn <= leaderLsn).map(toWire), epochs: from.store.epochHistory() });
+  try {
+    await until('the first catch-up request', () => t.held.length === 1);
+    t.held[0].resolve(reply(l, 1, 1, 1)); // nothing new: live at 1
+    await until('live', () => role.state === 'live');
+    batch(l, 1, 2); // l's 3 arrives, its 2 was lost: a gap, a catch-up to l
+    await until('a catch-up to l', () => t.held.length === 2);
+    role.repoint('m', 2); // l died; the lease names m
+    t.held[1].resolve(encode({ type: 'error', v: PROTOCOL_VERSION, error: { code: 'UNAVAILABLE', message: 'l is gone' } }));
+    await until('a catch-up to m', () => t.held.length === 3);
+    expect(t.held[2].subject).toBe(f.subjects.catchup('m'));
+    batch(m, 2, 2); // m's own 3' comes on the stream while its reply (log end 2) is on its way
+    t.held[2].resolve(reply(m, 2, 2, 1));
+    // m is idle now; its heartbeats announce 3. Whatever the follower asks of m, m answers.
+    let answered = 3;
+    await until('the follower at m\'s 3', () => {
+      role.noteLeaderLsn(3, Date.now());
+      while (t.held.length > answered) {
+        const req = decodeEnvelope(t.held[answered].data);
+        t.held[answered].resolve(reply(m, 2, 3, Number(req.after)));
+        answered++;
+      }
+      return f.store.lastLsn === 3;
+    });
+    expect(f.store.lastEntryEpoch).toBe(2);
+    expect(f.store.query('SELECT k FROM t ORDER BY k').rows).toEqual([{ k: 1 }, { k: 30 }]); // m's history: l's 1..2, then its own 3'
+  } finally {
+    role.stop();
+  }
+});
