@@ -43,6 +43,8 @@ import { FreshnessTracker } from './freshness';
 export const CATCHUP_BUFFER_ENTRIES_MAX = 50_000;
 /** ... or this many payload bytes (large entries during a long seed would otherwise hold GBs). */
 export const CATCHUP_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
+/** A catch-up that gets no answer says so at most this often. */
+export const CATCHUP_SILENCE_LOG_MS = 10_000;
 /** Bytes asked for per catch-up round trip. */
 export const CATCHUP_REQUEST_BYTES = 512 * 1024;
 /** An async follower fdatasyncs what it applied at most this long after applying it. */
@@ -406,6 +408,7 @@ export class FollowerRole {
     const started = clock.monotonic();
     let fetched = 0;
     let announced = false;
+    let lastSilenceLogMono = Number.NEGATIVE_INFINITY;
     while (!this.stopped) {
       const req: CatchupRequest = {
         type: 'catchup',
@@ -460,8 +463,14 @@ export class FollowerRole {
           await this.seed(err.message);
           continue;
         }
+        // No answer (no leader there yet, a timeout): logged at the first and then every
+        // CATCHUP_SILENCE_LOG_MS, so a follower that cannot reach its leader says so.
         const quiet = err instanceof TransportError;
-        if (!quiet) log.warn('catch-up request failed; retrying', { err: (err as Error).message });
+        const now = clock.monotonic();
+        if (!quiet || now - lastSilenceLogMono >= CATCHUP_SILENCE_LOG_MS) {
+          if (quiet) lastSilenceLogMono = now;
+          log.warn('catch-up request failed; retrying', { err: (err as Error).message, leader: this.leader });
+        }
         await this.delay(RETRY_DELAY_MS);
       }
     }

@@ -152,7 +152,7 @@ export class LeaderRole {
   /** Set while a switchover hands the lease on: new writes are refused (NOT_LEADER, retryable). */
   private handingOverTo: string | null = null;
   /** `node@epoch` of acks from a newer epoch already logged. */
-  private readonly newerEpochAcks = new Set<string>();
+  private readonly otherEpochAcks = new Set<string>();
 
   constructor(
     private readonly ctx: RoleContext,
@@ -473,13 +473,15 @@ export class LeaderRole {
       this.refuse('ack', err);
       return;
     }
-    if (ack.epoch < this.epoch) return; // from before this leader's time; positions are re-sent
-    if (ack.epoch > this.epoch) {
-      // Once per sender and epoch: its acks come with every heartbeat until this node steps down.
+    if (ack.epoch !== this.epoch) {
+      // Once per sender and epoch: its acks keep coming until it (or this node) learns of the other leader.
       const key = `${ack.node}@${ack.epoch}`;
-      if (!this.newerEpochAcks.has(key)) {
-        this.newerEpochAcks.add(key);
-        this.ctx.log.warn('ack from a newer epoch: another leader exists', { from: ack.node, theirEpoch: ack.epoch });
+      if (!this.otherEpochAcks.has(key)) {
+        if (this.otherEpochAcks.size >= 1000) this.otherEpochAcks.clear(); // bounded: keys are node@epoch
+        this.otherEpochAcks.add(key);
+        if (ack.epoch > this.epoch) this.ctx.log.warn('ack from a newer epoch: another leader exists', { from: ack.node, theirEpoch: ack.epoch });
+        // From before this leader's time: its position is not counted until it re-sends it in ours.
+        else this.ctx.log.info('ack from an older epoch refused: not counted', { from: ack.node, theirEpoch: ack.epoch });
       }
       return;
     }

@@ -10,6 +10,7 @@ import { loadConfig } from '@flotilla/config';
 import { MemoryLogger, systemClock } from '@flotilla/logging';
 import { decodeEnvelope, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { servedSnapshotsDirFor, Store } from '@flotilla/storage';
+import { TransportError } from '@flotilla/transport';
 import type { IncomingMessage, Subscription, Transport } from '@flotilla/transport';
 import { Counters, RoleContext } from './context';
 import { FollowerRole } from './follower';
@@ -38,9 +39,12 @@ class MemoryTransport implements Transport {
     set.add(handler);
     return { unsubscribe: () => set.delete(handler) };
   }
+  /** When set, a request nobody is held for or subscribed to fails as NATS's "no responders" does. */
+  noResponders = false;
   request(subject: string, data: Uint8Array): Promise<Uint8Array> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const handlers = this.subs.get(subject);
+      if (this.noResponders && !handlers?.size) return reject(new TransportError('no-responders', `no responders on ${subject}`));
       if (this.hold(String(decodeEnvelope(data).type)) || !handlers?.size) return this.held.push({ subject, data, resolve });
       for (const h of handlers) h({ subject, data, respond: resolve });
     });
@@ -256,6 +260,23 @@ test('entries of a deposed leader buffered during a catch-up are skipped, and th
     });
     expect(f.store.lastEntryEpoch).toBe(2);
     expect(f.store.query('SELECT k FROM t ORDER BY k').rows).toEqual([{ k: 1 }, { k: 30 }]); // m's history: l's 1..2, then its own 3'
+  } finally {
+    role.stop();
+  }
+});
+
+test('a follower whose leader does not answer says so in its log, once per interval, not never and not every retry', async () => {
+  const t = new MemoryTransport(() => false);
+  t.noResponders = true;
+  const f = context('f', t);
+  const role = new FollowerRole(f, 3, 'gone', () => undefined, () => true);
+  role.start();
+  try {
+    const failures = () => f.lines.lines.filter((l) => l.msg === 'catch-up request failed; retrying');
+    await until('the first failure logged', () => failures().length === 1);
+    await new Promise((r) => setTimeout(r, 1000)); // about four retries
+    expect(failures()).toHaveLength(1);
+    expect(failures()[0].fields).toMatchObject({ leader: 'gone' });
   } finally {
     role.stop();
   }
