@@ -209,6 +209,17 @@ test('values.schema.json and the cross-field rules refuse bad values with a mess
   }
 });
 
+test('replica.updatePartition sets the StatefulSet partition (followers first in a rolling update); 0 leaves it out', async () => {
+  const partitionOf = async (args: string[]) => {
+    const result = await helm(['template', RELEASE, CHART, '--kube-version', KUBE_VERSION, ...args]);
+    expect(result.code).toBe(0);
+    const sts = result.stdout.split('\n---\n').find((doc) => /kind: StatefulSet/.test(doc) && /name: \S+-replica\n/.test(doc))!;
+    return /rollingUpdate:\n\s+partition: (\d+)/.exec(sts)?.[1] ?? null;
+  };
+  expect(await partitionOf(['--set', 'replica.updatePartition=2'])).toBe('2');
+  expect(await partitionOf([])).toBeNull();
+});
+
 test('a long release name still gives StatefulSet names short enough for their pods (≤ 52 characters)', async () => {
   const release = 'a'.repeat(53);
   const result = await helm(['template', release, CHART, '--kube-version', KUBE_VERSION]);
