@@ -6,7 +6,7 @@ import type { NatsConnection } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
 import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
 import Database from 'better-sqlite3';
-import { natsClient, startLoad, statusOf } from '../integration/support';
+import { fileChecksums, natsClient, startLoad, statusOf } from '../integration/support';
 
 jest.setTimeout(180_000);
 
@@ -58,11 +58,15 @@ test('semi-sync: every acknowledged write is on a follower at the moment of the 
   expect((await httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)' }] })).status).toBe(200);
   const load = startLoad(c.cluster.gatewayUrl, 't', { clients: 16, maxWrites: 1_000_000 });
   await waitFor(() => load.acked.length >= 2000, { what: '2000 acknowledged writes', timeoutMs: 60_000 });
-  c.cluster.killReplica(c.leader, 'SIGKILL'); // no restart, no monitor: the followers' files stay as they were
+  // Every replica in the same instant (no restart, no monitor): no follower applies anything more
+  // from what NATS still held, so its file shows what it had when the leader acknowledged.
+  for (const node of [c.leader, ...c.followers]) c.cluster.killReplica(node, 'SIGKILL');
   await load.stop();
+  const onLeader = keysIn(c.cluster.replicaDbFile(c.leader), 't');
   const onFollowers = c.followers.map((f) => keysIn(c.cluster.replicaDbFile(f), 't'));
   const missing = load.acked.filter((a) => !onFollowers.some((s) => s.has(a.key)));
   expect(load.acked.length).toBeGreaterThanOrEqual(2000);
+  expect(load.acked.filter((a) => !onLeader.has(a.key))).toEqual([]);
   expect(missing).toEqual([]);
 });
 
@@ -91,6 +95,10 @@ test('SIGSTOP of the sync follower: within syncTimeoutMs + 1 s the other followe
   const leaderLsn = Number((await statusOf(c.nc, c.leader)).heartbeat.lsn);
   await waitFor(async () => Number((await statusOf(c.nc, syncNode)).heartbeat.lsn) >= leaderLsn, { what: `${syncNode} caught up`, timeoutMs: 30_000 });
   expect(load.failures.filter((f) => f.status !== 503)).toEqual([]);
+  // Caught up in content, not only in position: every replica holds the same rows.
+  await waitFor(async () => (await Promise.all(c.followers.map((f) => statusOf(c.nc, f)))).every((st) => Number(st.heartbeat.lsn) >= leaderLsn), { what: 'both followers at the leader LSN' });
+  const sums = c.cluster.replicaNames.map((n) => fileChecksums(c.cluster.replicaDbFile(n)).tables);
+  for (const t of sums) expect(t).toEqual(sums[0]);
 });
 
 test('block: with no follower reachable writes fail with 503 after the timeout, nothing lost or half-applied', async () => {
@@ -113,6 +121,7 @@ test('block: with no follower reachable writes fail with 503 after the timeout, 
   for (const r of results) {
     expect(r).toMatchObject({ status: 503, code: 'NOT_ENOUGH_REPLICAS', retryAfter: expect.any(String) });
     expect(r.ms).toBeGreaterThanOrEqual(SYNC_TIMEOUT_MS - 50);
+    expect(r.ms).toBeLessThan(SYNC_TIMEOUT_MS + 2000); // after the timeout, not whenever
   }
   for (const f of c.followers) c.cluster.resume(f);
   for (let k = 200; k < 210; k++) expect((await waitFor(async () => ((await pair(k)).status === 200 ? true : null), { what: `write ${k} after resume` }))).toBe(true);
@@ -125,6 +134,9 @@ test('block: with no follower reachable writes fail with 503 after the timeout, 
     for (let k = 0; k < 20; k++) expect(a.has(k)).toBe(true); // acknowledged before: never lost
     for (let k = 200; k < 210; k++) expect(a.has(k)).toBe(true);
   }
+  // And the replicas agree with each other, the refused writes 100..104 included (all there, or nowhere).
+  const sums = c.cluster.replicaNames.map((n) => fileChecksums(c.cluster.replicaDbFile(n)).tables);
+  for (const t of sums) expect(t).toEqual(sums[0]);
 });
 
 test('degrade (set at run time): writes continue with every follower stopped, and the degraded state is visible', async () => {
@@ -191,8 +203,11 @@ test('per-request durability asks for more than the cluster default, never less'
   // The cluster default (async) and 'leader' do not wait for anyone...
   expect((await exec(2)).status).toBe(200);
   expect((await exec(3, 'leader')).status).toBe(200);
-  // ...'sync' needs one follower copy: the other follower gives it...
+  // ...'sync' needs one follower copy: the other follower gives it (it has it at the ack)...
   expect((await exec(4, 'sync')).status).toBe(200);
+  const other = new Database(c.cluster.replicaDbFile(c.followers[1]), { readonly: true });
+  expect(other.prepare('SELECT count(*) FROM t WHERE k = 4').pluck().get()).toBe(1);
+  other.close();
   // ...but three copies cannot be had with a follower paused: refused after syncTimeoutMs, not acknowledged.
   const t0 = performance.now();
   const three = await exec(5, { replicas: 3 });
@@ -200,4 +215,22 @@ test('per-request durability asks for more than the cluster default, never less'
   expect(three.body.error.code).toBe('NOT_ENOUGH_REPLICAS');
   expect(performance.now() - t0).toBeGreaterThanOrEqual(SYNC_TIMEOUT_MS - 50);
   c.cluster.resume(c.followers[0]);
+});
+
+test('per-request durability never asks for less: in semi-sync, a write asking for "leader" still waits for a sync follower', async () => {
+  const c = await start('semi-sync');
+  nc = c.nc;
+  const exec = (k: number, durability?: unknown) =>
+    httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'INSERT INTO t(k) VALUES (?)', params: [k] }], ...(durability ? { durability } : {}) });
+  expect((await httpJson('POST', `${c.cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] })).status).toBe(200);
+  expect((await exec(1, 'leader')).status).toBe(200);
+  for (const f of c.followers) c.cluster.pause(f);
+  try {
+    const t0 = performance.now();
+    const r = await exec(2, 'leader');
+    expect({ status: r.status, code: r.body?.error?.code }).toEqual({ status: 503, code: 'NOT_ENOUGH_REPLICAS' });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(SYNC_TIMEOUT_MS - 50);
+  } finally {
+    for (const f of c.followers) c.cluster.resume(f);
+  }
 });

@@ -33,9 +33,12 @@ async function raw(method: string, path: string, body: string, contentType = 'ap
 /** Everything a bad request must leave as it was. */
 async function state() {
   const s = await statusOf(nc, leader);
+  // The follower's data too (an `any` read may be served there), once it holds the leader's LSN.
+  await waitFor(async () => (await statusOf(nc, follower)).heartbeat.lsn === s.heartbeat.lsn, { what: `${follower} at the leader's LSN ${s.heartbeat.lsn}` });
   return {
     lsn: s.heartbeat.lsn,
     leader: fileChecksums(cluster.replicaDbFile(leader)).tables,
+    follower: fileChecksums(cluster.replicaDbFile(follower)).tables,
     pids: cluster.replicaNames.map((n) => cluster.pid(n)).concat(cluster.pid('gateway')),
   };
 }

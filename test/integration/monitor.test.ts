@@ -228,13 +228,13 @@ describe('failover: every follower lags more than maxLagOnFailover', () => {
     expect(view.failover.reason).toContain(`${leader} is the failed leader`);
 
     // For 20 more status rounds (2 s) the monitor keeps waiting: the lease never moves.
-    let rounds = 0;
-    await waitFor(async () => {
+    // Each round must hold (an expect inside waitFor would only retry it).
+    for (let round = 0; round < 20; round++) {
       const v = await clusterView(cluster);
       expect(v.failover.state).toBe('no-candidate');
       expect(await readLease(leaser)).toMatchObject({ holder: leader, epoch: before.epoch });
-      return ++rounds >= 20;
-    }, { what: '20 rounds without a promotion', intervalMs: 100 });
+      await new Promise((r) => setTimeout(r, 100));
+    }
 
     const lines = logLines(cluster, monitor);
     const noCandidate = lines.filter((l) => l.msg === 'no eligible candidate');

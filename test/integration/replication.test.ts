@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
-import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
+import { httpJson, logLines, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
 import { fileChecksums, natsClient, startLoad, statusOf } from './support';
 
 jest.setTimeout(240_000);
@@ -95,10 +95,20 @@ describe('a 3-replica cluster', () => {
     const sums = await converged(cluster, nc);
     for (const s of sums) expect(s.tables).toEqual(sums[0].tables);
     const final = await statusOf(nc, victim);
-    // Proof that it recovered from its own log position: it never installed a snapshot.
+    // Proof that it recovered from its own log position: it never installed a snapshot (the
+    // counter is this incarnation's; its log file spans every incarnation, so it is read too), and
+    // its catch-up after the restart started at or past where it was before the kill.
     expect(final.counters.snapshotsInstalled ?? 0).toBe(0);
     expect(status.counters.catchupEntries ?? 0).toBeGreaterThan(0);
     expect(Number(before)).toBeGreaterThan(0);
+    const lines = logLines(cluster, victim);
+    expect(lines.filter((l) => /^snapshot (seeding started|offered|seeding finished)$/.test(l.msg))).toEqual([]);
+    const restarts = lines.filter((l) => l.msg === 'replica started');
+    expect(restarts).toHaveLength(2);
+    const resumedAt = Number(restarts[1].lsn);
+    expect(resumedAt).toBeGreaterThanOrEqual(Number(before));
+    const catchupAfterRestart = lines.slice(lines.indexOf(restarts[1])).find((l) => l.msg === 'catch-up started');
+    expect(Number(catchupAfterRestart?.from)).toBe(resumedAt);
     // Every acknowledged write is on the restarted follower.
     const rows = sums.find((s) => s.name === victim)!.tables.kv.rows;
     expect(rows).toBeGreaterThanOrEqual(load.acked.length);

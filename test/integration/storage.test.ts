@@ -146,6 +146,83 @@ test('rows of a rowid table whose primary key holds NULLs (several rows share it
   expect(follower.tableChecksums()).toEqual(sums);
 });
 
+test('a rewind names rows with rowids beyond 2^53 exactly (Snowflake-sized INTEGER PRIMARY KEYs, tables without a key)', () => {
+  exec(sql('CREATE TABLE m(id INTEGER PRIMARY KEY, body TEXT)'), sql('CREATE TABLE n(a, b)'));
+  exec(sql("INSERT INTO m VALUES (1234567890123456768, 'kept')"), sql('INSERT INTO n(rowid, a, b) VALUES (9007199254740993, 1, 2)'));
+  const keep = follower.lastLsn;
+  const sums = follower.tableChecksums();
+  // 1234567890123456769 rounds to ...768 as a double: the rewind deleted 'kept' and kept 'undone'.
+  exec(sql("INSERT INTO m VALUES (1234567890123456769, 'undone')"), sql('UPDATE n SET b = 3'), sql("UPDATE m SET body = 'changed' WHERE id = 1234567890123456768"));
+  follower.rewindTo(keep);
+  expect(follower.tableChecksums()).toEqual(sums);
+  expect(follower.query('SELECT CAST(id AS TEXT) AS id, body FROM m').rows).toEqual([{ id: '1234567890123456768', body: 'kept' }]);
+  expect(follower.query('SELECT CAST(rowid AS TEXT) AS r, b FROM n').rows).toEqual([{ r: '9007199254740993', b: 2 }]);
+});
+
+test('a schema that row-based replication cannot follow is refused with the request that makes it: a column hiding the rowid, a foreign key to its own table that rewrites rows on update; sqlite_sequence is not written', () => {
+  const refused = (o: ReturnType<typeof exec>[number], pattern: RegExp) => {
+    expect(o.ok).toBe(false);
+    if (!o.ok) {
+      expect(o.error.code).toBe('BAD_REQUEST');
+      expect(o.error.message).toMatch(pattern);
+    }
+  };
+  const before = leader.lastLsn;
+  refused(exec(sql('CREATE TABLE category(code TEXT PRIMARY KEY, parent TEXT REFERENCES category(code) ON UPDATE CASCADE)'))[0], /foreign key to itself with ON UPDATE CASCADE/);
+  refused(exec(sql('CREATE TABLE emp(id INTEGER PRIMARY KEY, boss INTEGER REFERENCES emp(id) ON UPDATE SET NULL)'))[0], /ON UPDATE SET NULL/);
+  refused(exec(sql('CREATE TABLE t(rowid TEXT, v)'))[0], /column named rowid/);
+  refused(exec(sql('CREATE TABLE sheet(Oid INTEGER, colid INTEGER, value TEXT, PRIMARY KEY (Oid, colid))'))[0], /column named Oid/);
+  expect(leader.lastLsn).toBe(before); // nothing of them committed
+  expect(leader.query("SELECT count(*) AS n FROM sqlite_master WHERE name IN ('category', 'emp', 't', 'sheet')").rows).toEqual([{ n: 0 }]);
+  // What can be followed is accepted: NO ACTION / RESTRICT, ON DELETE CASCADE, and rowid as the key of a WITHOUT ROWID table.
+  exec(sql('CREATE TABLE cat(code TEXT PRIMARY KEY, parent TEXT REFERENCES cat(code) ON UPDATE RESTRICT ON DELETE CASCADE)'));
+  exec(sql('CREATE TABLE w(rowid TEXT PRIMARY KEY, v) WITHOUT ROWID'));
+  exec(sql("INSERT INTO cat VALUES ('ROOT', 'ROOT'), ('A', 'ROOT')"), sql("INSERT INTO w VALUES ('r1', 1)"));
+  exec(sql("UPDATE w SET v = 2 WHERE rowid = 'r1'"), sql("DELETE FROM cat WHERE code = 'ROOT'"));
+  // Added later by ALTER TABLE: refused the same way.
+  refused(exec(sql('ALTER TABLE cat ADD COLUMN up TEXT REFERENCES cat(code) ON UPDATE CASCADE'))[0], /foreign key to itself/);
+  exec(sql('CREATE TABLE seq(id INTEGER PRIMARY KEY AUTOINCREMENT, v)'), sql('INSERT INTO seq(v) VALUES (1)'));
+  refused(exec(sql("UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'seq'"))[0], /sqlite_sequence .* not replicated/);
+  expect(leader.query("SELECT seq FROM sqlite_sequence WHERE name = 'seq'").rows).toEqual([{ seq: 1 }]);
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+});
+
+test('a request whose transaction fails as a whole (a deferred foreign key at COMMIT, ON CONFLICT ROLLBACK) fails alone, with its own error; its group commits', () => {
+  exec(sql('CREATE TABLE parent(id INTEGER PRIMARY KEY)'), sql('CREATE TABLE child(id INTEGER PRIMARY KEY, pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)'));
+  exec(sql('CREATE TABLE u(k INTEGER PRIMARY KEY, v TEXT UNIQUE ON CONFLICT ROLLBACK)'), sql("INSERT INTO u VALUES (1, 'taken')"), sql('INSERT INTO parent VALUES (1)'));
+  const before = leader.lastLsn;
+  const outs = exec(
+    sql('INSERT INTO child VALUES (1, 1)'),
+    sql('INSERT INTO child VALUES (2, 99)'), // no parent 99: found only at COMMIT
+    sql("INSERT INTO u VALUES (2, 'taken')"), // ends the whole transaction
+    sql('INSERT INTO child VALUES (3, 1)'),
+  );
+  expect(outs.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual(['ok', 'CONSTRAINT', 'SQL_ERROR', 'ok']);
+  expect(outs[1].ok ? '' : outs[1].error.message).toMatch(/FOREIGN KEY constraint failed/);
+  expect(leader.lastLsn).toBe(before + 2);
+  expect(leader.query('SELECT id FROM child ORDER BY id').rows).toEqual([{ id: 1 }, { id: 3 }]);
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+});
+
+test('a request that changes far more than one replication message holds is stopped while it runs (413), not after capturing it all', () => {
+  exec(sql('CREATE TABLE items(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, pad TEXT NOT NULL)'));
+  for (let i = 0; i < 10; i++) {
+    const out = exec(sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000) INSERT INTO items(n, pad) SELECT 0, printf('%0100d', x) FROM c"));
+    expect(out[0].ok).toBe(true);
+  }
+  const before = { lsn: leader.lastLsn, sums: leader.tableChecksums() };
+  const [big] = exec(sql('UPDATE items SET n = n + 1')); // 20,000 rows, both images: ~6 MB of captured changes
+  expect(big.ok).toBe(false);
+  if (!big.ok) {
+    expect(big.error.code).toBe('PAYLOAD_TOO_LARGE');
+    expect(big.error.message).toMatch(/changes more than \d+ bytes of rows/);
+  }
+  expect({ lsn: leader.lastLsn, sums: leader.tableChecksums() }).toEqual(before);
+  // Split, it goes through.
+  expect(exec(sql('UPDATE items SET n = n + 1 WHERE id <= 2000'))[0].ok).toBe(true);
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+});
+
 test('a failing request rolls back alone; its neighbours commit', () => {
   exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
   const before = leader.lastLsn;
