@@ -4,7 +4,7 @@
  * one row; anything else means this replica has diverged, and it stops rather than serve wrong data.
  */
 import type Database from 'better-sqlite3';
-import type { Change } from '@flotilla/protocol';
+import type { Change, SqlValue } from '@flotilla/protocol';
 import { BindValue, logValueToBind } from './log-value';
 import { quoteIdent, readTableMeta, TableMeta } from './table-meta';
 
@@ -103,7 +103,7 @@ export class ChangeApplier {
     switch (change.op) {
       case 'ins': {
         const m = this.meta(change.t);
-        const key = m.pk.length > 0 && !m.pkIsRowid ? pick(cols ?? m.cols, change.row, m.pk) : [change.rid === null ? null : Number(change.rid)];
+        const key = m.pk.length > 0 && !m.pkIsRowid ? pick(cols ?? m.cols, change.row, m.pk) : [ridValue(change.rid)];
         this.apply({ op: 'del', t: change.t, rid: change.rid, key, old: change.row }, cols);
         return;
       }
@@ -112,10 +112,10 @@ export class ChangeApplier {
         return;
       case 'upd': {
         const m = this.meta(change.t);
-        const key = m.pk.length > 0 && !m.pkIsRowid ? pick(cols ?? m.cols, change.row, m.pk) : [change.rid];
+        const key = m.pk.length > 0 && !m.pkIsRowid ? pick(cols ?? m.cols, change.row, m.pk) : [ridValue(change.rid)];
         // Back to the old rowid (known since entries carry orid), finding the row by its new one.
         const ownPk = m.pk.length > 0 && !m.pkIsRowid;
-        const oldRid = ownPk ? (change.orid ?? change.rid) : String(change.key[0]);
+        const oldRid = ownPk ? (change.orid ?? change.rid) : ridOf(change.key[0]);
         const orid = ownPk && change.orid !== undefined ? change.rid : undefined;
         this.apply({ op: 'upd', t: change.t, rid: oldRid, orid, key: key as never, old: change.row, row: change.old }, cols);
         return;
@@ -136,6 +136,22 @@ export class ChangeApplier {
   private keyValues(m: TableMeta, key: unknown[]): BindValue[] {
     return key.map(logValueToBind);
   }
+}
+
+/**
+ * A rowid (decimal string in changes) as a log value: a plain number within 2^53, `$i` beyond, as
+ * capture writes them. `Number()` of a Snowflake-sized rowid rounds it: the rewind then deleted
+ * or restored the wrong row.
+ */
+function ridValue(rid: string | null): SqlValue {
+  if (rid === null) return null;
+  return Number.isSafeInteger(Number(rid)) ? Number(rid) : { $i: rid };
+}
+
+/** The decimal string of a rowid given as a log value (a number, or `$i` beyond 2^53). */
+function ridOf(v: unknown): string {
+  if (typeof v === 'object' && v !== null && typeof (v as { $i?: unknown }).$i === 'string') return (v as { $i: string }).$i;
+  return String(v);
 }
 
 function pick(cols: string[], row: unknown[], wanted: string[]): never[] {

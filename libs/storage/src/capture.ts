@@ -13,6 +13,18 @@ import { listUserTables, quoteIdent, quoteText, readTableMeta, TableMeta } from 
 
 export const CAPTURE_TABLE = 'temp._flotilla_capture';
 const TRIGGER_PREFIX = '_flotilla_cap_';
+/**
+ * A request whose captured changes grow past this many bytes is stopped in the statement that
+ * does it. The log entry's own limit (900 KiB, checked once the request ran) refuses far less;
+ * this bounds what capture holds meanwhile: an UPDATE of a million rows, or a DELETE of 300 MB of
+ * blobs, held gigabytes (in SQLite's temp store, then as JS strings) before it was refused, more
+ * than a replica's memory limit.
+ */
+export const CAPTURE_BYTES_MAX = 4 * 900 * 1024;
+/** The running size is checked every this many captured rows (a lone row costs no check). */
+const CAPTURE_CHECK_EVERY_ROWS = 64;
+/** The message of the statement error the check raises (mapped to 413 PAYLOAD_TOO_LARGE). */
+export const CAPTURE_LIMIT_MESSAGE = 'flotilla: the request changes more than can be replicated';
 
 /** SQL for one column value in capture JSON. */
 export function encodeColumnSql(ref: string): string {
@@ -47,6 +59,13 @@ export function installCapture(db: Database.Database): Map<string, TableMeta> {
   db.exec(`CREATE TEMP TABLE IF NOT EXISTS _flotilla_capture(
     seq INTEGER PRIMARY KEY, op TEXT NOT NULL, tbl TEXT NOT NULL, rid TEXT, nrid TEXT, okey TEXT, old TEXT, new TEXT)`);
   removeCaptureTriggers(db);
+  // seq restarts at 1 for each request (the table is emptied after each): every 64th row, the
+  // captured size so far (O(rows) once per 64 rows, and a request stops a few thousand rows in).
+  db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS ${TRIGGER_PREFIX}limit AFTER INSERT ON _flotilla_capture
+    WHEN NEW.seq % ${CAPTURE_CHECK_EVERY_ROWS} = 0 BEGIN
+      SELECT RAISE(ABORT, '${CAPTURE_LIMIT_MESSAGE}')
+      WHERE (SELECT sum(coalesce(length(old), 0) + coalesce(length(new), 0)) FROM ${CAPTURE_TABLE}) > ${CAPTURE_BYTES_MAX};
+    END;`);
   const metas = new Map<string, TableMeta>();
   listUserTables(db).forEach((name, i) => {
     const meta = readTableMeta(db, name);

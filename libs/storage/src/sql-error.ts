@@ -3,6 +3,7 @@
  * Only errors caused by the request are mapped; anything else (I/O, full disk) is INTERNAL.
  */
 import { ErrorCode, FlotillaError } from '@flotilla/protocol';
+import { CAPTURE_BYTES_MAX, CAPTURE_LIMIT_MESSAGE } from './capture';
 
 export function toClientError(err: unknown, where: string): FlotillaError {
   if (err instanceof FlotillaError) return err;
@@ -11,6 +12,9 @@ export function toClientError(err: unknown, where: string): FlotillaError {
   const code = e?.code ?? '';
   if (e?.name === 'TypeError' || e?.name === 'RangeError') {
     return new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: ${msg}`, { cause: err });
+  }
+  if (msg.includes(CAPTURE_LIMIT_MESSAGE)) {
+    return new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `${where}: the transaction changes more than ${CAPTURE_BYTES_MAX} bytes of rows, too much for one replication message; split it into smaller requests`, { cause: err });
   }
   if (code.startsWith('SQLITE_CONSTRAINT')) return new FlotillaError(ErrorCode.CONSTRAINT, `${where}: ${msg}`, { cause: err });
   if (/no such table/i.test(msg)) return new FlotillaError(ErrorCode.NO_SUCH_TABLE, `${where}: ${msg}`, { cause: err });

@@ -1,4 +1,4 @@
-import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
+import { classifyStatement, StatementKind, touchesInternal, writesSqliteSequence } from './statement-kind';
 
 const kind = (sql: string) => classifyStatement(sql).kind;
 
@@ -32,4 +32,13 @@ test('internal tables are refused by name, quoted or not; the same text in a str
   expect(touchesInternal('SELECT * FROM main.[_flotilla_meta]')).toBe(true);
   expect(touchesInternal("INSERT INTO notes VALUES ('see _flotilla_log')")).toBe(false);
   expect(touchesInternal('SELECT 1')).toBe(false);
+});
+
+test('writes to sqlite_sequence (not replicated) are recognised however written; reads of it are not writes', () => {
+  for (const sql of ['DELETE FROM sqlite_sequence', "UPDATE sqlite_sequence SET seq = 1000 WHERE name = 't'", 'update or replace main.sqlite_sequence set seq = 1', 'INSERT INTO "sqlite_sequence" VALUES (\'t\', 5)', 'WITH x AS (SELECT 1) DELETE FROM [SQLITE_SEQUENCE]']) {
+    expect([sql, writesSqliteSequence(sql)]).toEqual([sql, true]);
+  }
+  for (const sql of ['SELECT seq FROM sqlite_sequence', "INSERT INTO t SELECT seq FROM sqlite_sequence WHERE name = 'x'", "INSERT INTO notes VALUES ('DELETE FROM sqlite_sequence')"]) {
+    expect([sql, writesSqliteSequence(sql)]).toEqual([sql, false]);
+  }
 });

@@ -146,3 +146,24 @@ export function touchesInternal(sql: string): boolean {
   if (!/_flotilla/i.test(sql)) return false; // the common case, without tokenizing
   return leadingWords(sql, Number.POSITIVE_INFINITY).some((t) => t.startsWith('_FLOTILLA'));
 }
+
+/**
+ * True when `sql` writes SQLite's own AUTOINCREMENT counters (`sqlite_sequence`): they are not
+ * replicated (neither captured nor rewound), so the leader's and its followers' would differ; a
+ * new ID stays unique regardless (AUTOINCREMENT also goes past the highest rowid in use).
+ */
+export function writesSqliteSequence(sql: string): boolean {
+  if (!/sqlite_sequence/i.test(sql)) return false; // the common case, without tokenizing
+  const w = leadingWords(sql, Number.POSITIVE_INFINITY);
+  for (let i = 0; i < w.length; i++) {
+    if (w[i] !== 'SQLITE_SEQUENCE') continue;
+    // The word before it (skipping a schema name: main . sqlite_sequence) says how it is used.
+    let j = i - 1;
+    if (w[j] === '.' && w[j - 1] === 'MAIN') j -= 2;
+    const before = w[j];
+    if (before === 'INTO' || before === 'UPDATE' || (before === 'FROM' && w[j - 1] === 'DELETE')) return true;
+    // UPDATE OR <conflict> sqlite_sequence
+    if (w[j - 1] === 'OR' && w[j - 2] === 'UPDATE') return true;
+  }
+  return false;
+}

@@ -29,12 +29,12 @@ import { CaptureReader, changeJson, installCapture, removeCaptureTriggers } from
 import { ChangeApplier, DivergenceError } from './apply';
 import { createSchema } from './schema';
 import { createSnapshot, SnapshotFile, SnapshotOptions } from './snapshot';
-import { classifyStatement, StatementKind, touchesInternal } from './statement-kind';
+import { classifyStatement, StatementKind, touchesInternal, writesSqliteSequence } from './statement-kind';
 import { Quarantine } from './quarantine';
 import { replacedFileFor, syncDirectory } from './data-files';
 import { toClientError } from './sql-error';
 import { encodeColumnSql } from './capture';
-import { listUserTables, quoteIdent, readTableMeta, TableMeta } from './table-meta';
+import { listUserTables, quoteIdent, readTableMeta, replicationHazard, TableMeta } from './table-meta';
 
 /** One committed transaction in the log. `lsn` is a JS number: safe up to 2^53 transactions. */
 export interface LogEntry {
@@ -365,6 +365,21 @@ export class Store {
    * case nothing of the batch is applied.
    */
   executeBatch(requests: WriteInput[], epoch: number): WriteOutcome[] {
+    try {
+      return this.executeGroup(requests, epoch);
+    } catch (err) {
+      // The group's transaction failed as a whole, which one request can cause: a deferred foreign
+      // key checked at COMMIT, or ON CONFLICT ROLLBACK ending the transaction under its savepoint.
+      // Each request then runs alone, so only the offender fails, with its own error, instead of
+      // every client of the group getting a retryable 503 (and a retrying offender failing them again).
+      if (requests.length > 1) return requests.flatMap((r) => this.executeBatch([r], epoch));
+      const own = ownCommitError(err);
+      if (own) return [{ ok: false, error: own }];
+      throw err;
+    }
+  }
+
+  private executeGroup(requests: WriteInput[], epoch: number): WriteOutcome[] {
     if (!this.capture) throw new Error('executeBatch on a store that is not capturing (not leader)');
     const capture = this.capture;
     const outcomes: WriteOutcome[] = [];
@@ -415,6 +430,7 @@ export class Store {
         const kind = classifyStatement(st.sql);
         if (kind.kind === StatementKind.REFUSED) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: ${kind.reason}`);
         if (touchesInternal(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: tables named _flotilla* are reserved for replication`);
+        if (writesSqliteSequence(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: sqlite_sequence is SQLite's own AUTOINCREMENT bookkeeping and is not replicated; it may be read, not written`);
         try {
           if (kind.kind === StatementKind.DDL) {
             // Replicated as its text alone: a parameter would be bound here and NULL on followers.
@@ -458,6 +474,11 @@ export class Store {
           if ((this.metas.get(t)?.cols ?? []).join('\u0000') !== colsThen.join('\u0000')) {
             throw new FlotillaError(ErrorCode.BAD_REQUEST, `this request changes rows of ${t} and then changes or drops ${t} itself; send the schema change in a request of its own`);
           }
+        }
+        // A schema that row-based replication cannot follow is refused with the request that makes it.
+        for (const m of this.metas.values()) {
+          const hazard = replicationHazard(this.db, m);
+          if (hazard !== null) throw new FlotillaError(ErrorCode.BAD_REQUEST, hazard);
         }
       }
       if (changes.length === 0 && req.idempotencyKey === undefined) {
@@ -886,4 +907,18 @@ function requestDigest(req: WriteInput): string {
 
 function stripRows(r: ExecResult): ExecResult {
   return { changes: r.changes, lastInsertRowid: r.lastInsertRowid };
+}
+
+/**
+ * The client's error when a lone request's transaction failed by the request's own doing (nothing
+ * of it was applied); undefined for a failure of the node (I/O, a full disk), which stays a 503.
+ */
+function ownCommitError(err: unknown): FlotillaError | undefined {
+  const e = err as { code?: string; message?: string };
+  const code = e?.code ?? '';
+  if (code.startsWith('SQLITE_CONSTRAINT')) return toClientError(err, 'commit');
+  if (/no such savepoint/i.test(e?.message ?? '')) {
+    return new FlotillaError(ErrorCode.SQL_ERROR, 'a statement ended the transaction itself (ON CONFLICT ROLLBACK, or OR ROLLBACK): nothing of the request was applied; use ABORT, FAIL, IGNORE or REPLACE', { cause: err });
+  }
+  return undefined;
 }
