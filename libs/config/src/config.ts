@@ -254,6 +254,12 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
       );
     }
   }
+  if (config.syncTimeoutMs < 2 * config.heartbeatIntervalMs) {
+    problems.push(
+      `syncTimeoutMs (${config.syncTimeoutMs}) must be at least twice heartbeatIntervalMs (${config.heartbeatIntervalMs}): ` +
+        'an idle follower acks once per heartbeat, and would be taken for gone between two (the sync set flapped)',
+    );
+  }
   if (config.failureTimeoutMs < 2 * config.heartbeatIntervalMs) {
     problems.push(
       `failureTimeoutMs (${config.failureTimeoutMs}) must be at least twice heartbeatIntervalMs (${config.heartbeatIntervalMs}): ` +

@@ -219,8 +219,17 @@ export class LeaderRole {
 
   private onWrite(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
     if (!respond) return;
-    if (isBatchFrame(data)) return this.onWriteFrame(data, respond);
-    this.admitWrite(data, respond);
+    // A reply that cannot be sent (too large for NATS, the connection gone) is logged, never
+    // thrown: it would escape the group commit's flush and end the process.
+    const send = (d: Uint8Array) => {
+      try {
+        respond(d);
+      } catch (err) {
+        this.ctx.log.error('write reply not sent', { err: (err as Error).message, bytes: d.length });
+      }
+    };
+    if (isBatchFrame(data)) return this.onWriteFrame(data, send);
+    this.admitWrite(data, send);
   }
 
   /**
@@ -384,13 +393,21 @@ export class LeaderRole {
         else resolve();
       };
       if (!this.sync.mustWait(undefined)) return done();
-      this.sync.wait(lsn, undefined, this.ctx.clock.monotonic(), (w) => {
-        if (w.ok) done();
-        else {
-          timer.cancel();
-          reject(notConfirmed(w.reason));
-        }
-      });
+      // Strict: a degraded cluster acknowledges writes without a follower copy, but a setting is
+      // confirmed only with one (or answered "in force, not confirmed").
+      this.sync.wait(
+        lsn,
+        undefined,
+        this.ctx.clock.monotonic(),
+        (w) => {
+          if (w.ok) done();
+          else {
+            timer.cancel();
+            reject(notConfirmed(w.reason));
+          }
+        },
+        { strict: true },
+      );
     });
   }
 

@@ -297,6 +297,8 @@ export class ReplicaNode {
       }
       if (req.minLsn !== undefined) {
         const min = parseLsn(req.minLsn, 'minLsn');
+        // Counted, so a test (or an operator) can tell reads that had to wait for their LSN here.
+        if (this.ctx.store.lastLsn < min) this.ctx.counters.inc('readsWaitedForLsn');
         if (this.ctx.store.lastLsn < min && !(await this.waitApplied(min, req.waitMs ?? 0))) {
           if (this.role === Role.LEADER) {
             // Nothing newer exists anywhere: the state read at minLsn was lost (an async failover).
@@ -402,6 +404,10 @@ export class ReplicaNode {
     if (!Number.isInteger(next.syncFollowers) || next.syncFollowers < 1 || next.syncFollowers > 64) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncFollowers must be 1..64');
     if (!['block', 'degrade'].includes(next.syncPolicy)) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncPolicy must be block or degrade');
     if (!Number.isInteger(next.syncTimeoutMs) || next.syncTimeoutMs < 10 || next.syncTimeoutMs > 600_000) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncTimeoutMs must be 10..600000');
+    // An idle follower acks only with its heartbeat: a shorter timeout calls it gone between two.
+    if (next.syncTimeoutMs < 2 * this.ctx.config.heartbeatIntervalMs) {
+      throw new FlotillaError(ErrorCode.BAD_REQUEST, `syncTimeoutMs must be at least twice heartbeatIntervalMs (${2 * this.ctx.config.heartbeatIntervalMs}): idle followers ack once per heartbeat`);
+    }
     const entry = leader.setSettings(next);
     this.heartbeat();
     await leader.settingsDurable(entry.lsn, MODE_CONFIRM_MS);

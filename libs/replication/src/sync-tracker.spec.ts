@@ -169,3 +169,66 @@ test('a follower whose position went down (rewound, re-seeded) no longer counts 
   t.onAck('b', 8, 30);
   expect(outcomes.get(8)).toEqual({ ok: true });
 });
+
+test('a switch to block ends a degradation: the next write waits for a real copy again (and fails without one)', () => {
+  const { t, outcomes, wait } = setup({ ...semi, syncPolicy: 'degrade' });
+  t.onAck('b', 1, 0);
+  wait(2, 10);
+  t.tick(1011);
+  expect(t.degraded).toBe(true);
+  t.configure({ ...semi, syncPolicy: 'block' }, 1100);
+  expect(t.degraded).toBe(false);
+  wait(3, 1200);
+  expect(outcomes.get(3)).toBeUndefined(); // was acknowledged at once while the degradation stayed
+  t.tick(2201);
+  expect(outcomes.get(3)).toMatchObject({ ok: false });
+});
+
+test('a strict wait (a settings entry) is not satisfied by a degradation: it gets a real copy or fails', () => {
+  const { t, outcomes, wait } = setup({ ...semi, syncPolicy: 'degrade' });
+  t.onAck('b', 1, 0);
+  wait(2, 10);
+  t.tick(1011);
+  expect(t.degraded).toBe(true);
+  t.noteCommitted(3);
+  t.wait(3, undefined, 1100, (o) => outcomes.set(3, o), { strict: true });
+  expect(outcomes.get(3)).toBeUndefined();
+  t.tick(2101);
+  expect(outcomes.get(3)).toMatchObject({ ok: false });
+  t.noteCommitted(4);
+  t.wait(4, undefined, 2200, (o) => outcomes.set(4, o), { strict: true });
+  t.onAck('b', 4, 2300);
+  expect(outcomes.get(4)).toEqual({ ok: true });
+});
+
+test('sync mode: re-posting the settings keeps a follower that is away in the set (writes still wait for it)', () => {
+  const sync: SyncSettings = { mode: 'sync', syncFollowers: 1, syncTimeoutMs: 1000, syncPolicy: 'block' };
+  const { t, outcomes, wait } = setup(sync);
+  t.onAck('b', 1, 0);
+  t.onAck('c', 1, 0);
+  expect(t.members).toEqual(['b', 'c']);
+  t.onAck('b', 1, 5000); // c has been silent since 0
+  t.configure({ ...sync, syncTimeoutMs: 1500 }, 5000);
+  expect(t.members).toEqual(['b', 'c']);
+  wait(2, 5000);
+  t.onAck('b', 2, 5010);
+  expect(outcomes.get(2)).toBeUndefined(); // c has not flushed it
+});
+
+test('degraded, a member that stays behind gives way to a follower that has caught up, and the degradation ends', () => {
+  const { t, wait } = setup({ ...semi, syncPolicy: 'degrade' });
+  t.onAck('b', 1, 0);
+  t.onAck('c', 1, 0, false); // c catching up: not a candidate yet
+  wait(2, 10);
+  t.tick(1011);
+  expect({ degraded: t.degraded, members: t.members }).toEqual({ degraded: true, members: ['b'] });
+  // b keeps acking but stays behind; c is live again and current.
+  for (let now = 1100, lsn = 3; now < 4000; now += 100, lsn++) {
+    wait(lsn, now);
+    t.onAck('b', 1, now);
+    t.onAck('c', lsn, now, true);
+    t.tick(now + 20);
+  }
+  expect(t.members).toEqual(['c']);
+  expect(t.degraded).toBe(false);
+});

@@ -39,6 +39,8 @@ interface Waiter {
   anyRequired: number;
   /** True when the cluster's sync set must have flushed. */
   needsSyncSet: boolean;
+  /** A real copy even while degraded (a settings entry: its confirmation must mean a copy). */
+  strict: boolean;
   sinceMono: number;
   done: (o: WaitOutcome) => void;
 }
@@ -76,15 +78,19 @@ export class SyncTracker {
 
   /** Changes mode at run time; waiting writes are re-evaluated under the new rules. */
   configure(settings: SyncSettings, nowMono: number): void {
+    const before = this.settings;
     this.settings = settings;
-    this.syncSet = [];
+    // The same mode keeps its members: in sync mode a follower that is away still counts (a
+    // re-posted setting must not drop it), in semi-sync the set is only trimmed or extended.
+    if (settings.mode !== before.mode) this.syncSet = [];
     this.log.info('replication mode set', { ...settings });
     // A write that waited for the sync set under the old mode waits for it only if the new mode has one.
     for (const w of this.waiters) w.needsSyncSet = settings.mode !== 'async';
-    if (settings.mode === 'async' && this.degradedSince !== null) {
-      // Nothing left to degrade from: async is what the operator asked for now.
+    if (this.degradedSince !== null && (settings.mode === 'async' || settings.syncPolicy === 'block')) {
+      // async: nothing left to degrade from. block: the operator wants no write acknowledged without
+      // its copy from now on, so the next ones wait (and fail after syncTimeoutMs) again.
       this.degradedSince = null;
-      this.log.warn('replication no longer degraded: the mode is now async', {});
+      this.log.warn(settings.mode === 'async' ? 'replication no longer degraded: the mode is now async' : 'replication no longer degraded: the policy is now block', {});
       this.onChange();
     }
     this.rebalance(nowMono, new Set());
@@ -127,8 +133,8 @@ export class SyncTracker {
   }
 
   /** Waits until `lsn` is durable as the mode and `durability` demand; calls `done` exactly once. */
-  wait(lsn: number, durability: Durability | undefined, nowMono: number, done: (o: WaitOutcome) => void): void {
-    const w: Waiter = { lsn, anyRequired: this.anyRequiredFor(durability), needsSyncSet: this.settings.mode !== 'async', sinceMono: nowMono, done };
+  wait(lsn: number, durability: Durability | undefined, nowMono: number, done: (o: WaitOutcome) => void, options: { strict?: boolean } = {}): void {
+    const w: Waiter = { lsn, anyRequired: this.anyRequiredFor(durability), needsSyncSet: this.settings.mode !== 'async', strict: options.strict === true, sinceMono: nowMono, done };
     if (this.satisfied(w)) {
       done({ ok: true });
       return;
@@ -155,6 +161,12 @@ export class SyncTracker {
       for (const m of this.syncSet) if ((this.followers.get(m)?.flushed ?? 0) < oldest.lsn) slow.add(m);
       for (const f of this.followers.values()) if (f.flushed < oldest.lsn && nowMono - f.lastAckMono >= timeout) slow.add(f.node);
     }
+    if (this.degradedSince !== null && this.settings.mode === 'semi-sync' && nowMono - this.degradedSince >= timeout) {
+      // Degraded, no write waits, so the check above never fires: a member still behind gives way to
+      // a follower that has caught up, or the degradation would last as long as that member lags.
+      const caughtUp = [...this.followers.values()].some((f) => f.live && this.available(f, nowMono) && !this.syncSet.includes(f.node) && f.flushed >= this.committedAtLastTick);
+      if (caughtUp) for (const m of this.syncSet) if ((this.followers.get(m)?.flushed ?? 0) < this.committedAtLastTick) slow.add(m);
+    }
     this.rebalance(nowMono, slow);
     this.release();
     this.committedAtLastTick = this.lastCommitted;
@@ -173,7 +185,7 @@ export class SyncTracker {
       });
       this.onChange();
     }
-    const failing = degrade ? expired.filter((w) => w.anyRequired > 0) : expired;
+    const failing = degrade ? expired.filter((w) => w.anyRequired > 0 || w.strict) : expired;
     this.waiters = this.waiters.filter((w) => !failing.includes(w));
     for (const w of failing) {
       w.done({ ok: false, reason: `no ${w.anyRequired > 0 ? `${w.anyRequired} follower(s)` : 'synchronous follower'} flushed LSN ${w.lsn} within ${timeout} ms` });
@@ -219,7 +231,7 @@ export class SyncTracker {
       for (const f of this.followers.values()) if (f.flushed >= w.lsn) n++;
       if (n < w.anyRequired) return false;
     }
-    if (!w.needsSyncSet || this.degraded) return true;
+    if (!w.needsSyncSet || (this.degraded && !w.strict)) return true;
     if (this.settings.mode === 'semi-sync' && this.syncSet.length < this.settings.syncFollowers) return false;
     if (this.syncSet.length === 0) return false;
     return this.syncSet.every((m) => (this.followers.get(m)?.flushed ?? 0) >= w.lsn);
