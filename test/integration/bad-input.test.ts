@@ -105,6 +105,14 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
   ['DDL hidden behind a comment into the temp schema', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'CREATE/**/TABLE temp.sneaky(a)' }] })), 400, 'BAD_REQUEST'],
   ['an integer beyond 2^53 as a JSON number', () => raw('POST', '/v1/execute', '{"statements":[{"sql":"UPDATE accounts SET balance = ? WHERE owner = \'ann\'","params":[9007199254740993]}]}'), 400, 'BAD_REQUEST'],
   ['a reserved table', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: 'DELETE FROM _flotilla_log' }] })), 400, 'BAD_REQUEST'],
+  [
+    // Its answer (2 MB) could not be sent back in one NATS message: the leader died trying.
+    'a write whose answer would not fit a message (a SELECT or RETURNING of 2 MB)',
+    () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "UPDATE accounts SET balance = balance WHERE owner = 'ann' RETURNING printf('%.*c', 2000000, 'x') AS big" }] })),
+    413,
+    'PAYLOAD_TOO_LARGE',
+  ],
+  ['a SELECT in /v1/execute whose answer would not fit a message', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "SELECT printf('%.*c', 2000000, 'x') AS big" }] })), 413, 'PAYLOAD_TOO_LARGE'],
 ];
 
 test.each(cases)('%s: answered with its status, nothing applied, every process alive', async (_name, send, status, code) => {

@@ -115,7 +115,10 @@ export class BatchReplies {
   private items: BatchItem[] = [];
   private scheduled = false;
 
-  constructor(private readonly send: (frame: Uint8Array) => void) {}
+  constructor(
+    private readonly send: (frame: Uint8Array) => void,
+    private readonly onSendError: (err: Error, replies: number) => void = () => undefined,
+  ) {}
 
   add(id: number, data: Uint8Array): void {
     this.items.push({ id, data });
@@ -128,6 +131,13 @@ export class BatchReplies {
     this.scheduled = false;
     const items = this.items;
     this.items = [];
-    for (const frame of packBatchFrames(items)) this.send(encodeBatchFrame(frame));
+    // One frame that cannot be sent must not cost the replies in the frames after it.
+    for (const frame of packBatchFrames(items)) {
+      try {
+        this.send(encodeBatchFrame(frame));
+      } catch (err) {
+        this.onSendError(err as Error, frame.length);
+      }
+    }
   }
 }

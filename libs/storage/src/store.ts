@@ -71,6 +71,8 @@ export const QUERY_ROWS_MAX = 10_000;
  * transaction is refused with PAYLOAD_TOO_LARGE and rolled back: split it.
  */
 export const ENTRY_PAYLOAD_BYTES_MAX = 900 * 1024;
+/** Most bytes of rows (JSON) a write request may return (SELECT or RETURNING): its answer is one message. */
+export const WRITE_RESULT_BYTES_MAX = 900 * 1024;
 
 /** Bytes of `payload` inside a change-stream message (UTF-8, JSON-escaped). */
 export function entryWireBytes(payload: string): number {
@@ -425,6 +427,7 @@ export class Store {
     let hadDdl = false;
     try {
       const results: ExecResult[] = [];
+      let resultBytes = 0;
       req.statements.forEach((st, i) => {
         const where = `statement ${i + 1}`;
         const kind = classifyStatement(st.sql);
@@ -455,6 +458,12 @@ export class Store {
                 lastInsertRowid: String(this.q.lastInsertRowid.get()),
               };
               r.rows = rows.map(rowToWire);
+              // The answer travels back in one NATS message (1 MiB): past that it could not be
+              // sent at all (the leader died trying), so the request is refused before it commits.
+              resultBytes += JSON.stringify(r.rows).length;
+              if (resultBytes > WRITE_RESULT_BYTES_MAX) {
+                throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `${where}: the rows this request returns take more than ${WRITE_RESULT_BYTES_MAX} bytes, too many for one answer; nothing was applied: return fewer (a LIMIT, fewer columns, or a query through /v1/query)`);
+              }
               results.push(r);
             } else {
               const r = s.run(...paramsToNative(st.params));
