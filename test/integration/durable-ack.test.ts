@@ -438,3 +438,31 @@ test('entries that fit one by one but not together once escaped go in several me
   await waitFor(() => fctx.store.lastLsn === lctx.store.lastLsn, { what: 'follower caught up' });
   expect(fctx.store.tableChecksums()).toEqual(lctx.store.tableChecksums());
 });
+
+test('a deposed leader still subscribed to writes (its lease no longer valid) answers none: the real leader\'s answer is the one the client gets', async () => {
+  const dir = tempDir('flotilla-durable-ack-');
+  const cluster = 'durable-deposed';
+  const oldCtx = await context('old', dir, cluster);
+  const newCtx = await context('new', dir, cluster);
+  const client = await context('client', dir, cluster);
+  let oldValid = true;
+  await startLeader(oldCtx, 'async', () => oldValid);
+  // The old leader is paused or cut off past its lease; meanwhile another node leads, and both are
+  // subscribed to `write` when it comes back (before it learns of the newer epoch).
+  oldValid = false;
+  await startLeader(newCtx, 'async');
+  const oldBefore = oldCtx.store.lastLsn;
+  expect((await write(client, 'CREATE TABLE t(k INTEGER PRIMARY KEY)', 'ddl')).reply.type).toBe('write-reply');
+  const replies: Record<string, unknown>[] = [];
+  for (let k = 0; k < 20; k++) {
+    // Unkeyed: a definite refusal from the old leader would be retried by a client, and applied twice.
+    const data = await client.transport.request(client.subjects.write, encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql: 'INSERT INTO t VALUES (?)', params: [k] }] }), 10_000);
+    replies.push(decodeEnvelope(data));
+  }
+  expect(replies.filter((r) => r.type !== 'write-reply')).toEqual([]);
+  expect(newCtx.store.query('SELECT count(*) AS n FROM t').rows).toEqual([{ n: 20 }]);
+  expect(oldCtx.store.lastLsn).toBe(oldBefore); // it ran none of them
+  // With nobody else leading, a leader whose lease is not valid is not there for writes at all:
+  // the sender hears "no responders" (never delivered, safe to retry), not a refusal.
+  await waitFor(() => (oldCtx.log as MemoryLogger).lines.some((l) => l.msg === 'lease not valid: taking no writes from NATS until it is renewed'), { what: 'the old leader off the write subject' });
+});

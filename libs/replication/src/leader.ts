@@ -132,6 +132,8 @@ export class LeaderRole {
     return [...this.snapshots.values()].filter((s) => s.lsn > 0).map((s) => s.lsn);
   }
   private snapshots = new Map<string, ServedSnapshot>();
+  private writeSub: Subscription | null = null;
+  private lastDroppedLogMono = Number.NEGATIVE_INFINITY;
   private snapshotInProgress: Promise<SnapshotFile> | null = null;
   private tickTimer: Timer | null = null;
   /** The change stream: entries no write waits for are batched (config streamBatchMs). */
@@ -173,8 +175,9 @@ export class LeaderRole {
       this.sync.tick(clock.monotonic());
       // Snapshots of followers that died or gave up mid-seed: their files must not wait for the next request.
       if (this.snapshots.size > 0) this.expireSnapshots();
+      this.followWriteSubject();
     }, SYNC_TICK_MS);
-    this.subs.push(transport.subscribe(subjects.write, (m) => this.onWrite(m.data, m.respond)));
+    this.writeSub = transport.subscribe(subjects.write, (m) => this.onNatsWrite(m.data, m.respond));
     this.subs.push(transport.subscribe(subjects.ack, (m) => this.onAck(m.data)));
     this.subs.push(transport.subscribe(subjects.catchup(this.ctx.node), (m) => this.onCatchup(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.snapshot(this.ctx.node), (m) => void this.onSnapshot(m.data, m.respond)));
@@ -194,6 +197,8 @@ export class LeaderRole {
     }
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
+    this.writeSub?.unsubscribe();
+    this.writeSub = null;
     const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: STOPPED_BEFORE_RUN }));
     for (const q of this.queue) q.respond(err);
     this.queue = [];
@@ -215,6 +220,41 @@ export class LeaderRole {
    */
   submitWrite(data: Uint8Array): Promise<Uint8Array> {
     return new Promise((resolve) => this.onWrite(data, resolve));
+  }
+
+  /**
+   * Takes writes from NATS only while the lease is valid. Otherwise another node may lead and get
+   * the same message (two subscribers on `write` after this one's connection came back, or a
+   * pause): a refusal from here would then reach the client first and tell it "not applied" while
+   * the real leader applies it, and a retry would apply it twice. So nothing is answered, and the
+   * subscription goes until the lease is renewed: with no other leader the sender hears "no
+   * responders" (never delivered, safe to retry).
+   */
+  private onNatsWrite(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
+    if (!this.leaseValid()) {
+      const now = this.ctx.clock.monotonic();
+      if (now - this.lastDroppedLogMono >= 1000) {
+        this.lastDroppedLogMono = now;
+        this.ctx.log.warn('write from NATS not taken: the lease is not valid (another node may lead)', { epoch: this.epoch });
+      }
+      this.followWriteSubject();
+      return;
+    }
+    this.onWrite(data, respond);
+  }
+
+  /** Subscribed to `write` exactly while the lease is valid (checked every tick and on each write). */
+  private followWriteSubject(): void {
+    if (this.stopped) return;
+    const valid = this.leaseValid();
+    if (!valid && this.writeSub) {
+      this.writeSub.unsubscribe();
+      this.writeSub = null;
+      this.ctx.log.warn('lease not valid: taking no writes from NATS until it is renewed', { epoch: this.epoch });
+    } else if (valid && !this.writeSub) {
+      this.writeSub = this.ctx.transport.subscribe(this.ctx.subjects.write, (m) => this.onNatsWrite(m.data, m.respond));
+      this.ctx.log.info('lease valid again: taking writes from NATS', { epoch: this.epoch });
+    }
   }
 
   private onWrite(data: Uint8Array, respond?: (d: Uint8Array) => void): void {
