@@ -112,6 +112,17 @@ describe('GatewayRouter.execute', () => {
     expect(requester.sent[requester.sent.length - 1].timeoutMs).toBeGreaterThanOrEqual(WRITE_ATTEMPT_MIN_MS);
   });
 
+  it('a keyed write whose first attempt may have run is never reported "not applied", whatever the later attempts hear', async () => {
+    const { clock, requester, router } = setup();
+    let n = 0;
+    // The first attempt's fate is unknown (a connection lost after it was sent); every later one finds nobody.
+    requester.answer = () => (++n === 1 ? new RequestFailure(RequestFailureKind.OTHER, 'connection lost') : new RequestFailure(RequestFailureKind.NO_RESPONDERS, 'no responders'));
+    const err = await failure(router.execute(write('k')), clock);
+    expect(err.code).toBe(ErrorCode.NO_LEADER);
+    expect(err.message).not.toMatch(/not applied/);
+    expect(err.message).toMatch(/may have been applied; retry with the same idempotencyKey/);
+  });
+
   it('succeeds once a leader appears during the retries', async () => {
     const { clock, requester, router } = setup();
     requester.answer = () => (clock.monotonic() < 300 ? new RequestFailure(RequestFailureKind.NO_RESPONDERS, 'none') : writeReply('5'));

@@ -104,6 +104,9 @@ export class GatewayRouter {
     const deadline = this.o.clock.monotonic() + this.o.requestTimeoutMs;
     let delayMs = WRITE_RETRY_FIRST_DELAY_MS;
     let failure: FlotillaError | undefined;
+    // Once an attempt may have run (a timeout, an abandoned attempt, a refusal that can come after
+    // the commit), no later "never delivered" makes the write certainly not applied.
+    let fateUnknown = false;
     for (let attempt = 1; ; attempt++) {
       const remainingMs = deadline - this.o.clock.monotonic();
       if (failure && remainingMs < WRITE_ATTEMPT_MIN_MS) throw failure;
@@ -114,9 +117,11 @@ export class GatewayRouter {
         return decodeWriteReply(reply);
       } catch (err) {
         if (err instanceof RequestFailure) {
-          failure = noLeaderError(err, this.o.requestTimeoutMs, keyed);
+          fateUnknown ||= !err.neverDelivered;
+          failure = noLeaderError(err, this.o.requestTimeoutMs, keyed, fateUnknown);
           retryable = err.neverDelivered || keyed;
         } else if (err instanceof FlotillaError) {
+          fateUnknown ||= err.code === ErrorCode.LEASE_EXPIRED || err.code === ErrorCode.NOT_LEADER;
           failure = err;
           retryable = keyed && RETRYABLE_WRITE_CODES.has(err.code);
         } else {
@@ -259,7 +264,10 @@ export class GatewayRouter {
   }
 }
 
-function noLeaderError(err: RequestFailure, requestTimeoutMs: number, keyed: boolean): FlotillaError {
+function noLeaderError(err: RequestFailure, requestTimeoutMs: number, keyed: boolean, fateUnknown = false): FlotillaError {
+  if (err.neverDelivered && fateUnknown) {
+    return new FlotillaError(ErrorCode.NO_LEADER, `no leader is available (${err.kind}) after an attempt that may have been applied; ${keyed ? 'retry with the same idempotencyKey' : 'it may or may not have been applied'}`, { cause: err });
+  }
   if (err.neverDelivered) {
     return new FlotillaError(ErrorCode.NO_LEADER, `no leader is available (${err.kind}); the write was not applied, retry shortly`, { cause: err });
   }
