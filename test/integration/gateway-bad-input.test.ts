@@ -371,6 +371,37 @@ describe('gateway: no NATS', () => {
   });
 });
 
+describe('gateway: a body it accepts but NATS cannot carry', () => {
+  it('answers 413 (never sent), not a 503 of unknown fate, when maxBodyBytes is set above what a NATS message holds', async () => {
+    const port = await freePort();
+    const big = spawnApp(
+      'gateway',
+      {
+        FLOTILLA_CLUSTER: CLUSTER,
+        FLOTILLA_NATS_URL: nats.url,
+        FLOTILLA_HTTP_PORT: String(port),
+        FLOTILLA_HTTP_HOST: '127.0.0.1',
+        FLOTILLA_MAX_BODY_BYTES: String(4 * 1024 * 1024),
+        FLOTILLA_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+      },
+      { logFile: path.join(logDir, 'gateway-big-body.log') },
+    );
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      await waitFor(async () => (await httpJson('GET', `${url}/readyz`, undefined, { timeoutMs: 1000 }).catch(() => undefined))?.body?.leader === 'replica-0', { what: 'the second gateway ready', timeoutMs: 20_000 });
+      const writesBefore = replica.writes.length;
+      for (const keyed of [false, true]) {
+        const body = { statements: [{ sql: 'INSERT INTO t VALUES (?)', params: ['x'.repeat(1_500_000)] }], ...(keyed ? { idempotencyKey: 'big-1' } : {}) };
+        const res = await httpJson('POST', `${url}/v1/execute`, body);
+        expect(expectError(res, 413, 'PAYLOAD_TOO_LARGE')).toMatch(/nothing was sent/);
+      }
+      expect(replica.writes.length).toBe(writesBefore);
+    } finally {
+      expect((await big.stop()).code).toBe(0);
+    }
+  });
+});
+
 describe('gateway: admin and failover', () => {
   it('shows the active monitor in /v1/cluster, runs a switchover through the leader, and merges discarded transactions', async () => {
     // A standby and an active monitor publish their status; replica-1 heartbeats once (a known follower).

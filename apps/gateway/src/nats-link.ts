@@ -11,6 +11,8 @@ import {
   decodeBatchFrame,
   decodeHeartbeat,
   encodeBatchFrame,
+  ErrorCode,
+  FlotillaError,
   isBatchFrame,
   packBatchFrames,
   Subjects,
@@ -27,6 +29,8 @@ export const REQUEST_SWEEP_MS = 20;
 
 /** Request ids are u32 in batch frames: they wrap there, long after any request ended. */
 const REQUEST_ID_MAX = 0xffff_ffff;
+/** nats-server's default max_payload, until the server's INFO says otherwise. */
+const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 interface PendingRequest {
   subject: string;
@@ -169,6 +173,12 @@ export class NatsLink implements Requester {
   async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     const nc = this.nc;
     if (!nc || !this.connected) throw new RequestFailure(RequestFailureKind.NOT_CONNECTED, 'not connected to NATS');
+    // Larger than the server takes in one message: it would fail in publish, which reads as "fate
+    // unknown" (a 503 and, keyed, retries for the whole budget). It was never sent: say so, 413.
+    const maxPayload = nc.info?.max_payload ?? NATS_DEFAULT_MAX_PAYLOAD;
+    if (data.length > maxPayload) {
+      throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `the request takes ${data.length} bytes on the wire, more than the ${maxPayload} a NATS message may carry; nothing was sent: make it smaller`);
+    }
     const queuedMs = performance.now();
     this.inFlight++;
     try {
