@@ -25,6 +25,7 @@ import {
 import { ErrorCode, FlotillaError } from '@flotilla/protocol';
 import type { Durability, SqlValue } from '@flotilla/protocol';
 import { READ_CONSISTENCIES } from '../../../libs/replication/src/cluster-view';
+import { IDEMPOTENCY_KEY_CHARS_MAX } from '../../../libs/replication/src/validate';
 import type { ReadConsistency } from '../../../libs/replication/src/cluster-view';
 import { IsDurability, IsSqlParams } from './validation';
 
@@ -38,8 +39,8 @@ function OptionalNotNull(): PropertyDecorator {
 
 /** Statements in one write transaction at most. */
 export const STATEMENTS_MAX = 1000;
-/** Length of an idempotency key at most, in characters. */
-export const IDEMPOTENCY_KEY_CHARS_MAX = 256;
+/** Length of an idempotency key at most, in characters (the leader checks the same). */
+export { IDEMPOTENCY_KEY_CHARS_MAX };
 /** Largest maxLagMs a bounded read may ask for: one hour. */
 export const MAX_LAG_MS_MAX = 60 * 60 * 1000;
 const REQUIRED = '$property is required';

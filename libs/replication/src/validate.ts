@@ -24,7 +24,8 @@ export function validateWriteRequest(m: Record<string, unknown>): WriteRequest {
   if (!Array.isArray(m.statements) || m.statements.length === 0) throw new ProtocolError('statements must be a non-empty array');
   if (m.statements.length > STATEMENTS_PER_REQUEST_MAX) throw new ProtocolError(`at most ${STATEMENTS_PER_REQUEST_MAX} statements per request`);
   m.statements.forEach((s, i) => checkStatement(s, `statements[${i}]`));
-  if (m.idempotencyKey !== undefined && (typeof m.idempotencyKey !== 'string' || m.idempotencyKey.length === 0 || m.idempotencyKey.length > IDEMPOTENCY_KEY_CHARS_MAX)) {
+  // Characters as the gateway's validation counts them (code points: an emoji is one, not two).
+  if (m.idempotencyKey !== undefined && (typeof m.idempotencyKey !== 'string' || m.idempotencyKey.length === 0 || [...m.idempotencyKey].length > IDEMPOTENCY_KEY_CHARS_MAX)) {
     throw new ProtocolError(`idempotencyKey must be a string of 1 to ${IDEMPOTENCY_KEY_CHARS_MAX} characters`);
   }
   const d = m.durability;
