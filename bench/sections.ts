@@ -244,6 +244,31 @@ function summary(xs: number[]) {
   return { p50Ms: +percentile(xs, 50).toFixed(3), p99Ms: +percentile(xs, 99).toFixed(3), maxMs: +(xs.length ? Math.max(...xs) : NaN).toFixed(3) };
 }
 
+/**
+ * Lag per follower and over all of them (the later of their acks): for each write [LSN, start ms],
+ * the first ack of the follower with applied >= LSN, timed by the ack's field `at` (1: this
+ * process's monotonic ms, comparable with publish arrivals; 2: wall ms, with commit stamps).
+ */
+function lagsFrom(starts: [number, number][], acks: Record<string, [number, number, number][]>, followers: string[], at: 1 | 2) {
+  const sorted = [...starts].sort((x, y) => x[0] - y[0]);
+  const perFollower: Record<string, { p50Ms: number; p99Ms: number; maxMs: number }> = {};
+  const byWrite = new Map<number, number[]>();
+  for (const f of followers) {
+    const fa = acks[f] ?? [];
+    const lags: number[] = [];
+    let j = 0;
+    for (const [lsn, startMs] of sorted) {
+      while (j < fa.length && fa[j][0] < lsn) j++;
+      if (j === fa.length) continue;
+      const lag = Math.max(0, fa[j][at] - startMs);
+      lags.push(lag);
+      byWrite.set(lsn, [...(byWrite.get(lsn) ?? []), lag]);
+    }
+    perFollower[f] = summary(lags);
+  }
+  return { perFollower, allFollowers: summary([...byWrite.values()].filter((a) => a.length === followers.length).map((a) => Math.max(...a))) };
+}
+
 export async function measureLag(bc: BenchCluster, s: Settings, ratePerS: number): Promise<LagSection> {
   const leader = await bc.leader();
   const followers = bc.cluster.replicaNames.filter((n) => n !== leader);
@@ -285,42 +310,10 @@ export async function measureLag(bc: BenchCluster, s: Settings, ratePerS: number
     while (b < sortedBatches.length && sortedBatches[b][1] < lsn) b++;
     if (b < sortedBatches.length && sortedBatches[b][0] <= lsn) published.set(lsn, sortedBatches[b][2]);
   }
-  const pubWrites: [number, number][] = [...published.entries()];
-  const fromPublish: LagSection['fromPublish'] = { perFollower: {}, allFollowers: summary([]) };
-  const pubByWrite = new Map<number, number[]>();
-  for (const f of followers) {
-    const fa = acks[f] ?? [];
-    const lags: number[] = [];
-    let j = 0;
-    for (const [lsn, pubMs] of pubWrites.sort((x, y) => x[0] - y[0])) {
-      while (j < fa.length && fa[j][0] < lsn) j++;
-      if (j === fa.length) continue;
-      const lag = Math.max(0, fa[j][1] - pubMs);
-      lags.push(lag);
-      pubByWrite.set(lsn, [...(pubByWrite.get(lsn) ?? []), lag]);
-    }
-    fromPublish.perFollower[f] = summary(lags);
-  }
-  fromPublish.allFollowers = summary([...pubByWrite.values()].filter((a) => a.length === followers.length).map((a) => Math.max(...a)));
+  const fromPublish = lagsFrom([...published.entries()], acks, followers, 1);
   // From commit: the entry's commit stamp to the ack's arrival, both wall clock.
   const committedAt = new Map(commits);
-  const written = [...r.writes].map(([lsn]) => lsn).filter((lsn) => committedAt.has(lsn)).sort((x, y) => x - y);
-  const fromCommit: LagSection['fromCommit'] = { perFollower: {}, allFollowers: summary([]) };
-  const commitByWrite = new Map<number, number[]>();
-  for (const f of followers) {
-    const fa = acks[f] ?? [];
-    const lags: number[] = [];
-    let j = 0;
-    for (const lsn of written) {
-      while (j < fa.length && fa[j][0] < lsn) j++;
-      if (j === fa.length) continue;
-      const lag = Math.max(0, fa[j][2] - committedAt.get(lsn)!);
-      lags.push(lag);
-      commitByWrite.set(lsn, [...(commitByWrite.get(lsn) ?? []), lag]);
-    }
-    fromCommit.perFollower[f] = summary(lags);
-  }
-  fromCommit.allFollowers = summary([...commitByWrite.values()].filter((a) => a.length === followers.length).map((a) => Math.max(...a)));
+  const fromCommit = lagsFrom(r.writes.filter(([lsn]) => committedAt.has(lsn)).map(([lsn]) => [lsn, committedAt.get(lsn)!]), acks, followers, 2);
   return {
     fromCommit,
     fromPublish,

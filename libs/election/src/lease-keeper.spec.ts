@@ -5,17 +5,29 @@ import { MemoryLeaseStore } from './memory-lease';
 const TTL_MS = 1500;
 const RENEW_MS = 300;
 
-/** A keeper on a host whose wall clock is `aheadMs` ahead of the store's (the writers'). */
-function keeper(store: MemoryLeaseStore, clock: FakeClock, node: string, takeExpired?: boolean, aheadMs = 0) {
+/**
+ * A keeper of `node` on the shared store: `takeExpired` as the monitors use it, a wall clock
+ * `aheadMs` ahead of the store's (the writers'), and the epoch its data knows.
+ */
+function keeper(store: MemoryLeaseStore, clock: FakeClock, node: string, takeExpired?: boolean, aheadMs = 0, knownEpoch: () => number = () => 0) {
   const views: LeadershipView[] = [];
   const k = new LeaseKeeper(
     store.leaser(),
     clock.offsetBy(aheadMs),
     new MemoryLogger(),
-    { node, ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 0, ...(takeExpired === undefined ? {} : { takeExpired }) },
+    { node, ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch, ...(takeExpired === undefined ? {} : { takeExpired }) },
     (v) => views.push(v),
   );
   return { k, views };
+}
+
+/** The two monitors' keepers on one lease, started in order (monitor-0 takes it, epoch 1). */
+async function twoMonitors(store: MemoryLeaseStore, clock: FakeClock) {
+  const a = keeper(store, clock, 'monitor-0', true);
+  const b = keeper(store, clock, 'monitor-1', true);
+  await a.k.start();
+  await b.k.start();
+  return { a, b };
 }
 
 /** Lets the promise chains started by timers settle. */
@@ -46,10 +58,7 @@ describe('LeaseKeeper takeExpired', () => {
   it('with takeExpired, a standby takes the lease once its holder stops renewing, with epoch + 1', async () => {
     const clock = new FakeClock();
     const store = new MemoryLeaseStore(clock);
-    const a = keeper(store, clock, 'monitor-0', true);
-    const b = keeper(store, clock, 'monitor-1', true);
-    await a.k.start();
-    await b.k.start();
+    const { a, b } = await twoMonitors(store, clock);
     await advance(clock, 2 * TTL_MS);
     expect(store.record).toMatchObject({ holder: 'monitor-0', epoch: 1 });
     expect(b.k.leadership).toEqual({ leader: 'monitor-0', epoch: 1, isLeader: false });
@@ -147,9 +156,9 @@ describe('LeaseKeeper and a free lease', () => {
     const clock = new FakeClock();
     const store = new MemoryLeaseStore(clock);
     store.cas(null, { holder: 'replica-0', epoch: 7, ttlMs: TTL_MS });
-    const leader = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-0', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 7 }, () => undefined);
+    const { k: leader } = keeper(store, clock, 'replica-0', undefined, 0, () => 7);
     // A lagging follower whose data knows only epoch 5, and an empty newcomer.
-    const lagging = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-1', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 5 }, () => undefined);
+    const { k: lagging } = keeper(store, clock, 'replica-1', undefined, 0, () => 5);
     await leader.start(); // ours from before a restart: re-taken at epoch 8
     await lagging.start();
     expect(store.record).toMatchObject({ holder: 'replica-0', epoch: 8 });
@@ -172,7 +181,7 @@ describe('LeaseKeeper and a free lease', () => {
   it('a newcomer that never saw a lease but joins a cluster that led before (its data knows an epoch) leaves a free lease alone', async () => {
     const clock = new FakeClock();
     const store = new MemoryLeaseStore(clock);
-    const k = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-2', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 3 }, () => undefined);
+    const { k } = keeper(store, clock, 'replica-2', undefined, 0, () => 3);
     await k.start();
     await advance(clock, 2 * TTL_MS);
     expect(store.record).toBeNull();
@@ -183,10 +192,7 @@ describe('LeaseKeeper and a free lease', () => {
   it('with takeExpired (monitors) a deleted lease is taken again above every epoch seen, never reusing one', async () => {
     const clock = new FakeClock();
     const store = new MemoryLeaseStore(clock);
-    const a = keeper(store, clock, 'monitor-0', true);
-    const b = keeper(store, clock, 'monitor-1', true);
-    await a.k.start();
-    await b.k.start();
+    const { a, b } = await twoMonitors(store, clock);
     a.k.stop(); // monitor-0 dies; monitor-1 takes over at epoch 2
     await advance(clock, 2 * TTL_MS);
     expect(store.record).toMatchObject({ holder: 'monitor-1', epoch: 2 });
@@ -203,8 +209,7 @@ describe('LeaseKeeper after its data was lost', () => {
     const store = new MemoryLeaseStore(clock);
     const held = store.cas(null, { holder: 'replica-0', epoch: 4, ttlMs: TTL_MS });
     let knownEpoch = 0; // a new, empty volume
-    const views: LeadershipView[] = [];
-    const k = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'replica-0', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => knownEpoch }, (v) => views.push(v));
+    const { k } = keeper(store, clock, 'replica-0', undefined, 0, () => knownEpoch);
     await k.start();
     await advance(clock, 2 * TTL_MS);
     expect(store.record).toEqual(held); // neither renewed nor re-taken
