@@ -30,6 +30,11 @@ export interface WireError {
   message: string;
   /** Name of the node believed to lead, when the error is NOT_LEADER. */
   leaderHint?: string;
+  /**
+   * True when the refused write had committed on the leader before the refusal (the lease ran out
+   * meanwhile, or the node stopped leading): it may be in the history after all.
+   */
+  committed?: boolean;
 }
 
 /** An expected failure with a stable code; `cause` keeps the underlying error. */
@@ -38,21 +43,24 @@ export class FlotillaError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; leaderHint?: string },
+    options?: { cause?: unknown; leaderHint?: string; committed?: boolean },
   ) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.leaderHint = options?.leaderHint;
+    this.committed = options?.committed === true;
   }
   readonly leaderHint?: string;
+  readonly committed: boolean;
 
   toWire(): WireError {
     const w: WireError = { code: this.code, message: this.message };
     if (this.leaderHint) w.leaderHint = this.leaderHint;
+    if (this.committed) w.committed = true;
     return w;
   }
 
   static fromWire(w: WireError): FlotillaError {
-    return new FlotillaError(w.code, w.message, { leaderHint: w.leaderHint });
+    return new FlotillaError(w.code, w.message, { leaderHint: w.leaderHint, committed: w.committed === true });
   }
 }
 
