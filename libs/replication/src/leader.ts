@@ -665,6 +665,9 @@ export class LeaderRole {
    */
   private async beginSnapshot(forNode: string): Promise<SnapshotStarted> {
     const { store, log, config, clock } = this.ctx;
+    // The node is about to replace its database: what it last reported flushed is no copy any
+    // more (it sends no ack while it seeds), so it counts for no write's durability until it acks again.
+    this.sync.onAck(forNode, 0, clock.monotonic(), false);
     const dir = servedSnapshotsDirFor(store.file);
     fs.mkdirSync(dir, { recursive: true });
     // One snapshot made at a time: concurrent requests wait for it and get their own copy.

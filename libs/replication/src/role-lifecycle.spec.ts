@@ -288,3 +288,26 @@ test('a follower whose leader does not answer says so in its log, once per inter
     role.stop();
   }
 });
+
+test('a node that begins a snapshot no longer counts as a copy of what it reported flushed before', async () => {
+  const t = new MemoryTransport(() => false);
+  const l = context('l', t);
+  lead(l, 1);
+  const leader = new LeaderRole(l, 1, () => true, new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 2000, syncPolicy: 'block' }, l.log));
+  leader.start();
+  try {
+    l.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
+    const lsn = l.store.lastLsn;
+    const ack = { type: 'ack', v: PROTOCOL_VERSION, node: 'x', epoch: 1, received: String(lsn), flushed: String(lsn), applied: String(lsn), live: true };
+    t.publish(l.subjects.ack, encode(ack));
+    const outcome = (): Promise<boolean> => new Promise((resolve) => {
+      leader.sync.wait(lsn, { replicas: 2 }, systemClock.monotonic(), (o) => resolve(o.ok));
+      setImmediate(() => resolve(false)); // not satisfied at once
+    });
+    expect(await outcome()).toBe(true); // x's copy counts
+    await t.request(l.subjects.snapshot('l'), encode({ type: 'snapshot-begin', v: PROTOCOL_VERSION, node: 'x' }));
+    expect(await outcome()).toBe(false); // x is replacing its database: no copy of anything
+  } finally {
+    leader.stop();
+  }
+});
