@@ -30,6 +30,8 @@ const CLUSTER = 'gwbad';
 const MAX_BODY_BYTES = 64 * 1024;
 /** Short, so a no-leader write (retried until the budget is spent) answers quickly. */
 const REQUEST_TIMEOUT_MS = 1000;
+/** Below the request timeout, as the configuration requires. */
+const SYNC_TIMEOUT_MS = 500;
 const HEARTBEAT_EVERY_MS = 100;
 
 type WriteHandler = (req: WriteRequest) => WriteReply | ReturnType<typeof errorReply> | Promise<WriteReply>;
@@ -147,6 +149,7 @@ beforeAll(async () => {
       FLOTILLA_HTTP_HOST: '127.0.0.1',
       FLOTILLA_MAX_BODY_BYTES: String(MAX_BODY_BYTES),
       FLOTILLA_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+        FLOTILLA_SYNC_TIMEOUT_MS: String(SYNC_TIMEOUT_MS),
       FLOTILLA_LOG_LEVEL: 'debug',
     },
     { logFile: path.join(logDir, 'gateway.log') },
@@ -351,6 +354,7 @@ describe('gateway: no NATS', () => {
         FLOTILLA_HTTP_PORT: String(port),
         FLOTILLA_HTTP_HOST: '127.0.0.1',
         FLOTILLA_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+        FLOTILLA_SYNC_TIMEOUT_MS: String(SYNC_TIMEOUT_MS),
       },
       { logFile: path.join(logDir, 'gateway-no-nats.log') },
     );
@@ -383,6 +387,7 @@ describe('gateway: a body it accepts but NATS cannot carry', () => {
         FLOTILLA_HTTP_HOST: '127.0.0.1',
         FLOTILLA_MAX_BODY_BYTES: String(4 * 1024 * 1024),
         FLOTILLA_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+        FLOTILLA_SYNC_TIMEOUT_MS: String(SYNC_TIMEOUT_MS),
       },
       { logFile: path.join(logDir, 'gateway-big-body.log') },
     );

@@ -197,8 +197,10 @@ test('values.schema.json and the cross-field rules refuse bad values with a mess
     [['--set', 'mode=sync', '--set', 'replicas=1'], /syncFollowers/],
     // The same cross-field rules as loadConfig: a pod would otherwise exit 2 and crash-loop.
     [['--set', 'leaseTtlMs=400', '--set', 'leaseRenewMs=200'], /leaseTtlMs \(400\) is too short for leaseRenewMs \(200\)/],
-    [['--set', 'heartbeatIntervalMs=2000'], /failureTimeoutMs \(1000\) must be at least twice heartbeatIntervalMs \(2000\)/],
+    [['--set', 'heartbeatIntervalMs=2000'], /must be at least twice heartbeatIntervalMs \(2000\)/],
     [['--set', 'apiPort=8080', '--set', 'httpPort=8080'], /apiPort and httpPort are both 8080/],
+    [['--set', 'syncTimeoutMs=6000'], /syncTimeoutMs \(6000\) must be below requestTimeoutMs \(5000\)/],
+    [['--set', 'syncTimeoutMs=100'], /syncTimeoutMs \(100\) must be at least twice heartbeatIntervalMs/],
     [['--set', 'failureTimeoutMs=50'], /failureTimeoutMs/],
     [['--set', 'monitorIntervalMs=5'], /monitorIntervalMs/],
   ];

@@ -102,6 +102,12 @@ readinessProbe:
 {{- if lt (sub (int .Values.leaseTtlMs) $margin) (mul (int .Values.leaseRenewMs) 2) -}}
 {{- fail (printf "leaseTtlMs (%d) is too short for leaseRenewMs (%d): a renewal keeps a leader valid for leaseTtlMs minus a safety margin of %d ms, which must cover two renewal intervals" (int .Values.leaseTtlMs) (int .Values.leaseRenewMs) (int $margin)) -}}
 {{- end -}}
+{{- if ge (int .Values.syncTimeoutMs) (int .Values.requestTimeoutMs) -}}
+{{- fail (printf "syncTimeoutMs (%d) must be below requestTimeoutMs (%d)" (int .Values.syncTimeoutMs) (int .Values.requestTimeoutMs)) -}}
+{{- end -}}
+{{- if lt (int .Values.syncTimeoutMs) (mul (int .Values.heartbeatIntervalMs) 2) -}}
+{{- fail (printf "syncTimeoutMs (%d) must be at least twice heartbeatIntervalMs (%d)" (int .Values.syncTimeoutMs) (int .Values.heartbeatIntervalMs)) -}}
+{{- end -}}
 {{- if lt (int .Values.failureTimeoutMs) (mul (int .Values.heartbeatIntervalMs) 2) -}}
 {{- fail (printf "failureTimeoutMs (%d) must be at least twice heartbeatIntervalMs (%d)" (int .Values.failureTimeoutMs) (int .Values.heartbeatIntervalMs)) -}}
 {{- end -}}

@@ -38,6 +38,7 @@ test('a lease too short to outlast one missed renewal, or heartbeats too slow fo
   expect(loadConfig({ leaseTtlMs: 3000, leaseRenewMs: 500 }, {}).leaseRenewMs).toBe(500); // the chart's values
   expect(() => loadConfig({}, { FLOTILLA_HEARTBEAT_INTERVAL_MS: '2000' })).toThrow(/failureTimeoutMs \(1000\) must be at least twice heartbeatIntervalMs \(2000\)/);
   expect(() => loadConfig({ syncTimeoutMs: 100 }, {})).toThrow(/syncTimeoutMs \(100\) must be at least twice heartbeatIntervalMs \(250\)/);
+  expect(() => loadConfig({ syncTimeoutMs: 5000 }, {})).toThrow(/syncTimeoutMs \(5000\) must be below requestTimeoutMs \(5000\)/);
 });
 
 test('flags name the same settings and win over the environment', () => {

@@ -254,6 +254,12 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
       );
     }
   }
+  if (config.syncTimeoutMs >= config.requestTimeoutMs) {
+    problems.push(
+      `syncTimeoutMs (${config.syncTimeoutMs}) must be below requestTimeoutMs (${config.requestTimeoutMs}): ` +
+        'otherwise the gateway gives up first and a semi-sync stall reads as "no leader answered" instead of NOT_ENOUGH_REPLICAS',
+    );
+  }
   if (config.syncTimeoutMs < 2 * config.heartbeatIntervalMs) {
     problems.push(
       `syncTimeoutMs (${config.syncTimeoutMs}) must be at least twice heartbeatIntervalMs (${config.heartbeatIntervalMs}): ` +

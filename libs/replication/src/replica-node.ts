@@ -405,6 +405,9 @@ export class ReplicaNode {
     if (!['block', 'degrade'].includes(next.syncPolicy)) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncPolicy must be block or degrade');
     if (!Number.isInteger(next.syncTimeoutMs) || next.syncTimeoutMs < 10 || next.syncTimeoutMs > 600_000) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'syncTimeoutMs must be 10..600000');
     // An idle follower acks only with its heartbeat: a shorter timeout calls it gone between two.
+    if (next.syncTimeoutMs >= this.ctx.config.requestTimeoutMs) {
+      throw new FlotillaError(ErrorCode.BAD_REQUEST, `syncTimeoutMs must be below requestTimeoutMs (${this.ctx.config.requestTimeoutMs}): otherwise the gateway gives up before the policy answers`);
+    }
     if (next.syncTimeoutMs < 2 * this.ctx.config.heartbeatIntervalMs) {
       throw new FlotillaError(ErrorCode.BAD_REQUEST, `syncTimeoutMs must be at least twice heartbeatIntervalMs (${2 * this.ctx.config.heartbeatIntervalMs}): idle followers ack once per heartbeat`);
     }
