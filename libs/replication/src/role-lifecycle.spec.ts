@@ -85,6 +85,14 @@ function lead(ctx: RoleContext, epoch: number): void {
   ctx.store.syncWal();
 }
 
+/** An async leader role at epoch 1 on `ctx` (its store made a leader's first), started. */
+function startLeaderRole(ctx: RoleContext): LeaderRole {
+  lead(ctx, 1);
+  const leader = new LeaderRole(ctx, 1, () => true, new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 2000, syncPolicy: 'block' }, ctx.log));
+  leader.start();
+  return leader;
+}
+
 async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!f()) {
@@ -122,9 +130,7 @@ test('a catch-up answer that arrives after the follower role stopped (its node l
 test('a seed waiting for snapshot-end when its role stopped does not install the snapshot over the new leader', async () => {
   const t = new MemoryTransport((type) => type === 'snapshot-end');
   const old = context('old', t);
-  lead(old, 1);
-  const leader = new LeaderRole(old, 1, () => true, new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 2000, syncPolicy: 'block' }, old.log));
-  leader.start();
+  const leader = startLeaderRole(old);
   try {
     old.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
     old.store.executeBatch([{ statements: [{ sql: 'INSERT INTO t VALUES (1)' }] }], 1);
@@ -149,9 +155,7 @@ test('a seed waiting for snapshot-end when its role stopped does not install the
 test('a node that begins a new snapshot abandons its earlier one: the leader keeps one copy, not one per retry', async () => {
   const t = new MemoryTransport(() => false);
   const l = context('l', t);
-  lead(l, 1);
-  const leader = new LeaderRole(l, 1, () => true, new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 2000, syncPolicy: 'block' }, l.log));
-  leader.start();
+  const leader = startLeaderRole(l);
   try {
     l.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)' }] }], 1);
     for (let i = 0; i < 20; i++) l.store.executeBatch([{ statements: [{ sql: `INSERT INTO t VALUES (${i}, randomblob(50000))` }] }], 1);
@@ -292,9 +296,7 @@ test('a follower whose leader does not answer says so in its log, once per inter
 test('a node that begins a snapshot no longer counts as a copy of what it reported flushed before', async () => {
   const t = new MemoryTransport(() => false);
   const l = context('l', t);
-  lead(l, 1);
-  const leader = new LeaderRole(l, 1, () => true, new SyncTracker({ mode: 'async', syncFollowers: 1, syncTimeoutMs: 2000, syncPolicy: 'block' }, l.log));
-  leader.start();
+  const leader = startLeaderRole(l);
   try {
     l.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
     const lsn = l.store.lastLsn;
