@@ -223,6 +223,21 @@ test('a request that changes far more than one replication message holds is stop
   expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
 });
 
+test('TEXT that is not valid UTF-8 is refused (it would reach followers as other bytes); a real U+FFFD and the same bytes as a BLOB replicate exactly', () => {
+  exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY, v)'));
+  const before = leader.lastLsn;
+  for (const bad of ["CAST(x'ff' AS TEXT)", "CAST(x'c0af' AS TEXT)", 'char(55296)']) {
+    const [o] = exec(sql(`INSERT INTO t(v) VALUES (${bad})`));
+    expect([bad, o.ok ? 'ok' : o.error.code]).toEqual([bad, 'BAD_REQUEST']);
+    if (!o.ok) expect(o.error.message).toMatch(/not valid UTF-8/);
+  }
+  expect(leader.lastLsn).toBe(before);
+  exec(sql('INSERT INTO t(v) VALUES (?)', ['a\uFFFDb']), sql("INSERT INTO t(v) VALUES (x'ff')"), sql("UPDATE t SET v = v || 'c' WHERE typeof(v) = 'text'"));
+  const bytes = (st: Store) => st.query("SELECT typeof(v) AS type, hex(CAST(v AS BLOB)) AS hex FROM t ORDER BY id").rows;
+  expect(bytes(follower)).toEqual(bytes(leader));
+  expect(bytes(leader)).toEqual([{ type: 'text', hex: '61EFBFBD6263' }, { type: 'blob', hex: 'FF' }]);
+});
+
 test('a failing request rolls back alone; its neighbours commit', () => {
   exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
   const before = leader.lastLsn;

@@ -106,16 +106,35 @@ export interface CapturedRow {
   new: string | null;
 }
 
+/** Thrown by {@link CaptureReader.drain} for TEXT that is not valid UTF-8 (its request is refused). */
+export class InvalidTextError extends Error {
+  override readonly name = 'InvalidTextError';
+}
+
 /** Reads and clears what was captured since the last call. */
 export class CaptureReader {
   private readonly select: Database.Statement;
   private readonly clear: Database.Statement;
+  private readonly bytesOf: Database.Statement;
   constructor(db: Database.Database) {
-    this.select = db.prepare(`SELECT op, tbl, rid, nrid, okey, old, new FROM ${CAPTURE_TABLE} ORDER BY seq`);
+    this.select = db.prepare(`SELECT seq, op, tbl, rid, nrid, okey, old, new FROM ${CAPTURE_TABLE} ORDER BY seq`);
     this.clear = db.prepare(`DELETE FROM ${CAPTURE_TABLE}`);
+    this.bytesOf = db.prepare(`SELECT length(CAST(old AS BLOB)) AS old, length(CAST(new AS BLOB)) AS new FROM ${CAPTURE_TABLE} WHERE seq = ?`);
   }
   drain(): CapturedRow[] {
-    const rows = this.select.all() as CapturedRow[];
+    const rows = this.select.all() as (CapturedRow & { seq: number })[];
+    // TEXT that is not valid UTF-8 (CAST(x'ff' AS TEXT), a lone surrogate) reaches JavaScript with
+    // U+FFFD in place of the bad bytes, so followers would store other bytes than the leader, and
+    // no checksum would see it. A row whose JSON holds U+FFFD is checked against SQLite's own byte
+    // count (a genuine U+FFFD is 3 bytes both ways; a replaced byte is not).
+    for (const r of rows) {
+      if (!r.new?.includes('\uFFFD') && !r.old?.includes('\uFFFD')) continue;
+      const b = this.bytesOf.get(r.seq) as { old: number | null; new: number | null };
+      const same = (text: string | null, bytes: number | null) => text === null || Buffer.byteLength(text) === bytes;
+      if (!same(r.new, b.new) || !same(r.old, b.old)) {
+        throw new InvalidTextError(`a TEXT value in ${r.tbl} is not valid UTF-8, and could not be replicated byte for byte: store such bytes as a BLOB (CAST(... AS BLOB)) instead`);
+      }
+    }
     if (rows.length > 0) this.clear.run();
     return rows;
   }

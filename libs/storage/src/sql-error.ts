@@ -3,7 +3,7 @@
  * Only errors caused by the request are mapped; anything else (I/O, full disk) is INTERNAL.
  */
 import { ErrorCode, FlotillaError } from '@flotilla/protocol';
-import { CAPTURE_BYTES_MAX, CAPTURE_LIMIT_MESSAGE } from './capture';
+import { CAPTURE_BYTES_MAX, CAPTURE_LIMIT_MESSAGE, InvalidTextError } from './capture';
 
 export function toClientError(err: unknown, where: string): FlotillaError {
   if (err instanceof FlotillaError) return err;
@@ -13,6 +13,7 @@ export function toClientError(err: unknown, where: string): FlotillaError {
   if (e?.name === 'TypeError' || e?.name === 'RangeError') {
     return new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: ${msg}`, { cause: err });
   }
+  if (err instanceof InvalidTextError) return new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: ${msg}`, { cause: err });
   if (msg.includes(CAPTURE_LIMIT_MESSAGE)) {
     return new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `${where}: the transaction changes more than ${CAPTURE_BYTES_MAX} bytes of rows, too much for one replication message; split it into smaller requests`, { cause: err });
   }
