@@ -111,6 +111,8 @@ async function main(): Promise<void> {
       safetyMarginMs: leaseSafetyMarginMs(config.leaseTtlMs),
       knownEpoch: () => 0,
       takeExpired: true,
+      // Cut off from NATS it hears no heartbeats and could fail nobody over: let the peer hold it.
+      mayHold: () => transport.connected,
     },
     (view) => monitor.setActive(view.isLeader && keeper.isValidLeader()),
   );

@@ -222,3 +222,43 @@ describe('LeaseKeeper after its data was lost', () => {
     k.stop();
   });
 });
+
+describe('LeaseKeeper for the monitors\' lease', () => {
+  it('a lone monitor restarted under its name takes back the lease it held (it has no data to lose)', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    const first = keeper(store, clock, 'monitor-0', true);
+    await first.k.start();
+    expect(store.record).toMatchObject({ holder: 'monitor-0', epoch: 1 });
+    first.k.stop(); // killed: no release
+    const again = keeper(store, clock, 'monitor-0', true);
+    await again.k.start();
+    await advance(clock, 2 * RENEW_MS);
+    expect(again.k.isValidLeader()).toBe(true);
+    expect(store.record?.holder).toBe('monitor-0');
+    again.k.stop();
+  });
+});
+
+describe('LeaseKeeper mayHold', () => {
+  it('a monitor that cannot do the job (cut off from NATS) stops renewing, and the peer takes the lease', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryLeaseStore(clock);
+    let connected = true;
+    const views: LeadershipView[] = [];
+    const a = new LeaseKeeper(store.leaser(), clock, new MemoryLogger(), { node: 'monitor-0', ttlMs: TTL_MS, renewMs: RENEW_MS, safetyMarginMs: 300, knownEpoch: () => 0, takeExpired: true, mayHold: () => connected }, (v) => views.push(v));
+    await a.start();
+    const b = keeper(store, clock, 'monitor-1', true);
+    await b.k.start();
+    await advance(clock, 2 * TTL_MS);
+    expect(store.record).toMatchObject({ holder: 'monitor-0', epoch: 1 });
+    connected = false;
+    await advance(clock, TTL_MS + 2 * RENEW_MS);
+    expect(store.record).toMatchObject({ holder: 'monitor-1', epoch: 2 });
+    expect(a.isValidLeader()).toBe(false);
+    await advance(clock, 2 * TTL_MS); // and it does not take it back while it cannot hold it
+    expect(store.record).toMatchObject({ holder: 'monitor-1', epoch: 2 });
+    a.stop();
+    b.k.stop();
+  });
+});

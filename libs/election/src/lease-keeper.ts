@@ -31,6 +31,12 @@ export interface LeaseKeeperOptions {
    * monitor lease.
    */
   takeExpired?: boolean;
+  /**
+   * False while this node could not do the holder's job (a monitor cut off from NATS hears no
+   * heartbeats and could fail nobody over): it then neither takes nor renews the lease, so it
+   * lapses to a peer that can. Default: always true.
+   */
+  mayHold?: () => boolean;
 }
 
 export interface LeadershipView {
@@ -144,6 +150,7 @@ export class LeaseKeeper {
 
   private async renew(): Promise<void> {
     if (this.busy || !this.current) return;
+    if (this.options.mayHold && !this.options.mayHold()) return; // let it lapse (validity runs out on its own)
     this.busy = true;
     const sentAt = this.clock.monotonic();
     try {
@@ -180,7 +187,9 @@ export class LeaseKeeper {
     this.observed.observe(record);
     if (!this.started) {
       this.started = true;
-      if (record && record.epoch > 0 && this.options.knownEpoch() === 0) this.amnesiacUpTo = record.epoch;
+      // Replicas only: a monitor has no data, its knownEpoch is always 0, and its own lease held
+      // before a restart is simply its own (it must take it back, or no failover happens).
+      if (this.options.takeExpired !== true && record && record.epoch > 0 && this.options.knownEpoch() === 0) this.amnesiacUpTo = record.epoch;
     }
     if (record) this.highestEpochSeen = Math.max(this.highestEpochSeen, record.epoch);
     if (this.busy) return;
@@ -221,6 +230,12 @@ export class LeaseKeeper {
         return;
       }
       const expiredElsewhere = this.options.takeExpired === true && record !== null && record.holder !== me && this.observed.expired();
+      if (this.options.mayHold && !this.options.mayHold()) {
+        // Not fit to hold it now: follow whoever does (or nobody), take nothing.
+        this.current = record;
+        if (record === null || record.holder !== me) this.setView({ leader: record?.holder ?? null, epoch: record?.epoch ?? this.view.epoch, isLeader: false });
+        return;
+      }
       const free = record === null || record.holder === null;
       const neverLed = this.highestEpochSeen === 0 && this.options.knownEpoch() === 0;
       if ((free && (this.options.takeExpired === true || neverLed)) || (record !== null && record.holder === me && !this.view.isLeader) || expiredElsewhere) {

@@ -86,6 +86,8 @@ export function isLeaseExpired(record: LeaseRecord, nowWallMs: number): boolean 
 export class ObservedLease {
   private current: LeaseRecord | null = null;
   private seenAtMono = 0;
+  /** TTL of the holder a free lease was last seen with (0: none, or it never had one). */
+  private freedFromTtlMs = 0;
 
   constructor(private readonly clock: Pick<Clock, 'now' | 'monotonic'>) {}
 
@@ -96,14 +98,24 @@ export class ObservedLease {
 
   /** Takes a record as read, watched or written; a new revision restarts its timing. */
   observe(record: LeaseRecord | null): void {
-    if (record === null || this.current === null || record.revision !== this.current.revision) this.seenAtMono = this.clock.monotonic();
+    const changed = record === null || this.current === null || record.revision !== this.current.revision;
+    if (changed) {
+      // A lease that goes free (deleted, released) while someone held it: that holder may count
+      // itself valid for up to its TTL after its last renewal, which came before this moment.
+      if ((record === null || record.holder === null) && this.current !== null && this.current.holder !== null) this.freedFromTtlMs = this.current.ttlMs;
+      else if (record !== null && record.holder !== null) this.freedFromTtlMs = 0;
+      if (record !== null || this.current !== null) this.seenAtMono = this.clock.monotonic();
+    }
     this.current = record;
   }
 
-  /** True when the observed lease is free, or has run out by both clocks. */
+  /**
+   * True when the observed lease is free, or has run out by both clocks. A lease seen going free
+   * from a holder counts as free only once that holder's TTL has passed since: it may not know yet.
+   */
   expired(): boolean {
     const r = this.current;
-    if (r === null || r.holder === null) return true;
+    if (r === null || r.holder === null) return this.clock.monotonic() - this.seenAtMono > this.freedFromTtlMs;
     return isLeaseExpired(r, this.clock.now()) && this.clock.monotonic() - this.seenAtMono > r.ttlMs;
   }
 

@@ -282,7 +282,11 @@ describe('FailoverMonitor', () => {
     await s.run(2000);
     s.kill('replica-0');
     s.store.delete(); // kubectl delete lease, or the leader released it
-    await s.run(TICK_MS);
+    await s.run(LEASE_TTL_MS - TICK_MS);
+    // Its last holder may count itself valid for up to its TTL after its last renewal: not yet.
+    expect(s.store.record).toBeNull();
+    expect(s.link.last.reason).toMatch(/waiting for its last holder's TTL/);
+    await s.run(3 * TICK_MS);
     expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
     expect(s.lines('the leader lease is free')).toHaveLength(1);
     expect(s.lines('promoted')[0].fields).toMatchObject({ from: null, to: 'replica-2', epoch: 2 });
@@ -300,6 +304,26 @@ describe('FailoverMonitor', () => {
     s.store.unreachable = false;
     await s.run(TICK_MS);
     expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+  });
+
+  it('a deleted lease is not given away while its leader still heartbeats as leader with a valid lease', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(2000);
+    s.store.delete(); // the leader is alive: it has not noticed yet (its renewals go on failing)
+    const leader = s.nodes.get('replica-0')!;
+    leader.alive = false; // stop the scenario's own renewals; the monitor still hears it as leader:
+    for (let t = 0; t < 3000; t += TICK_MS) {
+      s.clock.advance(TICK_MS);
+      s.monitor.onHeartbeat({
+        type: 'hb', v: 1, node: 'replica-0', role: 'leader', epoch: 1, leader: 'replica-0', lsn: '100', appliedLsn: '100', flushedLsn: '100',
+        lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 't', ts: s.clock.now(), leaseValid: true,
+      });
+      s.monitor.onLease(null);
+      await s.monitor.tick();
+    }
+    expect(s.store.record).toBeNull();
+    expect(s.link.last.reason).toMatch(/replica-0, which still heartbeats as leader/);
   });
 
   it('at a first start (no epoch seen anywhere) leaves a free lease to the replicas', async () => {
@@ -324,6 +348,20 @@ describe('FailoverMonitor', () => {
     }
     expect(store.record).toBeNull();
     expect(link.last.reason).toMatch(/at a first start a replica takes it itself/);
+  });
+
+  it('a candidate that never takes up the lease does not loosen the lag bound for the next one', async () => {
+    const s = new Scenario({ maxLagOnFailover: 1 }); // leader at 100, replica-2 at 99, replica-1 at 98
+    s.monitor.setActive(true);
+    await s.run(1000);
+    s.kill('replica-0');
+    await s.run(1500);
+    await waitForHolder(s, 'replica-2');
+    s.kill('replica-2'); // dies before taking the lease up
+    await s.run(4000);
+    // replica-1 is 2 behind what the failed leader had: still too far, whatever replica-2 had.
+    expect(s.lines('promoted').map((l) => l.fields.to)).toEqual(['replica-2']);
+    expect(s.link.last.state).toBe('no-candidate');
   });
 
   it('tells the older of two leaders to step down, at most once per failure timeout', async () => {

@@ -184,7 +184,14 @@ export class FailoverMonitor {
         return;
       }
       // Free after a leader existed (released, deleted by hand, a wiped lease store): replicas
-      // leave it alone, so it goes to the best candidate, as after a failure.
+      // leave it alone, so it goes to the best candidate, as after a failure. Not before the last
+      // holder's TTL has passed (it may not know yet, and still take writes), nor while a node
+      // heartbeats as a leader with a valid lease.
+      const stillLeading = this.detector.nodes().find((n) => n.healthy && n.hb.role === 'leader' && n.hb.leaseValid !== false);
+      if (!this.observed.expired() || stillLeading) {
+        this.setState('ok', `the leader lease is free; waiting for ${stillLeading ? `${stillLeading.hb.node}, which still heartbeats as leader,` : 'its last holder\'s TTL'} before giving it`);
+        return;
+      }
       await this.giveFreeLease(record);
       return;
     }
@@ -291,7 +298,9 @@ export class FailoverMonitor {
     }
     this.observed.observe(stored);
     this.lastPromotionError = undefined;
-    this.advanceLeaderPosition(epoch, lsnOf(candidate.flushedLsn));
+    // The leader position stays the failed leader's until the new one heartbeats as leader: if it
+    // never takes the lease up, the next candidate is judged against what was lost, not against
+    // the candidate that failed (the bound would loosen with each failed hand-over).
     const promotedAt = this.deps.clock.now();
     this.lastFailover = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs, promotedAt };
     this.failoverCount++;
