@@ -215,7 +215,8 @@ export class FollowerRole {
   /** The leader's heartbeat tells its last LSN even when no entry flows. */
   noteLeaderLsn(lsn: number, ts: number): void {
     this.leaderContactMono = this.ctx.clock.monotonic();
-    this.freshness.claim(lsn, ts, this.ctx.store.lastLsn);
+    // While seeding, the store is about to be replaced: a claim judged against it means nothing.
+    if (this.phase !== 'seeding') this.freshness.claim(lsn, ts, this.ctx.store.lastLsn);
     // The stream is in order with the heartbeats: by the time this heartbeat is here, every entry
     // the previous one announced has arrived, unless the stream lost it (a reconnect drops what was
     // in flight). When writes have stopped, no later entry would reveal that gap: ask for it now.
@@ -257,7 +258,7 @@ export class FollowerRole {
       newLeader = true;
     }
     this.leaderContactMono = this.ctx.clock.monotonic();
-    if (batch.lsn !== undefined && batch.ts !== undefined) this.freshness.claim(parseLsn(batch.lsn), batch.ts, this.ctx.store.lastLsn);
+    if (batch.lsn !== undefined && batch.ts !== undefined && this.phase !== 'seeding') this.freshness.claim(parseLsn(batch.lsn), batch.ts, this.ctx.store.lastLsn);
     const entries: LogEntry[] = [];
     for (const w of batch.entries) {
       const e = fromWire(w);
@@ -578,6 +579,10 @@ export class FollowerRole {
       counters.inc('snapshotsInstalled');
       if (replaced) removeInBackground(this.ctx, replaced, 'the database the snapshot replaced');
       this.received = Math.max(this.received, store.lastLsn);
+      // Proven fresh against the replaced database: nothing of it holds for this one.
+      this.freshness.reset();
+      // Reads waiting for an LSN the snapshot brought need not wait out their bound.
+      this.onApplied();
       const ms = Math.round(clock.monotonic() - started);
       const bytes = received.info.bytes;
       log.info('snapshot seeding finished', { lsn: store.lastLsn, bytes, refetchedChunks: refetched, ms, mbPerS: +(bytes / 1e6 / Math.max(ms / 1000, 0.001)).toFixed(1) });

@@ -246,8 +246,10 @@ export class ReplicaNode {
         this.lease.yieldTo(hb.node, hb.epoch);
         return;
       }
-      if (this.follower && hb.node === this.follower.leader && hb.epoch >= this.epoch) {
-        this.follower.noteLeaderLsn(parseLsn(hb.lsn), hb.ts);
+      if (this.follower && hb.node === this.follower.leader && hb.epoch >= this.follower.epoch) {
+        // A leader that says its lease is not valid may be deposed already: what it claims of its
+        // log proves nothing about freshness (and its last LSN may no longer be the cluster's).
+        if (hb.leaseValid !== false) this.follower.noteLeaderLsn(parseLsn(hb.lsn), hb.ts);
         this.leaderSyncSet = hb.syncSet ?? [];
         this.leaderMode = hb.mode;
       }

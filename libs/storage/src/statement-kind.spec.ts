@@ -1,4 +1,4 @@
-import { classifyStatement, StatementKind, touchesInternal, writesSqliteSequence } from './statement-kind';
+import { classifyStatement, refusedPragma, StatementKind, touchesInternal, writesSqliteSequence } from './statement-kind';
 
 const kind = (sql: string) => classifyStatement(sql).kind;
 
@@ -31,6 +31,11 @@ test('internal tables are refused by name, quoted or not; the same text in a str
   expect(touchesInternal('SELECT * FROM "_FLOTILLA_idem"')).toBe(true);
   expect(touchesInternal('SELECT * FROM main.[_flotilla_meta]')).toBe(true);
   expect(touchesInternal("INSERT INTO notes VALUES ('see _flotilla_log')")).toBe(false);
+  // SQLite takes a single-quoted string as a table name where one is expected.
+  for (const sql of ["SELECT payload FROM '_flotilla_log'", "UPDATE '_flotilla_meta' SET value = 999", "INSERT INTO '_flotilla_epochs' VALUES (9, 9)", "SELECT * FROM t JOIN '_flotilla_idem' ON 1", "DELETE FROM main.'_flotilla_log'"]) {
+    expect([sql, touchesInternal(sql)]).toEqual([sql, true]);
+  }
+  expect(touchesInternal("INSERT INTO notes VALUES ('_flotilla is a name')")).toBe(false);
   expect(touchesInternal('SELECT 1')).toBe(false);
 });
 
@@ -41,4 +46,14 @@ test('writes to sqlite_sequence (not replicated) are recognised however written;
   for (const sql of ['SELECT seq FROM sqlite_sequence', "INSERT INTO t SELECT seq FROM sqlite_sequence WHERE name = 'x'", "INSERT INTO notes VALUES ('DELETE FROM sqlite_sequence')"]) {
     expect([sql, writesSqliteSequence(sql)]).toEqual([sql, false]);
   }
+});
+
+test('a query may run the PRAGMAs that describe the schema, not those that set anything or tell the data directory', () => {
+  for (const sql of ['PRAGMA table_info(t)', 'pragma main.index_list("t")', 'PRAGMA foreign_key_list(t)', 'PRAGMA user_version', 'PRAGMA integrity_check']) {
+    expect([sql, refusedPragma(sql)]).toEqual([sql, null]);
+  }
+  for (const sql of ['PRAGMA busy_timeout = 2147483647', 'PRAGMA hard_heap_limit=1', 'PRAGMA mmap_size(268435456)', 'PRAGMA database_list', 'PRAGMA user_version = 5', '/* x */ PRAGMA main.journal_size_limit=1']) {
+    expect([sql, refusedPragma(sql)]).toEqual([sql, expect.stringMatching(/is not allowed here/)]);
+  }
+  expect(refusedPragma('SELECT 1')).toBeNull();
 });

@@ -18,7 +18,7 @@ export type StatementKind = (typeof StatementKind)[keyof typeof StatementKind];
  * statements (`;`) are skipped; words and quoted identifiers come upper-cased, punctuation as
  * itself, a string literal as `'`.
  */
-function leadingWords(sql: string, count: number): string[] {
+function leadingWords(sql: string, count: number, keepLiterals = false): string[] {
   const out: string[] = [];
   const n = sql.length;
   let i = 0;
@@ -52,7 +52,7 @@ function leadingWords(sql: string, count: number): string[] {
         }
         text += sql[j++];
       }
-      out.push(c === "'" ? "'" : text.toUpperCase());
+      out.push(c === "'" ? (keepLiterals ? `'${text.toUpperCase()}` : "'") : text.toUpperCase());
       i = j + 1;
     } else {
       out.push(c);
@@ -144,8 +144,17 @@ export function classifyStatement(sql: string): Classification {
  */
 export function touchesInternal(sql: string): boolean {
   if (!/_flotilla/i.test(sql)) return false; // the common case, without tokenizing
-  return leadingWords(sql, Number.POSITIVE_INFINITY).some((t) => t.startsWith('_FLOTILLA'));
+  const w = leadingWords(sql, Number.POSITIVE_INFINITY, true);
+  return w.some((t, i) => {
+    if (t.startsWith('_FLOTILLA')) return true;
+    // SQLite also takes a single-quoted string as a table name where one is expected:
+    // FROM '_flotilla_log' read the log, UPDATE '_flotilla_meta' rewrote the applied LSN.
+    return t.startsWith("'_FLOTILLA") && TABLE_NAME_BEFORE.has(w[i - 1] ?? '');
+  });
 }
+
+/** Words after which a single-quoted string names a table (or a schema-qualified one). */
+const TABLE_NAME_BEFORE: ReadonlySet<string> = new Set(['FROM', 'JOIN', 'INTO', 'UPDATE', 'TABLE', ',', '.', 'EXISTS', 'ON', 'INDEXED', 'REFERENCES']);
 
 /**
  * True when `sql` writes SQLite's own AUTOINCREMENT counters (`sqlite_sequence`): they are not
@@ -166,4 +175,25 @@ export function writesSqliteSequence(sql: string): boolean {
     if (w[j - 1] === 'OR' && w[j - 2] === 'UPDATE') return true;
   }
   return false;
+}
+
+/** PRAGMAs a query may run: they only describe the schema or check the file, and set nothing. */
+const READ_PRAGMAS: ReadonlySet<string> = new Set([
+  'TABLE_INFO', 'TABLE_XINFO', 'TABLE_LIST', 'INDEX_LIST', 'INDEX_INFO', 'INDEX_XINFO', 'FOREIGN_KEY_LIST',
+  'FOREIGN_KEY_CHECK', 'INTEGRITY_CHECK', 'QUICK_CHECK', 'COLLATION_LIST', 'FUNCTION_LIST', 'PRAGMA_LIST',
+  'COMPILE_OPTIONS', 'USER_VERSION', 'APPLICATION_ID', 'SCHEMA_VERSION', 'PAGE_COUNT', 'PAGE_SIZE', 'FREELIST_COUNT', 'ENCODING',
+]);
+
+/**
+ * Why a PRAGMA may not run as a query (null when `sql` is no PRAGMA or a harmless one): the read
+ * connection takes any PRAGMA, and some set things for the whole process (`hard_heap_limit`,
+ * `busy_timeout`, `mmap_size`) or tell the data directory (`database_list`).
+ */
+export function refusedPragma(sql: string): string | null {
+  const w = leadingWords(sql, 4);
+  if (w[0] !== 'PRAGMA') return null;
+  // PRAGMA [schema .] name [= value | (value)]: a value is a setting, except the argument of a table pragma.
+  const name = w[2] === '.' ? w[3] : w[1];
+  if (name !== undefined && READ_PRAGMAS.has(name) && !/=/.test(sql)) return null;
+  return `PRAGMA ${name?.toLowerCase() ?? ''} is not allowed here: a query may run only the PRAGMAs that describe the schema (table_info, index_list, foreign_key_list, integrity_check, ...)`;
 }

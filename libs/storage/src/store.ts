@@ -29,7 +29,7 @@ import { CaptureReader, changeJson, installCapture, removeCaptureTriggers } from
 import { ChangeApplier, DivergenceError } from './apply';
 import { createSchema } from './schema';
 import { createSnapshot, SnapshotFile, SnapshotOptions } from './snapshot';
-import { classifyStatement, StatementKind, touchesInternal, writesSqliteSequence } from './statement-kind';
+import { classifyStatement, refusedPragma, StatementKind, touchesInternal, writesSqliteSequence } from './statement-kind';
 import { Quarantine } from './quarantine';
 import { replacedFileFor, syncDirectory } from './data-files';
 import { toClientError } from './sql-error';
@@ -73,6 +73,32 @@ export const QUERY_ROWS_MAX = 10_000;
 export const ENTRY_PAYLOAD_BYTES_MAX = 900 * 1024;
 /** Most bytes of rows (JSON) a write request may return (SELECT or RETURNING): its answer is one message. */
 export const WRITE_RESULT_BYTES_MAX = 900 * 1024;
+/** Most bytes of rows (JSON) a query may return: its answer is one NATS message too. */
+export const QUERY_BYTES_MAX = 900 * 1024;
+
+/**
+ * Reads rows off `it` as wire values, refusing (413) past QUERY_ROWS_MAX rows or `bytesMax` bytes
+ * of JSON counted from `bytesBefore`, while it reads: a result of hundreds of MB was built whole in
+ * memory, then encoded, before the size check (a replica ran out of memory on one query).
+ */
+function boundedRows(it: IterableIterator<Record<string, unknown>>, bytesMax: number, what: string, bytesBefore: number): { rows: Record<string, SqlValue>[]; bytes: number } {
+  const rows: Record<string, SqlValue>[] = [];
+  let bytes = bytesBefore;
+  for (const row of it) {
+    if (rows.length >= QUERY_ROWS_MAX) {
+      it.return?.();
+      throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `${what}: more than ${QUERY_ROWS_MAX} rows; add a LIMIT`);
+    }
+    const wire = rowToWire(row);
+    bytes += JSON.stringify(wire).length + 1;
+    if (bytes > bytesMax) {
+      it.return?.();
+      throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `${what}: the rows take more than ${bytesMax} bytes, too many for one answer; return fewer (a LIMIT, fewer or smaller columns)`);
+    }
+    rows.push(wire);
+  }
+  return { rows, bytes };
+}
 
 /** Bytes of `payload` inside a change-stream message (UTF-8, JSON-escaped). */
 export function entryWireBytes(payload: string): number {
@@ -101,6 +127,8 @@ export interface StoreOptions {
 
 /** The WAL is written out to this size when a store opens (see Store.preallocateWal). */
 export const WAL_PREALLOCATE_BYTES = 16 * 1024 * 1024;
+/** A WAL grown past this is cut back to it after the checkpoint that resets it (journal_size_limit). */
+export const WAL_JOURNAL_SIZE_LIMIT_BYTES = 2 * WAL_PREALLOCATE_BYTES;
 
 export class Store {
   private db!: Database.Database;
@@ -147,6 +175,10 @@ export class Store {
   private openFiles(): void {
     this.db = new Database(this.file);
     this.db.pragma('journal_mode = WAL');
+    // A long read (a snapshot being made) holds checkpoints back and the WAL grows; without a limit
+    // it stays at its largest size (600 MB measured) until the store closes. Above the
+    // preallocated size, so a WAL of normal size is never cut.
+    this.db.pragma(`journal_size_limit = ${WAL_JOURNAL_SIZE_LIMIT_BYTES}`);
     // fsync on every commit: an acknowledged write survives power loss (group commit amortises it).
     this.db.pragma(`synchronous = ${this.durability === 'full' ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('temp_store = MEMORY');
@@ -452,18 +484,17 @@ export class Store {
           } else {
             const s = this.prepareCached(st.sql);
             if (s.reader) {
-              const rows = s.all(...paramsToNative(st.params)) as Record<string, unknown>[];
+              // The answer travels back in one NATS message (1 MiB): past that it could not be
+              // sent at all (the leader died trying), so the request is refused before it commits,
+              // as soon as its rows pass the bound (not once they are all in memory).
+              const it = s.iterate(...paramsToNative(st.params)) as IterableIterator<Record<string, unknown>>;
+              const got = boundedRows(it, WRITE_RESULT_BYTES_MAX, `${where} (nothing was applied)`, resultBytes);
+              resultBytes = got.bytes;
               const r: ExecResult & { rows?: unknown[] } = {
-                changes: s.readonly ? 0 : rows.length,
+                changes: s.readonly ? 0 : got.rows.length,
                 lastInsertRowid: String(this.q.lastInsertRowid.get()),
               };
-              r.rows = rows.map(rowToWire);
-              // The answer travels back in one NATS message (1 MiB): past that it could not be
-              // sent at all (the leader died trying), so the request is refused before it commits.
-              resultBytes += JSON.stringify(r.rows).length;
-              if (resultBytes > WRITE_RESULT_BYTES_MAX) {
-                throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `${where}: the rows this request returns take more than ${WRITE_RESULT_BYTES_MAX} bytes, too many for one answer; nothing was applied: return fewer (a LIMIT, fewer columns, or a query through /v1/query)`);
-              }
+              r.rows = got.rows;
               results.push(r);
             } else {
               const r = s.run(...paramsToNative(st.params));
@@ -787,6 +818,8 @@ export class Store {
   /** Runs a read-only statement on the read connection; writes are refused with WRITE_IN_QUERY. */
   query(sql: string, params?: Statement['params']): QueryResult {
     if (touchesInternal(sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, 'tables named _flotilla* are reserved for replication');
+    const pragma = refusedPragma(sql);
+    if (pragma !== null) throw new FlotillaError(ErrorCode.BAD_REQUEST, `query: ${pragma}`);
     let stmt: Database.Statement;
     try {
       stmt = this.readDb.prepare(sql);
@@ -800,14 +833,7 @@ export class Store {
       const run = this.readDb.transaction(() => {
         const lsn = Number(this.q.appliedRead.get());
         const it = stmt.iterate(...paramsToNative(params)) as IterableIterator<Record<string, unknown>>;
-        const rows: Record<string, SqlValue>[] = [];
-        for (const row of it) {
-          if (rows.length >= QUERY_ROWS_MAX) {
-            throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, `query: more than ${QUERY_ROWS_MAX} rows; add a LIMIT`);
-          }
-          rows.push(rowToWire(row));
-        }
-        return { rows, lsn };
+        return { rows: boundedRows(it, QUERY_BYTES_MAX, 'query', 0).rows, lsn };
       });
       return run();
     } catch (err) {
