@@ -23,6 +23,8 @@ const TRIGGER_PREFIX = '_flotilla_cap_';
 export const CAPTURE_BYTES_MAX = 4 * 900 * 1024;
 /** The running size is checked every this many captured rows (a lone row costs no check). */
 const CAPTURE_CHECK_EVERY_ROWS = 64;
+/** What a change adds in the log entry beyond its row images (op, table, rowid, key). */
+const CAPTURE_ROW_OVERHEAD_BYTES = 64;
 /** The message of the statement error the check raises (mapped to 413 PAYLOAD_TOO_LARGE). */
 export const CAPTURE_LIMIT_MESSAGE = 'flotilla: the request changes more than can be replicated';
 
@@ -59,12 +61,16 @@ export function installCapture(db: Database.Database): Map<string, TableMeta> {
   db.exec(`CREATE TEMP TABLE IF NOT EXISTS _flotilla_capture(
     seq INTEGER PRIMARY KEY, op TEXT NOT NULL, tbl TEXT NOT NULL, rid TEXT, nrid TEXT, okey TEXT, old TEXT, new TEXT)`);
   removeCaptureTriggers(db);
-  // seq restarts at 1 for each request (the table is emptied after each): every 64th row, the
-  // captured size so far (O(rows) once per 64 rows, and a request stops a few thousand rows in).
+  // seq restarts at 1 for each request (the table is emptied after each). Every 64th row adds the
+  // size of the last 64 (an index range on seq) to a running total, so the check costs O(1) per row:
+  // summing the whole table each time made a request of 150,000 rows take 17 s instead of 0.8.
+  db.exec(`CREATE TEMP TABLE IF NOT EXISTS _flotilla_capture_bytes(n INTEGER NOT NULL)`);
+  db.exec(`INSERT INTO temp._flotilla_capture_bytes(n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM temp._flotilla_capture_bytes)`);
   db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS ${TRIGGER_PREFIX}limit AFTER INSERT ON _flotilla_capture
     WHEN NEW.seq % ${CAPTURE_CHECK_EVERY_ROWS} = 0 BEGIN
-      SELECT RAISE(ABORT, '${CAPTURE_LIMIT_MESSAGE}')
-      WHERE (SELECT sum(coalesce(length(old), 0) + coalesce(length(new), 0)) FROM ${CAPTURE_TABLE}) > ${CAPTURE_BYTES_MAX};
+      UPDATE _flotilla_capture_bytes SET n = n + (SELECT coalesce(sum(coalesce(length(old), 0) + coalesce(length(new), 0) + ${CAPTURE_ROW_OVERHEAD_BYTES}), 0)
+        FROM ${CAPTURE_TABLE} WHERE seq > NEW.seq - ${CAPTURE_CHECK_EVERY_ROWS});
+      SELECT RAISE(ABORT, '${CAPTURE_LIMIT_MESSAGE}') WHERE (SELECT n FROM temp._flotilla_capture_bytes) > ${CAPTURE_BYTES_MAX};
     END;`);
   const metas = new Map<string, TableMeta>();
   listUserTables(db).forEach((name, i) => {
@@ -115,10 +121,12 @@ export class InvalidTextError extends Error {
 export class CaptureReader {
   private readonly select: Database.Statement;
   private readonly clear: Database.Statement;
+  private readonly clearBytes: Database.Statement;
   private readonly bytesOf: Database.Statement;
   constructor(db: Database.Database) {
     this.select = db.prepare(`SELECT seq, op, tbl, rid, nrid, okey, old, new FROM ${CAPTURE_TABLE} ORDER BY seq`);
     this.clear = db.prepare(`DELETE FROM ${CAPTURE_TABLE}`);
+    this.clearBytes = db.prepare('UPDATE temp._flotilla_capture_bytes SET n = 0');
     this.bytesOf = db.prepare(`SELECT length(CAST(old AS BLOB)) AS old, length(CAST(new AS BLOB)) AS new FROM ${CAPTURE_TABLE} WHERE seq = ?`);
   }
   drain(): CapturedRow[] {
@@ -135,7 +143,10 @@ export class CaptureReader {
         throw new InvalidTextError(`a TEXT value in ${r.tbl} is not valid UTF-8, and could not be replicated byte for byte: store such bytes as a BLOB (CAST(... AS BLOB)) instead`);
       }
     }
-    if (rows.length > 0) this.clear.run();
+    if (rows.length > 0) {
+      this.clear.run();
+      if (rows.length >= CAPTURE_CHECK_EVERY_ROWS) this.clearBytes.run();
+    }
     return rows;
   }
 }
