@@ -16,7 +16,7 @@ import {
   seedFileFor,
   servedSnapshotsDirFor,
   Store,
-  QUERY_BYTES_MAX,
+  RESULT_BYTES_MAX,
   WAL_JOURNAL_SIZE_LIMIT_BYTES,
   WAL_PREALLOCATE_BYTES,
   WriteInput,
@@ -244,7 +244,7 @@ test('a query whose rows would not fit one answer stops while it reads them (413
   exec(sql('CREATE TABLE t(id INTEGER PRIMARY KEY)'));
   // 200 MB of rows if built whole (it took a replica to 1.2 GB before the size check).
   expect(() => leader.query('WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10000) SELECT zeroblob(20000) AS b FROM c')).toThrow(
-    expect.objectContaining({ code: 'PAYLOAD_TOO_LARGE', message: expect.stringMatching(new RegExp(`more than ${QUERY_BYTES_MAX} bytes`)) }),
+    expect.objectContaining({ code: 'PAYLOAD_TOO_LARGE', message: expect.stringMatching(new RegExp(`more than ${RESULT_BYTES_MAX} bytes`)) }),
   );
   expect(leader.query('SELECT zeroblob(1000) AS b').rows).toHaveLength(1);
 });

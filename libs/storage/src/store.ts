@@ -71,10 +71,8 @@ export const QUERY_ROWS_MAX = 10_000;
  * transaction is refused with PAYLOAD_TOO_LARGE and rolled back: split it.
  */
 export const ENTRY_PAYLOAD_BYTES_MAX = 900 * 1024;
-/** Most bytes of rows (JSON) a write request may return (SELECT or RETURNING): its answer is one message. */
-export const WRITE_RESULT_BYTES_MAX = 900 * 1024;
-/** Most bytes of rows (JSON) a query may return: its answer is one NATS message too. */
-export const QUERY_BYTES_MAX = 900 * 1024;
+/** Most bytes of rows (JSON) a query, or a write's SELECT/RETURNING, may return: its answer is one NATS message. */
+export const RESULT_BYTES_MAX = 900 * 1024;
 
 /**
  * Reads rows off `it` as wire values, refusing (413) past QUERY_ROWS_MAX rows or `bytesMax` bytes
@@ -488,7 +486,7 @@ export class Store {
               // sent at all (the leader died trying), so the request is refused before it commits,
               // as soon as its rows pass the bound (not once they are all in memory).
               const it = s.iterate(...paramsToNative(st.params)) as IterableIterator<Record<string, unknown>>;
-              const got = boundedRows(it, WRITE_RESULT_BYTES_MAX, `${where} (nothing was applied)`, resultBytes);
+              const got = boundedRows(it, RESULT_BYTES_MAX, `${where} (nothing was applied)`, resultBytes);
               resultBytes = got.bytes;
               const r: ExecResult & { rows?: unknown[] } = {
                 changes: s.readonly ? 0 : got.rows.length,
@@ -833,7 +831,7 @@ export class Store {
       const run = this.readDb.transaction(() => {
         const lsn = Number(this.q.appliedRead.get());
         const it = stmt.iterate(...paramsToNative(params)) as IterableIterator<Record<string, unknown>>;
-        return { rows: boundedRows(it, QUERY_BYTES_MAX, 'query', 0).rows, lsn };
+        return { rows: boundedRows(it, RESULT_BYTES_MAX, 'query', 0).rows, lsn };
       });
       return run();
     } catch (err) {
