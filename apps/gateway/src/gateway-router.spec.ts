@@ -200,12 +200,15 @@ describe('GatewayRouter.execute', () => {
 
   it('without a key, a refusal of a write that had committed says it may have been applied, and is not retried', async () => {
     const { clock, requester, router } = setup();
-    requester.answer = () => errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write committed; it is not acknowledged: retry with the same idempotencyKey', committed: true });
+    requester.answer = () => errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write committed; it is not acknowledged', committed: true });
     const err = await failure(router.execute(write()), clock);
     expect(err.code).toBe(ErrorCode.LEASE_EXPIRED);
     expect(err.message).toMatch(/may have been applied: send an idempotencyKey/);
     expect(err.message).not.toMatch(/retry with the same idempotencyKey/);
     expect(requester.sent).toHaveLength(1);
+    // With a key, the same kind of refusal tells it to retry with that key.
+    requester.answer = () => errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: 'not acknowledged: no sync follower', committed: true });
+    expect((await failure(router.execute(write('k2')), clock)).message).toBe('not acknowledged: no sync follower: retry with the same idempotencyKey');
     // A refusal of a write that never ran keeps its words.
     requester.answer = () => errorReply({ code: ErrorCode.NOT_LEADER, message: 'not the leader' });
     expect((await failure(router.execute(write()), clock)).message).toBe('not the leader');

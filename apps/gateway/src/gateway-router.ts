@@ -122,9 +122,11 @@ export class GatewayRouter {
           retryable = err.neverDelivered || keyed;
         } else if (err instanceof FlotillaError) {
           fateUnknown ||= err.code === ErrorCode.LEASE_EXPIRED || err.code === ErrorCode.NOT_LEADER;
-          // Committed before the refusal: without a key it cannot be retried safely, so say so
-          // instead of the leader's "retry with the same idempotencyKey" (a key it never sent).
-          failure = err.committed && !keyed ? new FlotillaError(err.code, `${err.message.replace(/: retry with the same idempotencyKey$|; retry with the same idempotencyKey$/, '')}; it may have been applied: send an idempotencyKey to retry writes safely`, { cause: err, committed: true }) : err;
+          // Committed before the refusal (the leader says so): what the client may do depends on
+          // whether it sent a key, which only the gateway knows.
+          failure = err.committed
+            ? new FlotillaError(err.code, `${err.message}: ${keyed ? 'retry with the same idempotencyKey' : 'it may have been applied: send an idempotencyKey to retry writes safely'}`, { cause: err, committed: true })
+            : err;
           retryable = keyed && RETRYABLE_WRITE_CODES.has(err.code);
         } else {
           throw err;

@@ -202,12 +202,12 @@ export class LeaderRole {
     const err = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: STOPPED_BEFORE_RUN }));
     for (const q of this.queue) q.respond(err);
     this.queue = [];
-    const notDurable = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write was durable; retry with the same idempotencyKey', committed: true }));
+    const notDurable = encode(errorReply({ code: ErrorCode.NOT_LEADER, message: 'this node stopped leading before the write was durable', committed: true }));
     for (const w of this.localWaiters) w.q.respond(notDurable);
     this.localWaiters = [];
     // Committed here but not yet durable as required: never reported committed. A retry with
     // the same idempotency key is answered by the new leader, once, whichever way it went.
-    this.sync.abortAll('this node stopped leading before the write was replicated as required; retry with the same idempotencyKey');
+    this.sync.abortAll('this node stopped leading before the write was replicated as required');
     for (const s of this.snapshots.values()) this.dropSnapshot(s);
   }
 
@@ -370,15 +370,15 @@ export class LeaderRole {
     // The commit or its flush may have run past the lease (a pause, a slow disk): then this node
     // may already be deposed and the write may be rewound. Do not acknowledge it.
     if (!this.leaseValid()) {
-      return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write committed; it is not acknowledged: retry with the same idempotencyKey', committed: true })));
+      return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write committed; it is not acknowledged', committed: true })));
     }
     if (!this.sync.mustWait(q.req.durability)) return q.respond(encode(this.replyOf(o)));
     this.sync.wait(o.lsn, q.req.durability, this.ctx.clock.monotonic(), (w) => {
-      if (!w.ok) return q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}` })));
+      if (!w.ok) return q.respond(encode(errorReply({ code: ErrorCode.NOT_ENOUGH_REPLICAS, message: `not acknowledged: ${w.reason}`, committed: true })));
       // The wait may have outlasted the lease (a late ack, or `degrade` giving up on the followers
       // while this node was cut off): another node may lead by now without this write.
       if (!this.leaseValid()) {
-        return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write waited for its followers; it is not acknowledged: retry with the same idempotencyKey', committed: true })));
+        return q.respond(encode(errorReply({ code: ErrorCode.LEASE_EXPIRED, message: 'the lease ran out while the write waited for its followers; it is not acknowledged', committed: true })));
       }
       q.respond(encode(this.replyOf(o)));
     });
