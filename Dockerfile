@@ -17,6 +17,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json nest-cli.json ./
 COPY libs ./libs
 COPY apps ./apps
+# scripts/build-native.sh compiles the statement-deadline extension (libs/storage/native) with cc.
+COPY scripts/build-native.sh ./scripts/build-native.sh
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # --- runtime: no compilers, no npm cache, non-root, read-only friendly ---------------------------

@@ -639,3 +639,78 @@ test('a rewound settings entry restores the settings it replaced (its before-ima
   follower.rewindTo(keep - 1); // before any setting: none again
   expect(follower.readSettings()).toBeNull();
 });
+
+describe('statement deadlines (statementTimeoutMs)', () => {
+  const TIMEOUT_MS = 150;
+  /** Runs until SQLite is told to stop: counts for ever, inserts nothing. */
+  const RUNAWAY_INSERT = 'INSERT INTO d(v) SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c) WHERE x < 0';
+  const RUNAWAY_SELECT = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c';
+  let timed: Store;
+  let copy: Store;
+
+  beforeEach(() => {
+    timed = Store.open(path.join(dir, 'timed.sqlite'), { statementTimeoutMs: TIMEOUT_MS });
+    timed.startCapture();
+    timed.beginEpoch(1);
+    copy = Store.open(path.join(dir, 'copy.sqlite'));
+    const outs = timed.executeBatch([sql('CREATE TABLE d(v INTEGER)')], 1);
+    copy.applyEntries(outs.flatMap((o) => (o.ok && o.entry ? [o.entry] : [])));
+  });
+
+  afterEach(() => {
+    timed.close();
+    copy.close();
+  });
+
+  test('this build has them: the guard extension was built and loaded', () => {
+    expect(timed.statementDeadlines).toBe(true);
+    expect(leader.statementDeadlines).toBe(false); // opened without a deadline
+  });
+
+  test('a query that never ends is stopped at the deadline with STATEMENT_TIMEOUT, and the next one runs', () => {
+    const started = Date.now();
+    expect(() => timed.query(RUNAWAY_SELECT)).toThrow(expect.objectContaining({ code: ErrorCode.STATEMENT_TIMEOUT }));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
+    expect(timed.query('SELECT 1 AS one').rows).toEqual([{ one: 1 }]);
+  });
+
+  test('in a group commit, a write that never ends fails alone; the requests around it commit once, in order', () => {
+    const lsn = timed.lastLsn;
+    const outs = timed.executeBatch([sql('INSERT INTO d(v) VALUES (1)'), sql(RUNAWAY_INSERT), sql('INSERT INTO d(v) VALUES (2)')], 1);
+    expect(outs.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual(['ok', ErrorCode.STATEMENT_TIMEOUT, 'ok']);
+    expect(outs.flatMap((o) => (o.ok ? [o.lsn] : []))).toEqual([lsn + 1, lsn + 2]);
+    expect(timed.lastLsn).toBe(lsn + 2);
+    expect(timed.query('SELECT v FROM d ORDER BY rowid').rows).toEqual([{ v: 1 }, { v: 2 }]);
+    // The log holds exactly those two, and a follower applying it ends up the same.
+    copy.applyEntries(timed.readLogAfter(lsn, 1 << 20));
+    expect(copy.tableChecksums()).toEqual(timed.tableChecksums());
+    expect(timed.executeBatch([sql('INSERT INTO d(v) VALUES (3)')], 1)[0].ok).toBe(true);
+  });
+
+  test('a read that never ends inside a write request fails that request only (its transaction survives)', () => {
+    const outs = timed.executeBatch(
+      [sql('INSERT INTO d(v) VALUES (10)'), { statements: [{ sql: 'INSERT INTO d(v) VALUES (11)' }, { sql: RUNAWAY_SELECT }] }, sql('INSERT INTO d(v) VALUES (12)')],
+      1,
+    );
+    expect(outs.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual(['ok', ErrorCode.STATEMENT_TIMEOUT, 'ok']);
+    expect(timed.query('SELECT v FROM d ORDER BY rowid').rows).toEqual([{ v: 10 }, { v: 12 }]);
+  });
+
+  test('client SQL cannot disarm the deadline: the guard function refuses any other key', () => {
+    expect(() => timed.query("SELECT flotilla_guard('guess', 0) AS g")).toThrow(expect.objectContaining({ code: ErrorCode.SQL_ERROR }));
+    const [out] = timed.executeBatch([{ statements: [{ sql: "SELECT flotilla_guard('guess', 0)" }, { sql: RUNAWAY_SELECT }] }], 1);
+    expect(out.ok ? 'ok' : out.error.code).toBe(ErrorCode.SQL_ERROR);
+    expect(() => timed.query(RUNAWAY_SELECT)).toThrow(expect.objectContaining({ code: ErrorCode.STATEMENT_TIMEOUT }));
+  });
+
+  test('a deadline that passes after its statement ended stops nothing later', async () => {
+    const short = Store.open(path.join(dir, 'timed.sqlite'), { statementTimeoutMs: 1 });
+    try {
+      for (let i = 0; i < 200; i++) expect(short.query('SELECT count(*) AS n FROM d').rows).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, 5)); // the last deadline has passed with nothing running
+      expect(short.query('SELECT 2 AS two').rows).toEqual([{ two: 2 }]);
+    } finally {
+      short.close();
+    }
+  });
+});

@@ -9,6 +9,7 @@ export const ErrorCode = {
   NO_SUCH_TABLE: 'NO_SUCH_TABLE',
   CONSTRAINT: 'CONSTRAINT',
   WRITE_IN_QUERY: 'WRITE_IN_QUERY',
+  STATEMENT_TIMEOUT: 'STATEMENT_TIMEOUT',
   NOT_FOUND: 'NOT_FOUND',
   CONFLICT: 'CONFLICT',
   NOT_LEADER: 'NOT_LEADER',
@@ -71,6 +72,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   NO_SUCH_TABLE: 400,
   CONSTRAINT: 409,
   WRITE_IN_QUERY: 400,
+  // The request's own SQL ran too long: sent again it runs as long (PostgreSQL's statement_timeout is an error of the statement too).
+  STATEMENT_TIMEOUT: 400,
   NOT_FOUND: 404,
   CONFLICT: 409,
   NOT_LEADER: 503,

@@ -27,6 +27,7 @@ import {
 } from '@flotilla/protocol';
 import { CaptureReader, changeJson, installCapture, removeCaptureTriggers } from './capture';
 import { ChangeApplier, DivergenceError } from './apply';
+import { isInterrupt, SQL_TURN_MIN_LEFT_MS, SQL_TURN_TICK_MS, sqlTimeLeftMs, StatementGuard } from './statement-guard';
 import { createSchema } from './schema';
 import { createSnapshot, SnapshotFile, SnapshotOptions } from './snapshot';
 import { classifyStatement, refusedPragma, StatementKind, touchesInternal, writesSqliteSequence } from './statement-kind';
@@ -121,6 +122,29 @@ export class RewindImpossibleError extends Error {
 export interface StoreOptions {
   /** Wall clock for entry timestamps. */
   now?: () => number;
+  /**
+   * Longest a request's SQL may run (its statements together, on the leader; a query on any
+   * replica) before SQLite stops it: STATEMENT_TIMEOUT, nothing applied. 0 or absent: no deadline.
+   */
+  statementTimeoutMs?: number;
+}
+
+/** Errors of requests a deadline stopped (SQLite may have rolled back their whole transaction). */
+const stoppedByDeadline = new WeakSet<FlotillaError>();
+/** Errors of requests that did not run, or were cut short, because other requests took this turn's SQL time. */
+const turnSpent = new WeakSet<FlotillaError>();
+
+/** True when `err` refused a request only because others took this turn's SQL time: nothing applied; run it again in a later turn. */
+export function isTurnSpent(err: unknown): boolean {
+  return err instanceof FlotillaError && turnSpent.has(err);
+}
+
+/** A request stopped by its deadline took the group's whole transaction with it (SQLite rolls back on an interrupted write). */
+class TransactionLost extends Error {
+  index = -1;
+  constructor(readonly error: FlotillaError) {
+    super(error.message);
+  }
 }
 
 /** The WAL is written out to this size when a store opens (see Store.preallocateWal). */
@@ -151,6 +175,10 @@ export class Store {
   private walFdsClosing = new Set<number>();
   private walSyncsInFlight = new Map<number, number>();
   private readonly now: () => number;
+  private readonly statementTimeoutMs: number;
+  /** Statement deadlines of the write and the read connection; null when off (see statement-guard.ts). */
+  private guard: StatementGuard | null = null;
+  private readGuard: StatementGuard | null = null;
   private q!: ReturnType<Store['prepareInternal']>;
   /** Transactions undone by rewinds; survives re-seeds (its own file). */
   readonly quarantine: Quarantine;
@@ -160,6 +188,7 @@ export class Store {
     options: StoreOptions,
   ) {
     this.now = options.now ?? Date.now;
+    this.statementTimeoutMs = options.statementTimeoutMs ?? 0;
     this.quarantine = new Quarantine(file.replace(/\.sqlite$/, '') + '.quarantine.sqlite');
   }
 
@@ -191,6 +220,10 @@ export class Store {
     this.preallocateWal();
     this.readDb = new Database(this.file, { readonly: true });
     this.readDb.pragma('busy_timeout = 5000');
+    if (this.statementTimeoutMs > 0) {
+      this.guard = StatementGuard.attach(this.db);
+      this.readGuard = this.guard && StatementGuard.attach(this.readDb);
+    }
     this.q = this.prepareInternal();
     this.applier = new ChangeApplier(this.db);
     const meta = this.q.meta.all() as { key: string; value: number }[];
@@ -397,9 +430,16 @@ export class Store {
    * case nothing of the batch is applied.
    */
   executeBatch(requests: WriteInput[], epoch: number): WriteOutcome[] {
+    if (requests.length === 0) return [];
     try {
       return this.executeGroup(requests, epoch);
     } catch (err) {
+      // One request ran past its deadline in a write statement, and SQLite rolled the whole
+      // transaction back: that request failed (it is not run again); the others run again without it.
+      if (err instanceof TransactionLost) {
+        const i = err.index;
+        return [...this.executeBatch(requests.slice(0, i), epoch), { ok: false, error: err.error }, ...this.executeBatch(requests.slice(i + 1), epoch)];
+      }
       // The group's transaction failed as a whole, which one request can cause: a deferred foreign
       // key checked at COMMIT, or ON CONFLICT ROLLBACK ending the transaction under its savepoint.
       // Each request then runs alone, so only the offender fails, with its own error, instead of
@@ -420,8 +460,13 @@ export class Store {
     const appended: LogEntry[] = [];
     this.db.exec('BEGIN IMMEDIATE');
     try {
-      for (const req of requests) {
-        outcomes.push(this.executeOne(req, epoch, capture, appended));
+      for (let i = 0; i < requests.length; i++) {
+        try {
+          outcomes.push(this.executeOne(requests[i], epoch, capture, appended));
+        } catch (err) {
+          if (err instanceof TransactionLost) err.index = i;
+          throw err;
+        }
       }
       if (this.last !== firstLsn) {
         this.q.setApplied.run({ lsn: this.last, ts: this.lastTs, epoch });
@@ -458,51 +503,57 @@ export class Store {
     try {
       const results: ExecResult[] = [];
       let resultBytes = 0;
-      req.statements.forEach((st, i) => {
-        const where = `statement ${i + 1}`;
-        const kind = classifyStatement(st.sql);
-        if (kind.kind === StatementKind.REFUSED) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: ${kind.reason}`);
-        if (touchesInternal(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: tables named _flotilla* are reserved for replication`);
-        if (writesSqliteSequence(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: sqlite_sequence is SQLite's own AUTOINCREMENT bookkeeping and is not replicated; it may be read, not written`);
-        try {
-          if (kind.kind === StatementKind.DDL) {
-            // Replicated as its text alone: a parameter would be bound here and NULL on followers.
-            if (st.params != null && Object.keys(st.params).length > 0) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: a schema change takes no parameters (it is replicated as its SQL text)`);
-            if (kind.dropsTable !== undefined) this.refuseCascadingDrop(kind.dropsTable, where);
-            this.drainInto(capture, changes, touched);
-            hadDdl = true;
-            removeCaptureTriggers(this.db);
-            const s = this.db.prepare(st.sql);
-            const r = s.run(...paramsToNative(st.params));
-            changes.push(JSON.stringify({ op: 'ddl', sql: st.sql } satisfies Change));
-            this.metas = installCapture(this.db);
-            this.stmtCache.clear();
-            // last_insert_rowid() is per connection: a schema change inserted nothing.
-            results.push({ changes: r.changes, lastInsertRowid: '0' });
-          } else {
-            const s = this.prepareCached(st.sql);
-            if (s.reader) {
-              // The answer travels back in one NATS message (1 MiB): past that it could not be
-              // sent at all (the leader died trying), so the request is refused before it commits,
-              // as soon as its rows pass the bound (not once they are all in memory).
-              const it = s.iterate(...paramsToNative(st.params)) as IterableIterator<Record<string, unknown>>;
-              const got = boundedRows(it, RESULT_BYTES_MAX, `${where} (nothing was applied)`, resultBytes);
-              resultBytes = got.bytes;
-              const r: ExecResult & { rows?: unknown[] } = {
-                changes: s.readonly ? 0 : got.rows.length,
-                lastInsertRowid: String(this.q.lastInsertRowid.get()),
-              };
-              r.rows = got.rows;
-              results.push(r);
-            } else {
+      const armedAt = this.armDeadline(this.guard, 'request');
+      try {
+        req.statements.forEach((st, i) => {
+          const where = `statement ${i + 1}`;
+          const kind = classifyStatement(st.sql);
+          if (kind.kind === StatementKind.REFUSED) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: ${kind.reason}`);
+          if (touchesInternal(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: tables named _flotilla* are reserved for replication`);
+          if (writesSqliteSequence(st.sql)) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: sqlite_sequence is SQLite's own AUTOINCREMENT bookkeeping and is not replicated; it may be read, not written`);
+          try {
+            if (kind.kind === StatementKind.DDL) {
+              // Replicated as its text alone: a parameter would be bound here and NULL on followers.
+              if (st.params != null && Object.keys(st.params).length > 0) throw new FlotillaError(ErrorCode.BAD_REQUEST, `${where}: a schema change takes no parameters (it is replicated as its SQL text)`);
+              if (kind.dropsTable !== undefined) this.refuseCascadingDrop(kind.dropsTable, where);
+              this.drainInto(capture, changes, touched);
+              hadDdl = true;
+              removeCaptureTriggers(this.db);
+              const s = this.db.prepare(st.sql);
               const r = s.run(...paramsToNative(st.params));
-              results.push({ changes: r.changes, lastInsertRowid: String(r.lastInsertRowid) });
+              changes.push(JSON.stringify({ op: 'ddl', sql: st.sql } satisfies Change));
+              this.metas = installCapture(this.db);
+              this.stmtCache.clear();
+              // last_insert_rowid() is per connection: a schema change inserted nothing.
+              results.push({ changes: r.changes, lastInsertRowid: '0' });
+            } else {
+              const s = this.prepareCached(st.sql);
+              if (s.reader) {
+                // The answer travels back in one NATS message (1 MiB): past that it could not be
+                // sent at all (the leader died trying), so the request is refused before it commits,
+                // as soon as its rows pass the bound (not once they are all in memory).
+                const it = s.iterate(...paramsToNative(st.params)) as IterableIterator<Record<string, unknown>>;
+                const got = boundedRows(it, RESULT_BYTES_MAX, `${where} (nothing was applied)`, resultBytes);
+                resultBytes = got.bytes;
+                const r: ExecResult & { rows?: unknown[] } = {
+                  changes: s.readonly ? 0 : got.rows.length,
+                  lastInsertRowid: String(this.q.lastInsertRowid.get()),
+                };
+                r.rows = got.rows;
+                results.push(r);
+              } else {
+                const r = s.run(...paramsToNative(st.params));
+                results.push({ changes: r.changes, lastInsertRowid: String(r.lastInsertRowid) });
+              }
             }
+          } catch (err) {
+            if (isInterrupt(err)) throw this.deadlineError(where, armedAt);
+            throw toClientError(err, where);
           }
-        } catch (err) {
-          throw toClientError(err, where);
-        }
-      });
+        });
+      } finally {
+        this.guard?.disarm();
+      }
       this.drainInto(capture, changes, touched);
       // The entry names each table's columns once: rows captured before a schema change of their
       // table would be applied under the new columns (or a dropped table) on followers. Only a
@@ -550,6 +601,7 @@ export class Store {
       appended.push(entry);
       return { ok: true, lsn, epoch, results, entry, replayed: false };
     } catch (err) {
+      if (err instanceof FlotillaError && stoppedByDeadline.has(err) && !this.db.inTransaction) throw new TransactionLost(err);
       this.db.exec('ROLLBACK TO req');
       this.db.exec('RELEASE req');
       capture.drain();
@@ -827,6 +879,7 @@ export class Store {
     if (!stmt.readonly || !stmt.reader) {
       throw new FlotillaError(ErrorCode.WRITE_IN_QUERY, 'query: only read-only statements that return rows are allowed here; send writes to /v1/execute');
     }
+    const armedAt = this.armDeadline(this.readGuard, 'query');
     try {
       const run = this.readDb.transaction(() => {
         const lsn = Number(this.q.appliedRead.get());
@@ -835,8 +888,48 @@ export class Store {
       });
       return run();
     } catch (err) {
+      if (isInterrupt(err)) throw this.deadlineError('query', armedAt);
       throw toClientError(err, 'query');
+    } finally {
+      this.readGuard?.disarm();
     }
+  }
+
+  /** Arms `guard` for a request starting now (see sqlTimeLeftMs); returns when. Refuses (503) when this turn's SQL time is spent. */
+  private armDeadline(guard: StatementGuard | null, where: string): number {
+    if (guard === null) return 0;
+    const left = sqlTimeLeftMs(this.statementTimeoutMs);
+    if (left < SQL_TURN_MIN_LEFT_MS) throw this.busyError(where);
+    guard.arm(Math.ceil(left));
+    return performance.now();
+  }
+
+  /** The error of a request its deadline stopped: its own (400) when it ran its whole timeout, else the turn's (503). */
+  private deadlineError(where: string, armedAt: number): FlotillaError {
+    const ranMs = performance.now() - armedAt;
+    const e =
+      ranMs >= this.statementTimeoutMs - SQL_TURN_TICK_MS
+        ? new FlotillaError(
+            ErrorCode.STATEMENT_TIMEOUT,
+            `${where}: stopped after ${this.statementTimeoutMs} ms (statementTimeoutMs); nothing of the request was applied. Make it cheaper (an index, a LIMIT, smaller requests)`,
+          )
+        : this.busyError(where);
+    stoppedByDeadline.add(e);
+    return e;
+  }
+
+  private busyError(where: string): FlotillaError {
+    const e = new FlotillaError(
+      ErrorCode.UNAVAILABLE,
+      `${where}: this replica's time for SQL was taken by other requests (each may run up to statementTimeoutMs, ${this.statementTimeoutMs} ms, between two turns of its event loop); nothing of the request was applied; retry`,
+    );
+    turnSpent.add(e);
+    return e;
+  }
+
+  /** Whether statement deadlines are on (the store was opened with one and the guard loaded). */
+  get statementDeadlines(): boolean {
+    return this.guard !== null && this.readGuard !== null;
   }
 
   // ---- snapshots ------------------------------------------------------------------------------
