@@ -14,7 +14,7 @@ import type { Logger } from '@flotilla/logging';
 import { createLogger, systemClock } from '@flotilla/logging';
 import { subjectsFor } from '@flotilla/protocol';
 import { Counters, removeInBackground, ReplicaNode, RoleContext } from '@flotilla/replication';
-import { leftoverFiles, Store } from '@flotilla/storage';
+import { leftoverFiles, statementGuardUnavailable, Store } from '@flotilla/storage';
 import { NatsTransport } from '@flotilla/transport';
 import { ReplicaHttpModule } from './replica-http.module';
 
@@ -45,8 +45,11 @@ async function main(): Promise<void> {
   // What a seed or snapshot interrupted by a crash left behind; a seed starts over. Freed a step at
   // a time, in the background: a burst of freed blocks would stall this replica's first commits.
   const leftovers = leftoverFiles(dbFile);
-  const store = Store.open(dbFile);
+  const store = Store.open(dbFile, { statementTimeoutMs: config.statementTimeoutMs });
   log.info('database opened', { file: dbFile, lsn: store.lastLsn, epoch: store.knownEpoch() });
+  if (config.statementTimeoutMs > 0 && !store.statementDeadlines) {
+    log.warn('statement deadlines are off: a request that runs for ever holds this replica', { why: statementGuardUnavailable() });
+  }
   for (const file of leftovers) removeInBackground({ log, clock: systemClock }, file, 'a leftover file');
 
   const transport = await NatsTransport.connect({

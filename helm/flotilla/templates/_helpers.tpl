@@ -63,7 +63,7 @@ that the chart exposes, under the same (camelCase) value name.
   value: {{ .Values.apiPort | quote }}
 - name: FLOTILLA_LEASE_BACKEND
   value: kubernetes
-{{- range $key := list "mode" "syncFollowers" "syncTimeoutMs" "syncPolicy" "leaseTtlMs" "leaseRenewMs" "heartbeatIntervalMs" "logRetentionEntries" "logRetentionBytes" "logRetentionMs" "snapshotChunkBytes" "streamBatchMs" "failureTimeoutMs" "maxLagOnFailover" "monitorIntervalMs" "maxBodyBytes" "readWaitMs" "requestTimeoutMs" "logLevel" }}
+{{- range $key := list "mode" "syncFollowers" "syncTimeoutMs" "syncPolicy" "leaseTtlMs" "leaseRenewMs" "heartbeatIntervalMs" "logRetentionEntries" "logRetentionBytes" "logRetentionMs" "snapshotChunkBytes" "streamBatchMs" "failureTimeoutMs" "statementTimeoutMs" "maxLagOnFailover" "monitorIntervalMs" "maxBodyBytes" "readWaitMs" "requestTimeoutMs" "logLevel" }}
 - name: FLOTILLA_{{ regexReplaceAll "([A-Z])" $key "_${1}" | upper }}
   {{- $value := index $.Values $key }}
   {{- /* YAML numbers arrive as float64; print them as integers, not 2.68435456e+08. */}}
@@ -101,6 +101,10 @@ readinessProbe:
 {{- $margin := max 200 (div (int .Values.leaseTtlMs) 5) -}}
 {{- if lt (sub (int .Values.leaseTtlMs) $margin) (mul (int .Values.leaseRenewMs) 2) -}}
 {{- fail (printf "leaseTtlMs (%d) is too short for leaseRenewMs (%d): a renewal keeps a leader valid for leaseTtlMs minus a safety margin of %d ms, which must cover two renewal intervals" (int .Values.leaseTtlMs) (int .Values.leaseRenewMs) (int $margin)) -}}
+{{- end -}}
+{{- $budget := sub (sub (int .Values.leaseTtlMs) $margin) (int .Values.leaseRenewMs) -}}
+{{- if and (gt (int .Values.statementTimeoutMs) 0) (ge (int .Values.statementTimeoutMs) $budget) -}}
+{{- fail (printf "statementTimeoutMs (%d) must be below %d ms (leaseTtlMs minus its safety margin minus leaseRenewMs): a leader held longer by one request can lose its lease" (int .Values.statementTimeoutMs) (int $budget)) -}}
 {{- end -}}
 {{- if ge (int .Values.syncTimeoutMs) (int .Values.requestTimeoutMs) -}}
 {{- fail (printf "syncTimeoutMs (%d) must be below requestTimeoutMs (%d)" (int .Values.syncTimeoutMs) (int .Values.requestTimeoutMs)) -}}

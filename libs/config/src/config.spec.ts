@@ -41,6 +41,18 @@ test('a lease too short to outlast one missed renewal, or heartbeats too slow fo
   expect(() => loadConfig({ syncTimeoutMs: 5000 }, {})).toThrow(/syncTimeoutMs \(5000\) must be below requestTimeoutMs \(5000\)/);
 });
 
+test('a statement deadline must end before the lease a renewal gives could run out', () => {
+  // Defaults: valid 1500 - 300 (margin) = 1200 ms after a renewal, which can be 300 ms old: 900 ms.
+  expect(loadConfig({}, {}).statementTimeoutMs).toBe(500);
+  expect(loadConfig({ statementTimeoutMs: 899 }, {}).statementTimeoutMs).toBe(899);
+  expect(() => loadConfig({}, { FLOTILLA_STATEMENT_TIMEOUT_MS: '900' })).toThrow(/statementTimeoutMs \(900\) must be below 900 ms/);
+  expect(loadConfig({ statementTimeoutMs: 0 }, {}).statementTimeoutMs).toBe(0); // none, at the user's risk
+  // Not set: a shorter lease gets a shorter default (60% of its budget), not a refusal to start.
+  expect(loadConfig({ leaseTtlMs: 600, leaseRenewMs: 200 }, {}).statementTimeoutMs).toBe(120);
+  expect(loadConfig({ leaseTtlMs: 3000, leaseRenewMs: 500 }, {}).statementTimeoutMs).toBe(500); // the chart's lease
+  expect(() => loadConfig({ statementTimeoutMs: -1 }, {})).toThrow(/statementTimeoutMs/);
+});
+
 test('flags name the same settings and win over the environment', () => {
   const flags = overridesFromArgv(['--sync-timeout-ms', '700', '--mode=sync', '--node', 'replica-3']);
   expect(flags).toEqual({ syncTimeoutMs: '700', mode: 'sync', node: 'replica-3' });

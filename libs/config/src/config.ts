@@ -44,6 +44,14 @@ export const DEFAULTS = {
   leaseRenewMs: 300,
   /** The monitor calls a leader dead after this long without a heartbeat (and with its lease run out). */
   failureTimeoutMs: 1000,
+  /**
+   * Longest the SQL of one request may run on a replica (a write's statements on the leader, a
+   * query anywhere) before SQLite stops it (400 STATEMENT_TIMEOUT, nothing applied). SQLite runs on
+   * the replica's event loop: a leader held longer than its lease allows would be failed over. 0: none.
+   * Must be below leaseTtlMs − safety margin − leaseRenewMs; when not set, a lease too short for
+   * 500 ms gets 60% of that budget.
+   */
+  statementTimeoutMs: 500,
   /** A follower further behind than this many LSNs (of the last leader position seen) is never promoted. */
   maxLagOnFailover: 10_000,
   /** How often the monitor evaluates the cluster. */
@@ -120,6 +128,9 @@ export class FlotillaConfig {
 
   @Transform(toInt) @IsInt() @Min(0)
   maxLagOnFailover: number = DEFAULTS.maxLagOnFailover;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(600_000)
+  statementTimeoutMs: number = DEFAULTS.statementTimeoutMs;
 
   @Transform(toInt) @IsInt() @Min(10) @Max(60_000)
   monitorIntervalMs: number = DEFAULTS.monitorIntervalMs;
@@ -251,6 +262,20 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
       problems.push(
         `leaseTtlMs (${config.leaseTtlMs}) is too short for leaseRenewMs (${config.leaseRenewMs}): a renewal keeps a leader valid for ` +
           `${validMs} ms (TTL minus a safety margin of ${leaseSafetyMarginMs(config.leaseTtlMs)} ms), which must cover two renewal intervals`,
+      );
+    }
+  }
+  {
+    // A statement may start just before a renewal is due; it must end while the last renewal
+    // still holds, or the leader running it is deposed by its own request.
+    const budgetMs = config.leaseTtlMs - leaseSafetyMarginMs(config.leaseTtlMs) - config.leaseRenewMs;
+    // Not set: the default, cut to fit a shorter lease.
+    if (plain.statementTimeoutMs === undefined) config.statementTimeoutMs = Math.max(1, Math.min(DEFAULTS.statementTimeoutMs, Math.floor(budgetMs * 0.6)));
+    else if (config.statementTimeoutMs > 0 && config.statementTimeoutMs >= budgetMs) {
+      problems.push(
+        `statementTimeoutMs (${config.statementTimeoutMs}) must be below ${budgetMs} ms (leaseTtlMs ${config.leaseTtlMs} minus its safety margin ` +
+          `${leaseSafetyMarginMs(config.leaseTtlMs)} minus leaseRenewMs ${config.leaseRenewMs}): a leader held longer by one request can lose its lease; ` +
+          'raise leaseTtlMs for longer statements, or set 0 for no deadline at that risk',
       );
     }
   }

@@ -40,7 +40,7 @@ import {
   WriteRequest,
 } from '@flotilla/protocol';
 import type { LogEntry, SnapshotFile, WriteOutcome } from '@flotilla/storage';
-import { servedSnapshotsDirFor } from '@flotilla/storage';
+import { isTurnSpent, servedSnapshotsDirFor, SQL_TURN_TICK_MS } from '@flotilla/storage';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
@@ -356,12 +356,22 @@ export class LeaderRole {
       // the next group meanwhile and the next flush covers it; waiting writes go on in onLocalFlushed.
       if (entries.length > 0) this.flusher.request();
       const now = clock.monotonic();
+      const later: QueuedWrite[] = [];
       outcomes.forEach((o, i) => {
         const q = batch[i];
+        if (!o.ok && isTurnSpent(o.error)) return later.push(q);
         if (!o.ok) return q.respond(encode(this.replyOf(o)));
         if (o.lsn <= this.localFlushed) return this.acknowledge(q, o);
         this.localWaiters.push({ lsn: o.lsn, sinceMono: now, q, o });
       });
+      if (later.length > 0) {
+        // Other requests' SQL took this turn's time (statementTimeoutMs): these did not run, or
+        // were rolled back. They go first in a later turn, after the timers (lease renewal) ran.
+        this.queue.unshift(...later);
+        this.flushScheduled = true;
+        clock.setTimeout(() => this.flush(), SQL_TURN_TICK_MS);
+        return;
+      }
     }
   }
 
