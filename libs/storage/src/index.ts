@@ -7,4 +7,4 @@ export * from './log-value';
 export { encodeColumnSql } from './capture';
 export * from './quarantine';
 export * from './data-files';
-export { SQL_TURN_TICK_MS, statementGuardUnavailable, STATEMENT_GUARD_LIBRARY } from './statement-guard';
+export { SQL_TURN_TICK_MS, StatementGuard, statementGuardUnavailable, STATEMENT_GUARD_LIBRARY } from './statement-guard';
