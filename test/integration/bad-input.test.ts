@@ -113,6 +113,16 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
     'PAYLOAD_TOO_LARGE',
   ],
   ['a SELECT in /v1/execute whose answer would not fit a message', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "SELECT printf('%.*c', 2000000, 'x') AS big" }] })), 413, 'PAYLOAD_TOO_LARGE'],
+  [
+    // Two replicas: three copies can never be had. It used to commit, then answer 503 after syncTimeoutMs.
+    'durability {replicas: n} above the number of replicas',
+    () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('zed', 1)" }], durability: { replicas: 3 } })),
+    503,
+    'NOT_ENOUGH_REPLICAS',
+  ],
+  ['SQL that runs past statementTimeoutMs (a write)', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "UPDATE accounts SET balance = balance WHERE owner = 'ann'" }, { sql: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c' }] })), 400, 'STATEMENT_TIMEOUT'],
+  ['SQL that runs past statementTimeoutMs (a query)', () => raw('POST', '/v1/query', JSON.stringify({ sql: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c' })), 400, 'STATEMENT_TIMEOUT'],
+  ["client SQL calling the deadline's guard function", () => raw('POST', '/v1/query', JSON.stringify({ sql: "SELECT flotilla_guard('guess', 0)" })), 400, 'SQL_ERROR'],
 ];
 
 test.each(cases)('%s: answered with its status, nothing applied, every process alive', async (_name, send, status, code) => {

@@ -99,6 +99,27 @@ describe('GatewayRouter.execute', () => {
     ]);
   });
 
+  it('refuses {replicas: n} above the replicas the heartbeats know of, before sending it (nothing applied)', async () => {
+    const { clock, view, requester, router } = setup();
+    requester.answer = () => writeReply('11');
+    // Nothing known yet: the leader's wait decides.
+    await expect(settle(router.execute({ ...write(), durability: { replicas: 9 } }), clock)).resolves.toMatchObject({ lsn: '11' });
+    view.ingest(hb('replica-0', { role: 'leader' }));
+    view.ingest(hb('replica-1'));
+    clock.advance(60_000); // replica-2 was heard a minute ago: down, but still one of the cluster
+    view.ingest(hb('replica-2'));
+    clock.advance(60_000);
+    view.ingest(hb('replica-0', { role: 'leader' }));
+    view.ingest(hb('replica-1'));
+    requester.sent.length = 0;
+    const err = await failure(router.execute({ ...write('k'), durability: { replicas: 4 } }), clock);
+    expect(err.code).toBe(ErrorCode.NOT_ENOUGH_REPLICAS);
+    expect(err.message).toMatch(/needs 4 copies, but 3 replicas are known \(replica-0, replica-1, replica-2\); nothing was applied/);
+    expect(err.committed).toBe(false);
+    expect(requester.sent).toEqual([]);
+    await expect(settle(router.execute({ ...write(), durability: { replicas: 3 } }), clock)).resolves.toMatchObject({ lsn: '11' });
+  });
+
   it('retries no-responders with doubling backoff capped at 500 ms until the budget is spent', async () => {
     const { clock, requester, router } = setup();
     const err = await failure(router.execute(write()), clock);

@@ -96,6 +96,7 @@ export class GatewayRouter {
 
   /** Sends one write transaction to the leader; resolves with its reply or throws FlotillaError. */
   async execute(input: ExecuteInput): Promise<WriteReply> {
+    this.refuseUnreachableDurability(input.durability);
     const request: WriteRequest = { type: 'write', v: PROTOCOL_VERSION, statements: input.statements };
     if (input.idempotencyKey !== undefined) request.idempotencyKey = input.idempotencyKey;
     if (input.durability !== undefined) request.durability = input.durability;
@@ -138,6 +139,23 @@ export class GatewayRouter {
       await this.sleep(Math.min(delayMs, leftMs - WRITE_ATTEMPT_MIN_MS));
       delayMs = Math.min(delayMs * 2, WRITE_RETRY_MAX_DELAY_MS);
     }
+  }
+
+  /**
+   * `{replicas: n}` above the number of replicas the heartbeats know of (down ones included, for
+   * five minutes) cannot be met: refused before it is sent, so nothing is applied. The leader would
+   * commit it and answer NOT_ENOUGH_REPLICAS after syncTimeoutMs, the write in its history anyway.
+   * Nothing known yet (a gateway just started): the leader's wait decides, as before.
+   */
+  private refuseUnreachableDurability(durability: ExecuteInput['durability']): void {
+    const copies = typeof durability === 'object' && durability !== null ? durability.replicas : 0;
+    if (copies <= 1) return;
+    const known = this.o.view.nodes();
+    if (known.length === 0 || copies <= known.length) return;
+    throw new FlotillaError(
+      ErrorCode.NOT_ENOUGH_REPLICAS,
+      `durability {replicas: ${copies}} needs ${copies} copies, but ${known.length} replica${known.length === 1 ? ' is' : 's are'} known (${known.map((n) => n.name).join(', ')}); nothing was applied: ask for at most ${known.length}, or retry once more replicas are up`,
+    );
   }
 
   /**
