@@ -643,6 +643,39 @@ test('a rewound settings entry restores the settings it replaced (its before-ima
   expect(follower.readSettings()).toBeNull();
 });
 
+test('a REAL negative zero replicates as -0.0, not 0.0 (JSON has no -0), and checksums tell the two apart', () => {
+  exec(sql('CREATE TABLE z(id INTEGER PRIMARY KEY, a REAL, b)'));
+  exec(sql("INSERT INTO z(id, a, b) VALUES (1, -0.0, CAST('-0.0' AS REAL)), (2, 0.0, -1.5e-320 * 0)"));
+  exec(sql('UPDATE z SET b = -0.0 WHERE id = 2'));
+  const read = (db: string) => {
+    const d = new Database(db, { readonly: true });
+    try {
+      return (d.prepare('SELECT id, a, b, typeof(a) AS ta FROM z ORDER BY id').all() as { id: number; a: number; b: number; ta: string }[]).map((r) => ({
+        id: r.id,
+        a: Object.is(r.a, -0) ? '-0' : String(r.a),
+        b: Object.is(r.b, -0) ? '-0' : String(r.b),
+        ta: r.ta,
+      }));
+    } finally {
+      d.close();
+    }
+  };
+  // A REAL column stores an integral REAL as an integer on disk (SQLite's own), so there -0.0 reads
+  // back as 0.0 on every replica alike; a column without affinity keeps it.
+  const expected = [
+    { id: 1, a: '0', b: '-0', ta: 'real' },
+    { id: 2, a: '0', b: '-0', ta: 'real' },
+  ];
+  expect(read(path.join(dir, 'leader.sqlite'))).toEqual(expected);
+  expect(read(path.join(dir, 'follower.sqlite'))).toEqual(expected);
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+  // A positive zero in its place changes the checksum.
+  const before = leader.tableChecksums().z.sha256;
+  exec(sql('UPDATE z SET b = 0.0 WHERE id = 1'));
+  expect(leader.tableChecksums().z.sha256).not.toBe(before);
+  expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
+});
+
 describe('statement deadlines (statementTimeoutMs)', () => {
   const TIMEOUT_MS = 150;
   /** Runs until SQLite is told to stop: counts for ever, inserts nothing. */

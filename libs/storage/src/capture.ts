@@ -36,7 +36,10 @@ export function encodeColumnSql(ref: string): string {
     `ELSE json_object('$i', CAST(${ref} AS TEXT)) END ` +
     // A REAL with an integral value would read back as a JSON integer: mark it so it stays REAL.
     // Beyond 2^53 every double is integral (and CAST saturates at 2^63): mark those too.
-    `WHEN 'real' THEN CASE WHEN ${ref} = CAST(${ref} AS INTEGER) OR abs(${ref}) >= 9007199254740992.0 THEN json_object('$r', ${ref}) ELSE ${ref} END ` +
+    // SQLite's JSON (and printf) write -0.0 as 0.0: a negative zero, told apart by its sign in
+    // atan2 (SQLITE_ENABLE_MATH_FUNCTIONS), goes as the string '-0'.
+    `WHEN 'real' THEN CASE WHEN ${ref} = CAST(${ref} AS INTEGER) OR abs(${ref}) >= 9007199254740992.0 THEN ` +
+    `json_object('$r', CASE WHEN ${ref} = 0 AND atan2(${ref}, -1) < 0 THEN '-0' ELSE ${ref} END) ELSE ${ref} END ` +
     `ELSE ${ref} END`
   );
 }

@@ -15,6 +15,7 @@ export function logValueToBind(v: unknown): BindValue {
     if (typeof o.$x === 'string') return Buffer.from(o.$x, 'hex');
     if (typeof o.$i === 'string') return BigInt(o.$i);
     if (typeof o.$r === 'number') return o.$r;
+    if (o.$r === '-0') return -0; // JSON has no negative zero (see capture.ts)
   }
   throw new Error(`bad value in log payload: ${JSON.stringify(v)}`);
 }
