@@ -428,6 +428,28 @@ test('a leader cut off from the API server alone stops accepting writes before i
   expect(ledger.violations()).toEqual([]);
 });
 
+test('a leader cut off from NATS alone lets its lease lapse, the monitor replaces it, and gateway writes go on', async () => {
+  const { leader, epoch } = await steadyLeader();
+  const lsn = await writeInEpoch(epoch, 7_000_000);
+  await followersAt(REPLICAS.filter((n) => n !== leader), epoch, lsn);
+  natsProxies.get(leader)!.blackhole();
+  try {
+    // Still reaching the API server, it could renew for ever; before 2026-11-28 it did, the monitor
+    // (which needs silence and an expired lease) never replaced it, and gateway writes failed until the cut healed.
+    const moved = await waitFor(() => leaseHistory.find((h) => h.epoch > epoch), { what: `the Lease to move from ${leader}, cut off from NATS`, timeoutMs: 30_000 });
+    expect(moved.epoch).toBe(epoch + 1);
+    expect(moved.holder).not.toBe(leader);
+    await writeInEpoch(epoch + 1, 7_000_001);
+  } finally {
+    natsProxies.get(leader)!.heal();
+  }
+  const next = latestLease!.holder!;
+  const after = await writeInEpoch(latestLease!.epoch, 7_000_100);
+  await followersAt(REPLICAS.filter((n) => n !== next), latestLease!.epoch, after);
+  await waitForLabels(next);
+  expect(ledger.violations()).toEqual([]);
+});
+
 test('a leader cut off from everything demotes itself before the monitor hands its lease to another replica', async () => {
   const { leader, epoch } = await steadyLeader();
   const lsn = await writeInEpoch(epoch, 6_000_000);

@@ -89,6 +89,11 @@ async function main(): Promise<void> {
       renewMs: config.leaseRenewMs,
       safetyMarginMs: leaseSafetyMarginMs(config.leaseTtlMs),
       knownEpoch: () => store.knownEpoch(),
+      // Cut off from NATS, a leader can neither replicate nor be reached by the gateway: it lets
+      // its lease lapse (its writes stop when the validity runs out) so that the monitor promotes a
+      // follower. With the NATS KV backend renewals fail anyway; with the Kubernetes Lease they went
+      // on through the API server, and gateway writes failed for as long as the cut lasted.
+      mayHold: () => transport.connected,
     },
     (view) => {
       replica?.onLeadership(view);
