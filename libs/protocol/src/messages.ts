@@ -57,10 +57,11 @@ export interface TxnPayload {
   /** With `idem`: digest of the request's statements, so a key reused for another request is refused. */
   idemReq?: string;
   /**
-   * What the client was told, so a retried request gets the same answer: with `idem`, rows of
-   * RETURNING statements included; without, only changes and lastInsertRowid.
+   * With `idem`: what the client was told (rows of RETURNING statements included), so a retry gets
+   * the same answer on any leader. Absent without `idem` since 2026-11-28 (before, only changes
+   * and lastInsertRowid, which nothing read).
    */
-  results: ExecResult[];
+  results?: ExecResult[];
   /** Cluster settings changed by this entry (replication mode), replicated like data. */
   settings?: ClusterSettings;
   /**

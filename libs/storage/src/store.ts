@@ -578,12 +578,13 @@ export class Store {
       const ts = this.now();
       const cols: Record<string, string[]> = {};
       for (const t of touched.keys()) cols[t] = this.metas.get(t)?.cols ?? [];
-      // A keyed request's answer is kept whole (RETURNING rows too): its retry gets the same answer.
-      const kept = JSON.stringify(req.idempotencyKey !== undefined ? results : results.map(stripRows));
+      // A keyed request's answer is kept whole (RETURNING rows too): its retry gets the same answer,
+      // on any leader. An unkeyed one's answer is never asked for again: the entry does not carry it
+      // (every follower would parse and every log would keep it for nothing).
+      const kept = req.idempotencyKey !== undefined ? JSON.stringify(results) : '';
       const payload =
         `{"format":"logical","changes":[${changes.join(',')}],"cols":${JSON.stringify(cols)}` +
-        (req.idempotencyKey !== undefined ? `,"idem":${JSON.stringify(req.idempotencyKey)},"idemReq":"${reqDigest}"` : '') +
-        `,"results":${kept}}`;
+        (req.idempotencyKey !== undefined ? `,"idem":${JSON.stringify(req.idempotencyKey)},"idemReq":"${reqDigest}","results":${kept}}` : '}');
       const wireBytes = entryWireBytes(payload);
       if (wireBytes > ENTRY_PAYLOAD_BYTES_MAX) {
         throw new FlotillaError(
@@ -1029,10 +1030,6 @@ function rowToWire(row: Record<string, unknown>): Record<string, SqlValue> {
 /** Digest of what a keyed request asks for (its statements and parameters), to tell a reused key. */
 function requestDigest(req: WriteInput): string {
   return createHash('sha256').update(JSON.stringify(req.statements)).digest('base64url').slice(0, 22);
-}
-
-function stripRows(r: ExecResult): ExecResult {
-  return { changes: r.changes, lastInsertRowid: r.lastInsertRowid };
 }
 
 /**
