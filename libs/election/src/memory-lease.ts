@@ -6,6 +6,8 @@ export class MemoryLeaseStore {
   record: LeaseRecord | null = null;
   /** When true, every call fails as an unreachable backend would. */
   unreachable = false;
+  /** Writes this many more, then fails as if the answer were lost (the write is stored all the same). */
+  loseAnswers = 0;
   private revision = 0;
   private watchers = new Set<(r: LeaseRecord | null) => void>();
   constructor(private readonly clock: Clock) {}
@@ -20,7 +22,12 @@ export class MemoryLeaseStore {
         return store.record ? { ...store.record } : null;
       },
       async compareAndSwap(expected, next) {
-        return store.cas(expected, next);
+        const stored = store.cas(expected, next);
+        if (store.loseAnswers > 0) {
+          store.loseAnswers--;
+          throw new LeaseUnavailableError('memory lease: the answer was lost');
+        }
+        return stored;
       },
       watch(onChange): LeaseWatch {
         store.watchers.add(onChange);

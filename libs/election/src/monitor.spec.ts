@@ -38,6 +38,9 @@ class Scenario {
   readonly nodes = new Map<string, NodeState>();
   readonly monitors: { monitor: FailoverMonitor; link: FakeLink }[] = [];
 
+  /** What each monitor's onPromoted was called with (the process relabels pods from it). */
+  readonly promotions: { from: string | null; to: string; epoch: number }[] = [];
+
   constructor(options: { maxLagOnFailover?: number; monitors?: number; leaderDeadForMs?: number; monitorClockAheadMs?: number } = {}) {
     this.store.cas(null, { holder: 'replica-0', epoch: 1, ttlMs: LEASE_TTL_MS });
     this.nodes.set('replica-0', { role: 'leader', epoch: 1, lsn: 100, alive: options.leaderDeadForMs === undefined });
@@ -48,7 +51,13 @@ class Scenario {
       const link = new FakeLink();
       const monitor = new FailoverMonitor(
         { name: `monitor-${i}`, failureTimeoutMs: FAILURE_TIMEOUT_MS, maxLagOnFailover: options.maxLagOnFailover ?? 10, leaseTtlMs: LEASE_TTL_MS },
-        { clock: this.clock.offsetBy(options.monitorClockAheadMs ?? 0), log: this.log.child({ monitor: `monitor-${i}` }), leaser: this.store.leaser(), link },
+        {
+          clock: this.clock.offsetBy(options.monitorClockAheadMs ?? 0),
+          log: this.log.child({ monitor: `monitor-${i}` }),
+          leaser: this.store.leaser(),
+          link,
+          onPromoted: (p) => this.promotions.push(p),
+        },
       );
       monitor.onLease(this.store.record);
       this.monitors.push({ monitor, link });
@@ -304,6 +313,22 @@ describe('FailoverMonitor', () => {
     s.store.unreachable = false;
     await s.run(TICK_MS);
     expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+  });
+
+  it('a promotion whose lease write went unanswered but was stored is recorded once the lease shows it', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(2000);
+    s.kill('replica-0');
+    s.store.loseAnswers = 1;
+    await s.run(4000);
+    // Stored: replica-2 took it up and leads; the monitor learned it from the lease, not the answer.
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.lines('promotion failed: lease backend unavailable; retrying every tick')).toHaveLength(1);
+    expect(s.lines('promoted').map((l) => l.fields)).toEqual([expect.objectContaining({ from: 'replica-0', to: 'replica-2', epoch: 2, note: expect.stringContaining('unanswered') })]);
+    expect(s.link.last).toMatchObject({ state: 'ok', lastFailover: { from: 'replica-0', to: 'replica-2', epoch: 2 } });
+    expect(s.monitor.failovers).toBe(1);
+    expect(s.promotions).toEqual([{ from: 'replica-0', to: 'replica-2', epoch: 2 }]); // the former leader's pod is relabelled
   });
 
   it('a deleted lease is not given away while its leader still heartbeats as leader with a valid lease', async () => {

@@ -82,6 +82,11 @@ export class FailoverMonitor {
   private detectedAtMs = 0;
   private lastLoggedNoCandidate: string | undefined;
   private lastPromotionError: string | undefined;
+  /**
+   * A lease write whose answer did not come (a timeout, a cut connection): it may have been stored.
+   * When the lease later shows it (this holder at this epoch), the promotion is recorded as done.
+   */
+  private unconfirmed: { from: string | null; to: string; epoch: number; detectedAt: number } | undefined;
   /** node@epoch → monotonic time of the last step-down sent. */
   private readonly stepDownsSent = new Map<string, number>();
   private readonly startedAtMono: number;
@@ -116,6 +121,38 @@ export class FailoverMonitor {
     if (record && this.lease && record.epoch < this.lease.epoch) return;
     this.observed.observe(record);
     if (record) this.highestEpochSeen = Math.max(this.highestEpochSeen, record.epoch);
+    this.settleUnconfirmed(record);
+  }
+
+  /** A promotion whose lease write went unanswered: done if the lease shows it, abandoned if it shows another epoch. */
+  private settleUnconfirmed(record: LeaseRecord | null): void {
+    const u = this.unconfirmed;
+    if (!u || !record) return;
+    if (record.holder === u.to && record.epoch === u.epoch) {
+      this.unconfirmed = undefined;
+      this.recordPromotion(u.from, u.to, u.epoch, u.detectedAt, true);
+    } else if (record.epoch >= u.epoch) {
+      this.unconfirmed = undefined;
+    }
+  }
+
+  private recordPromotion(from: string | null, to: string, epoch: number, detectedAt: number, answerLost: boolean): void {
+    // The leader position stays the failed leader's until the new one heartbeats as leader: if it
+    // never takes the lease up, the next candidate is judged against what was lost, not against
+    // the candidate that failed (the bound would loosen with each failed hand-over).
+    const promotedAt = this.deps.clock.now();
+    this.lastFailover = { from, to, epoch, detectedAt, promotedAt };
+    this.failoverCount++;
+    this.failureKey = undefined;
+    this.deps.log.info('promoted', {
+      monitor: this.options.name,
+      from,
+      to,
+      epoch,
+      detectedToPromotedMs: promotedAt - detectedAt,
+      ...(answerLost ? { note: 'the lease write went unanswered; the lease shows it took effect' } : {}),
+    });
+    this.deps.onPromoted?.({ from, to, epoch });
   }
 
   /** Whether this monitor holds the monitor lease; only an active monitor acts. */
@@ -279,7 +316,7 @@ export class FailoverMonitor {
       if (err instanceof LeaseConflictError) {
         this.deps.log.info('lease changed under us: someone else acted; re-reading it', { monitor: this.options.name, to: candidate.name, epoch });
         try {
-          this.observed.observe(await this.deps.leaser.read());
+          this.onLease(await this.deps.leaser.read());
         } catch (readErr) {
           this.deps.log.warn('lease re-read failed', { err: (readErr as Error).message });
         }
@@ -287,6 +324,8 @@ export class FailoverMonitor {
         this.setState('ok', 'the leader lease changed while promoting: re-evaluating');
         return;
       }
+      // It may have been stored all the same (the answer was lost): the lease will tell.
+      this.unconfirmed = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs };
       // Once per cause, not every tick (every monitorIntervalMs) while the backend stays down.
       const why = `${candidate.name}: ${(err as Error).message}`;
       if (this.lastPromotionError !== why) {
@@ -298,15 +337,8 @@ export class FailoverMonitor {
     }
     this.observed.observe(stored);
     this.lastPromotionError = undefined;
-    // The leader position stays the failed leader's until the new one heartbeats as leader: if it
-    // never takes the lease up, the next candidate is judged against what was lost, not against
-    // the candidate that failed (the bound would loosen with each failed hand-over).
-    const promotedAt = this.deps.clock.now();
-    this.lastFailover = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs, promotedAt };
-    this.failoverCount++;
-    this.failureKey = undefined;
-    this.deps.log.info('promoted', { monitor: this.options.name, from, to: candidate.name, epoch, detectedToPromotedMs: promotedAt - this.detectedAtMs });
-    this.deps.onPromoted?.({ from, to: candidate.name, epoch });
+    this.unconfirmed = undefined;
+    this.recordPromotion(from, candidate.name, epoch, this.detectedAtMs, false);
     this.setState('ok', undefined);
   }
 
