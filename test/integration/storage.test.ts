@@ -782,16 +782,22 @@ describe('statement deadlines (statementTimeoutMs)', () => {
     expect(() => timed.query(RUNAWAY_SELECT)).toThrow(expect.objectContaining({ code: ErrorCode.STATEMENT_TIMEOUT }));
   });
 
-  test('a deadline that passes after its statement ended stops nothing later', async () => {
-    // The watchdog interrupts a connection with nothing running: SQLite clears that at the next statement.
+  test('a deadline that passed between two statements still stops the next one, until it is disarmed', async () => {
+    // SQLite clears an interrupt when a statement starts with none running: the watchdog interrupts
+    // again every few ms past the deadline, so the request's next statement cannot run free.
     const db = new Database(path.join(dir, 'timed.sqlite'));
     try {
       const guard = StatementGuard.attach(db)!;
       guard.arm(5);
       expect(db.prepare('SELECT count(*) AS n FROM d').get()).toEqual({ n: 0 });
-      await new Promise((r) => setTimeout(r, 30)); // the deadline passes, the watchdog fires
-      expect(db.prepare('SELECT 2 AS two').get()).toEqual({ two: 2 });
+      await new Promise((r) => setTimeout(r, 30)); // the deadline passes with nothing running
+      const started = Date.now();
+      expect(() => db.prepare(RUNAWAY_SELECT).get()).toThrow(expect.objectContaining({ code: 'SQLITE_INTERRUPT' }));
+      expect(Date.now() - started).toBeLessThan(1000);
       guard.disarm();
+      // Disarmed: nothing stops the statements that follow, none is interrupted late.
+      expect(db.prepare('SELECT 2 AS two').get()).toEqual({ two: 2 });
+      await new Promise((r) => setTimeout(r, 30));
       expect(db.prepare('SELECT 3 AS three').get()).toEqual({ three: 3 });
     } finally {
       db.close();

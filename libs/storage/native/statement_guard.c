@@ -5,7 +5,8 @@
  * Loaded into a connection, it registers flotilla_guard(key, ms):
  *   - the first call sets the connection's key (the store calls it right after opening, before any
  *     client SQL runs); every later call must present the same key, so client SQL cannot disarm it;
- *   - ms > 0 arms a deadline ms from now, ms = 0 disarms it;
+ *   - ms > 0 arms a deadline ms from now, ms = 0 disarms it; past the deadline the watchdog
+ *     interrupts the connection every REFIRE_MS until it is disarmed;
  *   - it returns 1 when the deadline armed last fired (the watchdog interrupted), else 0.
  * One watchdog thread serves every connection of the process: it sleeps until the nearest
  * deadline and calls sqlite3_interrupt() on that connection, which SQLite allows from another
@@ -21,6 +22,12 @@ SQLITE_EXTENSION_INIT1
 #include <time.h>
 
 #define KEY_MAX 64
+/*
+ * Once a deadline has passed, the watchdog interrupts again this often until it is disarmed: SQLite
+ * clears an interrupt when a statement starts with none running, so a deadline that passed between
+ * two statements of a request (or during a short internal one) must not let the next one run free.
+ */
+#define REFIRE_MS 10
 
 typedef struct Guard Guard;
 struct Guard {
@@ -66,9 +73,15 @@ static void *watchdog(void *unused) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (!before(&now, &next->deadline)) {
-      next->armed = 0;
       next->fired = 1;
       sqlite3_interrupt(next->db);
+      /* Still armed: again in REFIRE_MS, until the owner disarms it. */
+      next->deadline = now;
+      next->deadline.tv_nsec += REFIRE_MS * 1000000L;
+      if (next->deadline.tv_nsec >= 1000000000L) {
+        next->deadline.tv_sec += 1;
+        next->deadline.tv_nsec -= 1000000000L;
+      }
       continue;
     }
     waitingUntil = next->deadline;
@@ -83,9 +96,9 @@ static int startWatchdog(void) {
   if (started) return 0;
   pthread_condattr_t attr;
   if (pthread_condattr_init(&attr) != 0) return 1;
-  if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0) return 1;
-  if (pthread_cond_init(&cv, &attr) != 0) return 1;
+  int bad = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 || pthread_cond_init(&cv, &attr) != 0;
   pthread_condattr_destroy(&attr);
+  if (bad) return 1;
   pthread_t t;
   pthread_attr_t ta;
   pthread_attr_init(&ta);

@@ -54,11 +54,12 @@ export class StatementGuard {
     }
     try {
       db.loadExtension(lib);
-      return new StatementGuard(db);
     } catch (err) {
       unavailable = `${lib}: ${(err as Error).message}`;
       return null;
     }
+    // Loaded but not keyed would leave the function to whoever calls it first: fail the open instead.
+    return new StatementGuard(db);
   }
 
   /** Interrupts whatever statement of this connection runs `ms` from now, until {@link disarm}. */
@@ -66,13 +67,18 @@ export class StatementGuard {
     this.call.get(this.key, ms);
   }
 
-  /** Takes the deadline back. The interrupt may land on this very call; it is then taken again. */
+  /**
+   * Takes the deadline back. Past it the watchdog interrupts every few ms until this runs, so the
+   * interrupt may land on this very call: it is then made again.
+   */
   disarm(): void {
-    try {
-      this.call.get(this.key, 0);
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'SQLITE_INTERRUPT') throw err;
-      this.call.get(this.key, 0); // the watchdog disarmed itself when it fired
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.call.get(this.key, 0);
+        return;
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'SQLITE_INTERRUPT' || attempt >= 10) throw err;
+      }
     }
   }
 }
@@ -81,7 +87,8 @@ export class StatementGuard {
  * The deadline bounds one request; many at once (each a little under it) would still hold the
  * event loop for their sum, and the lease renewal, a timer, waits for all of them. So the time SQL
  * may take is also counted per turn of the event loop: a timer stamps each turn, and SQL that
- * starts has until the last stamp + the timeout (+ one tick). A request that finds that spent is
+ * starts has until the last stamp + the timeout + one tick (so the first request of a turn gets
+ * its whole timeout although the stamp is up to a tick old). A request that finds that spent is
  * refused at once, one cut short by it was not too slow itself: both are retryable (503), unlike
  * a request that ran its whole timeout (400).
  */

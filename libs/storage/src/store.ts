@@ -129,7 +129,7 @@ export interface StoreOptions {
   statementTimeoutMs?: number;
 }
 
-/** Errors of requests a deadline stopped (SQLite may have rolled back their whole transaction). */
+/** Errors of requests a deadline stopped (an interrupted write statement makes SQLite roll back the whole transaction). */
 const stoppedByDeadline = new WeakSet<FlotillaError>();
 /** Errors of requests that did not run, or were cut short, because other requests took this turn's SQL time. */
 const turnSpent = new WeakSet<FlotillaError>();
