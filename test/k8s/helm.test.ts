@@ -202,9 +202,11 @@ test('values.schema.json and the cross-field rules refuse bad values with a mess
     [['--set', 'syncTimeoutMs=6000'], /syncTimeoutMs \(6000\) must be below requestTimeoutMs \(5000\)/],
     [['--set', 'syncTimeoutMs=100'], /syncTimeoutMs \(100\) must be at least twice heartbeatIntervalMs/],
     [['--set', 'failureTimeoutMs=50'], /failureTimeoutMs/],
-    // The chart's lease (3000, renewed every 500) is valid 2400 ms after a renewal: 1900 ms once it is due.
-    [['--set', 'statementTimeoutMs=1900'], /statementTimeoutMs \(1900\) must be below 1900 ms/],
+    // The chart's lease (3000, renewed every 500) is valid 2400 ms after a renewal: 1900 ms once it
+    // is due, less 20 ms of the per-turn SQL clock.
+    [['--set', 'statementTimeoutMs=1880'], /statementTimeoutMs \(1880\) must be below 1880 ms/],
     [['--set', 'statementTimeoutMs=-1'], /statementTimeoutMs/],
+    [['--set', 'statementTimeoutMs=5'], /statementTimeoutMs \(5\) must be 0 \(no deadline\) or at least 50 ms/],
     [['--set', 'monitorIntervalMs=5'], /monitorIntervalMs/],
   ];
   for (const [args, message] of bad) {

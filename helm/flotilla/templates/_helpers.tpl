@@ -102,9 +102,13 @@ readinessProbe:
 {{- if lt (sub (int .Values.leaseTtlMs) $margin) (mul (int .Values.leaseRenewMs) 2) -}}
 {{- fail (printf "leaseTtlMs (%d) is too short for leaseRenewMs (%d): a renewal keeps a leader valid for leaseTtlMs minus a safety margin of %d ms, which must cover two renewal intervals" (int .Values.leaseTtlMs) (int .Values.leaseRenewMs) (int $margin)) -}}
 {{- end -}}
-{{- $budget := sub (sub (int .Values.leaseTtlMs) $margin) (int .Values.leaseRenewMs) -}}
+{{- /* minus 20 ms: one turn's SQL may take the deadline + a tick of the per-turn clock (libs/config STATEMENT_TURN_SLACK_MS) */}}
+{{- $budget := sub (sub (sub (int .Values.leaseTtlMs) $margin) (int .Values.leaseRenewMs)) 20 -}}
+{{- if and (gt (int .Values.statementTimeoutMs) 0) (lt (int .Values.statementTimeoutMs) 50) -}}
+{{- fail (printf "statementTimeoutMs (%d) must be 0 (no deadline) or at least 50 ms" (int .Values.statementTimeoutMs)) -}}
+{{- end -}}
 {{- if and (gt (int .Values.statementTimeoutMs) 0) (ge (int .Values.statementTimeoutMs) $budget) -}}
-{{- fail (printf "statementTimeoutMs (%d) must be below %d ms (leaseTtlMs minus its safety margin minus leaseRenewMs): a leader held longer by one request can lose its lease" (int .Values.statementTimeoutMs) (int $budget)) -}}
+{{- fail (printf "statementTimeoutMs (%d) must be below %d ms (leaseTtlMs minus its safety margin minus leaseRenewMs minus 20 ms): a leader held longer by its requests can lose its lease" (int .Values.statementTimeoutMs) (int $budget)) -}}
 {{- end -}}
 {{- if ge (int .Values.syncTimeoutMs) (int .Values.requestTimeoutMs) -}}
 {{- fail (printf "syncTimeoutMs (%d) must be below requestTimeoutMs (%d)" (int .Values.syncTimeoutMs) (int .Values.requestTimeoutMs)) -}}

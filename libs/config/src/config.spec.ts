@@ -42,15 +42,20 @@ test('a lease too short to outlast one missed renewal, or heartbeats too slow fo
 });
 
 test('a statement deadline must end before the lease a renewal gives could run out', () => {
-  // Defaults: valid 1500 - 300 (margin) = 1200 ms after a renewal, which can be 300 ms old: 900 ms.
+  // Defaults: valid 1500 - 300 (margin) = 1200 ms after a renewal, which can be 300 ms old: 900 ms,
+  // of which one turn's SQL may take the deadline + 20 ms (a tick of the per-turn clock).
   expect(loadConfig({}, {}).statementTimeoutMs).toBe(500);
-  expect(loadConfig({ statementTimeoutMs: 899 }, {}).statementTimeoutMs).toBe(899);
-  expect(() => loadConfig({}, { FLOTILLA_STATEMENT_TIMEOUT_MS: '900' })).toThrow(/statementTimeoutMs \(900\) must be below 900 ms/);
+  expect(loadConfig({ statementTimeoutMs: 879 }, {}).statementTimeoutMs).toBe(879);
+  expect(() => loadConfig({}, { FLOTILLA_STATEMENT_TIMEOUT_MS: '880' })).toThrow(/statementTimeoutMs \(880\) must be below 880 ms/);
   expect(loadConfig({ statementTimeoutMs: 0 }, {}).statementTimeoutMs).toBe(0); // none, at the user's risk
   // Not set: a shorter lease gets a shorter default (60% of its budget), not a refusal to start.
   expect(loadConfig({ leaseTtlMs: 600, leaseRenewMs: 200 }, {}).statementTimeoutMs).toBe(120);
+  expect(loadConfig({ leaseTtlMs: 400, leaseRenewMs: 100 }, {}).statementTimeoutMs).toBe(60); // budget 100 ms
   expect(loadConfig({ leaseTtlMs: 3000, leaseRenewMs: 500 }, {}).statementTimeoutMs).toBe(500); // the chart's lease
   expect(() => loadConfig({ statementTimeoutMs: -1 }, {})).toThrow(/statementTimeoutMs/);
+  // Below the per-turn SQL clock's resolution every request would be refused as busy.
+  expect(() => loadConfig({ statementTimeoutMs: 5 }, {})).toThrow(/statementTimeoutMs \(5\) must be 0 \(no deadline\) or at least 50 ms/);
+  expect(loadConfig({ statementTimeoutMs: 50 }, {}).statementTimeoutMs).toBe(50);
 });
 
 test('flags name the same settings and win over the environment', () => {

@@ -170,6 +170,11 @@ export class FlotillaConfig {
  * How long before its lease could expire for others a leader stops counting itself valid: covers
  * clock-rate differences and the time a renewal takes to land (replica and monitor alike).
  */
+/** Shortest statementTimeoutMs but 0 (none): several ticks of the per-turn SQL clock (libs/storage statement-guard.ts, 20 ms). */
+export const STATEMENT_TIMEOUT_MIN_MS = 50;
+/** The SQL of one event-loop turn may run statementTimeoutMs + one tick of that clock (SQL_TURN_TICK_MS). */
+export const STATEMENT_TURN_SLACK_MS = 20;
+
 export function leaseSafetyMarginMs(leaseTtlMs: number): number {
   return Math.max(200, Math.round(leaseTtlMs / 5));
 }
@@ -270,12 +275,18 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
     // still holds, or the leader running it is deposed by its own request.
     const budgetMs = config.leaseTtlMs - leaseSafetyMarginMs(config.leaseTtlMs) - config.leaseRenewMs;
     // Not set: the default, cut to fit a shorter lease.
-    if (plain.statementTimeoutMs === undefined) config.statementTimeoutMs = Math.max(1, Math.min(DEFAULTS.statementTimeoutMs, Math.floor(budgetMs * 0.6)));
-    else if (config.statementTimeoutMs > 0 && config.statementTimeoutMs >= budgetMs) {
+    if (plain.statementTimeoutMs === undefined) {
+      config.statementTimeoutMs = Math.max(STATEMENT_TIMEOUT_MIN_MS, Math.min(DEFAULTS.statementTimeoutMs, Math.floor(budgetMs * 0.6)));
+    } else if (config.statementTimeoutMs > 0 && config.statementTimeoutMs < STATEMENT_TIMEOUT_MIN_MS) {
       problems.push(
-        `statementTimeoutMs (${config.statementTimeoutMs}) must be below ${budgetMs} ms (leaseTtlMs ${config.leaseTtlMs} minus its safety margin ` +
-          `${leaseSafetyMarginMs(config.leaseTtlMs)} minus leaseRenewMs ${config.leaseRenewMs}): a leader held longer by one request can lose its lease; ` +
-          'raise leaseTtlMs for longer statements, or set 0 for no deadline at that risk',
+        `statementTimeoutMs (${config.statementTimeoutMs}) must be 0 (no deadline) or at least ${STATEMENT_TIMEOUT_MIN_MS} ms: ` +
+          'shorter, the event loop timer that counts SQL time per turn is coarser than the deadline and requests would be refused as if the replica were busy',
+      );
+    } else if (config.statementTimeoutMs > 0 && config.statementTimeoutMs + STATEMENT_TURN_SLACK_MS >= budgetMs) {
+      problems.push(
+        `statementTimeoutMs (${config.statementTimeoutMs}) must be below ${budgetMs - STATEMENT_TURN_SLACK_MS} ms (leaseTtlMs ${config.leaseTtlMs} minus its safety margin ` +
+          `${leaseSafetyMarginMs(config.leaseTtlMs)} minus leaseRenewMs ${config.leaseRenewMs} minus ${STATEMENT_TURN_SLACK_MS} ms of the per-turn SQL clock): ` +
+          'a leader held longer by its requests can lose its lease; raise leaseTtlMs for longer statements, or set 0 for no deadline at that risk',
       );
     }
   }

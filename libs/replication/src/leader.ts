@@ -85,7 +85,12 @@ export interface FollowerPosition {
 interface QueuedWrite {
   req: WriteRequest;
   respond: (data: Uint8Array) => void;
+  /** Turns this write waited because other requests took the turn's SQL time (statementTimeoutMs). */
+  deferrals?: number;
 }
+
+/** A write deferred this many turns in a row (each took by others) gets the store's 503 instead. */
+export const WRITE_DEFERRALS_MAX = 50;
 
 /** A chunk or hashes request waiting for the snapshot to get that far. */
 interface SnapshotWaiter {
@@ -359,7 +364,7 @@ export class LeaderRole {
       const later: QueuedWrite[] = [];
       outcomes.forEach((o, i) => {
         const q = batch[i];
-        if (!o.ok && isTurnSpent(o.error)) return later.push(q);
+        if (!o.ok && isTurnSpent(o.error) && (q.deferrals = (q.deferrals ?? 0) + 1) <= WRITE_DEFERRALS_MAX) return later.push(q);
         if (!o.ok) return q.respond(encode(this.replyOf(o)));
         if (o.lsn <= this.localFlushed) return this.acknowledge(q, o);
         this.localWaiters.push({ lsn: o.lsn, sinceMono: now, q, o });
