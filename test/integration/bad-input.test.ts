@@ -9,6 +9,7 @@ import { createInbox, NatsConnection } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
 import { decodeBatchFrame, decodeEnvelope, encode, encodeBatchFrame, LogBatch, payloadCrc, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
+import { DURABILITY_CHECK_WARMUP_MS } from '../../apps/gateway/src/gateway-router';
 import { fileChecksums, natsClient, statusOf } from './support';
 
 jest.setTimeout(120_000);
@@ -116,7 +117,11 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
   [
     // Two replicas: three copies can never be had. It used to commit, then answer 503 after syncTimeoutMs.
     'durability {replicas: n} above the number of replicas',
-    () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('zed', 1)" }], durability: { replicas: 3 } })),
+    async () => {
+      // A gateway judges it only once it has had time to hear every node (DURABILITY_CHECK_WARMUP_MS after it started).
+      await new Promise((r) => setTimeout(r, DURABILITY_CHECK_WARMUP_MS));
+      return raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('zed', 1)" }], durability: { replicas: 3 } }));
+    },
     503,
     'NOT_ENOUGH_REPLICAS',
   ],

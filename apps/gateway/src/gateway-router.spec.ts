@@ -102,8 +102,9 @@ describe('GatewayRouter.execute', () => {
   it('refuses {replicas: n} above the replicas the heartbeats know of, before sending it (nothing applied)', async () => {
     const { clock, view, requester, router } = setup();
     requester.answer = () => writeReply('11');
-    // Nothing known yet: the leader's wait decides.
-    await expect(settle(router.execute({ ...write(), durability: { replicas: 9 } }), clock)).resolves.toMatchObject({ lsn: '11' });
+    // Just started, having heard one node of three: not judged yet, the leader's wait decides.
+    view.ingest(hb('replica-0', { role: 'leader' }));
+    await expect(settle(router.execute({ ...write(), durability: { replicas: 3 } }), clock)).resolves.toMatchObject({ lsn: '11' });
     view.ingest(hb('replica-0', { role: 'leader' }));
     view.ingest(hb('replica-1'));
     clock.advance(60_000); // replica-2 was heard a minute ago: down, but still one of the cluster
