@@ -242,6 +242,15 @@ async function writeInEpoch(epoch: number, keyBase: number, timeoutMs = 30_000):
   );
 }
 
+/** After a cut healed: a write in the Lease's epoch, every other replica (the old leader too) follows it, the labels say so, no epoch had two holders. */
+async function healedFollowTheNewLeader(keyBase: number): Promise<void> {
+  const next = latestLease!.holder!;
+  const after = await writeInEpoch(latestLease!.epoch, keyBase);
+  await followersAt(REPLICAS.filter((n) => n !== next), latestLease!.epoch, after);
+  await waitForLabels(next);
+  expect(ledger.violations()).toEqual([]);
+}
+
 /** Resolves once every named replica heartbeats as a follower of `epoch` at LSN >= `lsn`. */
 async function followersAt(names: string[], epoch: number, lsn: string): Promise<void> {
   await waitFor(() => names.every((n) => lastHb.get(n)?.role === 'follower' && lastHb.get(n)!.epoch === epoch && BigInt(lastHb.get(n)!.lsn) >= BigInt(lsn)), {
@@ -443,11 +452,7 @@ test('a leader cut off from NATS alone lets its lease lapse, the monitor replace
   } finally {
     natsProxies.get(leader)!.heal();
   }
-  const next = latestLease!.holder!;
-  const after = await writeInEpoch(latestLease!.epoch, 7_000_100);
-  await followersAt(REPLICAS.filter((n) => n !== next), latestLease!.epoch, after);
-  await waitForLabels(next);
-  expect(ledger.violations()).toEqual([]);
+  await healedFollowTheNewLeader(7_000_100);
 });
 
 test('a leader cut off from everything demotes itself before the monitor hands its lease to another replica', async () => {
@@ -475,10 +480,5 @@ test('a leader cut off from everything demotes itself before the monitor hands i
     apiProxies.get(leader)!.heal();
     natsProxies.get(leader)!.heal();
   }
-  // Healed, the old leader sees the newer epoch, follows, and its label says so.
-  const next = latestLease!.holder!;
-  const after = await writeInEpoch(latestLease!.epoch, 6_000_100);
-  await followersAt(REPLICAS.filter((n) => n !== next), latestLease!.epoch, after);
-  await waitForLabels(next);
-  expect(ledger.violations()).toEqual([]);
+  await healedFollowTheNewLeader(6_000_100);
 });
