@@ -157,3 +157,32 @@ test('strong with minLsn: the leader checks it too, and says so when the LSN is 
   expect(ahead.status).toBe(503);
   expect(ahead.body.error).toMatchObject({ code: 'TIMEOUT', message: expect.stringContaining('before minLsn 999999999') });
 });
+
+test('minEpoch with minLsn: a history whose LSN is of another epoch is refused (the write was lost in a failover), on followers and on the leader', async () => {
+  const w = await exec('INSERT INTO t(k, v) VALUES (?, 1)', [9100]);
+  expect(w.status).toBe(200);
+  const { lsn, epoch } = w.body as { lsn: string; epoch: number };
+  for (const consistency of ['read-your-writes', 'strong']) {
+    const ok = await query({ sql: 'SELECT v FROM t WHERE k = 9100', consistency, minLsn: lsn, minEpoch: epoch });
+    expect(ok.status).toBe(200);
+    expect(ok.body.rows).toEqual([{ v: 1 }]);
+    // (epoch, LSN) names one transaction: the same LSN of another epoch is a write this history never had.
+    const other = await query({ sql: 'SELECT v FROM t WHERE k = 9100', consistency, minLsn: lsn, minEpoch: epoch + 1 });
+    expect(other.status).toBe(409);
+    expect(other.body.error).toMatchObject({ code: 'STALE_EPOCH', message: expect.stringContaining(`the write at LSN ${lsn} of epoch ${epoch + 1} is not in this cluster's history`) });
+  }
+  // Served by a follower too: every node checks its own history.
+  const followers = cluster.replicaNames.filter((n) => n !== leader);
+  const servedBy = new Set<string>();
+  for (let i = 0; i < 20 && followers.some((f) => !servedBy.has(f)); i++) {
+    const r = await query({ sql: 'SELECT 1 AS x', minLsn: lsn, minEpoch: epoch + 1 });
+    expect(r.status).toBe(409);
+    const ok = await query({ sql: 'SELECT 1 AS x', minLsn: lsn, minEpoch: epoch });
+    expect(ok.status).toBe(200);
+    servedBy.add(ok.body.servedBy);
+  }
+  expect(followers.some((f) => servedBy.has(f))).toBe(true);
+  const alone = await query({ sql: 'SELECT 1 AS x', minEpoch: epoch });
+  expect(alone.status).toBe(400);
+  expect(alone.body.error.message).toContain('minEpoch goes with minLsn');
+});

@@ -116,14 +116,16 @@ export function buildProgram(handlers: CliHandlers, onExit: (code: number) => vo
     .addOption(new Option('--consistency <level>', 'read consistency').choices(['strong', 'any', 'read-your-writes', 'bounded']))
     .addOption(new Option('--max-lag-ms <ms>', 'with --consistency bounded: the largest lag of the replica that answers').argParser(intIn(0, 3_600_000, '--max-lag-ms')))
     .addOption(new Option('--min-lsn <lsn>', 'the LSN the answer must reflect at least (read-your-writes, monotonic reads)').argParser(decimalLsn))
+    .addOption(new Option('--min-epoch <epoch>', 'with --min-lsn: the epoch of that write; refused (STALE_EPOCH) if the write was lost in a failover').argParser(intIn(0, Number.MAX_SAFE_INTEGER, '--min-epoch')))
     .addOption(new Option('--read', 'send to /v1/query whatever the statement looks like').conflicts('write'))
     .option('--write', 'send to /v1/execute whatever the statement looks like')
-    .action(async (sql: string, o: { gateway?: string; json: boolean; params?: unknown[] | Record<string, unknown>; consistency?: string; maxLagMs?: number; minLsn?: string; read?: boolean; write?: boolean }) => {
+    .action(async (sql: string, o: { gateway?: string; json: boolean; params?: unknown[] | Record<string, unknown>; consistency?: string; maxLagMs?: number; minLsn?: string; minEpoch?: number; read?: boolean; write?: boolean }) => {
       const options: SqlOptions = { gateway: gatewayUrlOf(o.gateway, env), json: o.json };
       if (o.params !== undefined) options.params = o.params;
       if (o.consistency) options.consistency = o.consistency;
       if (o.maxLagMs !== undefined) options.maxLagMs = o.maxLagMs;
       if (o.minLsn !== undefined) options.minLsn = o.minLsn;
+      if (o.minEpoch !== undefined) options.minEpoch = o.minEpoch;
       if (o.read) options.force = 'read';
       if (o.write) options.force = 'write';
       onExit(await handlers.sql(sql, options));

@@ -62,6 +62,7 @@ export class ApiController {
       params: body.params,
       consistency: consistencyOf(body),
       minLsn: body.minLsn,
+      minEpoch: body.minEpoch,
       maxLagMs: body.maxLagMs,
     });
     return { rows: reply.rows, servedBy: reply.servedBy, lsn: reply.lsn };

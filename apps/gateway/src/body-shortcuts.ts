@@ -14,7 +14,7 @@ import { BodyShortcut, durabilityProblem, paramsProblem } from './validation';
 
 const EXECUTE_KEYS: ReadonlySet<string> = new Set(['statements', 'idempotencyKey', 'durability']);
 const STATEMENT_KEYS: ReadonlySet<string> = new Set(['sql', 'params']);
-const QUERY_KEYS: ReadonlySet<string> = new Set(['sql', 'params', 'consistency', 'minLsn', 'maxLagMs']);
+const QUERY_KEYS: ReadonlySet<string> = new Set(['sql', 'params', 'consistency', 'minLsn', 'minEpoch', 'maxLagMs']);
 /** Keys the ValidationPipe strips from every object (prototype pollution): left to it. */
 const STRIPPED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'prototype', 'constructor']);
 const CONSISTENCIES: ReadonlySet<unknown> = new Set(READ_CONSISTENCIES);
@@ -63,8 +63,9 @@ export const executeShortcut: BodyShortcut = (value) => {
 export const queryShortcut: BodyShortcut = (value) => {
   if (!isPlainObject(value) || !hasOnlyKeys(value, QUERY_KEYS)) return undefined;
   if (typeof value.sql !== 'string' || value.sql === '' || !plainParams(value.params)) return undefined;
-  const { consistency, minLsn, maxLagMs } = value;
+  const { consistency, minLsn, minEpoch, maxLagMs } = value;
   if (consistency !== undefined && !CONSISTENCIES.has(consistency)) return undefined;
+  if (minEpoch !== undefined && !(Number.isInteger(minEpoch) && (minEpoch as number) >= 0)) return undefined;
   if (minLsn !== undefined && (typeof minLsn !== 'string' || !LSN_PATTERN.test(minLsn))) return undefined;
   if (maxLagMs === undefined ? consistency === 'bounded' : !(Number.isInteger(maxLagMs) && (maxLagMs as number) >= 0 && (maxLagMs as number) <= MAX_LAG_MS_MAX)) {
     return undefined;

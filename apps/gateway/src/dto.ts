@@ -138,6 +138,17 @@ export class QueryRequestDto {
   @IsString({ message: '$property must be a decimal string (the lsn returned by /v1/execute)' })
   minLsn?: string;
 
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 0,
+    description:
+      'With minLsn: the epoch of that write (its reply carried it). A replica whose history has another epoch at minLsn answers 409 STALE_EPOCH: the write was lost in a failover',
+  })
+  @ValidateIf((o: QueryRequestDto) => o.minEpoch !== undefined)
+  @Min(0)
+  @IsInt()
+  minEpoch?: number;
+
   @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: MAX_LAG_MS_MAX, description: 'bounded: largest acceptable replication lag' })
   @ValidateIf((o: QueryRequestDto) => o.maxLagMs !== undefined || o.consistency === 'bounded')
   @Max(MAX_LAG_MS_MAX)
@@ -299,6 +310,9 @@ export class ErrorResponseDto {
  * BAD_REQUEST when minLsn or maxLagMs contradict the explicit level.
  */
 export function consistencyOf(dto: QueryRequestDto): ReadConsistency {
+  if (dto.minEpoch !== undefined && dto.minLsn === undefined) {
+    throw new FlotillaError(ErrorCode.BAD_REQUEST, 'invalid request: minEpoch goes with minLsn (the lsn and epoch of your write)');
+  }
   if (dto.consistency) {
     if (dto.minLsn !== undefined && (dto.consistency === 'any' || dto.consistency === 'bounded')) {
       throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid request: minLsn applies to consistency read-your-writes (or strong), not ${dto.consistency}`);

@@ -74,6 +74,8 @@ export interface QueryInput {
   consistency: ReadConsistency;
   /** Decimal LSN string (read-your-writes). */
   minLsn?: string;
+  /** With minLsn: the epoch of that write; a node whose history has another epoch there refuses (STALE_EPOCH). */
+  minEpoch?: number;
   maxLagMs?: number;
 }
 
@@ -280,6 +282,7 @@ export class GatewayRouter {
     if (input.maxLagMs !== undefined) q.maxLagMs = input.maxLagMs;
     // A strong read with minLsn (monotonic reads across a failover) is checked by the leader too.
     if (input.minLsn !== undefined) q.minLsn = input.minLsn;
+    if (input.minEpoch !== undefined) q.minEpoch = input.minEpoch;
     return q;
   }
 

@@ -311,6 +311,12 @@ export interface QueryRequest {
   params?: SqlValue[] | Record<string, SqlValue>;
   /** Serve only once this LSN is applied, waiting up to `waitMs`. */
   minLsn?: string;
+  /**
+   * With minLsn: the epoch of the write at minLsn (its reply carried it). A node whose entry at
+   * minLsn is of another epoch refuses with STALE_EPOCH: that write is not in its history (lost
+   * in a failover), so no read there can contain it.
+   */
+  minEpoch?: number;
   waitMs?: number;
   /** Leader only, with a valid lease. */
   requireLeader?: boolean;

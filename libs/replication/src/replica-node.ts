@@ -308,6 +308,16 @@ export class ReplicaNode {
           }
           throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} has not applied LSN ${min} yet (at ${this.ctx.store.lastLsn})`);
         }
+        // (epoch, LSN) names one transaction: another epoch at that LSN is another history.
+        if (req.minEpoch !== undefined && min > 0) {
+          const epoch = this.ctx.store.epochAt(min);
+          if (epoch !== req.minEpoch) {
+            throw new FlotillaError(
+              ErrorCode.STALE_EPOCH,
+              `the write at LSN ${min} of epoch ${req.minEpoch} is not in this cluster's history (LSN ${min} here is of epoch ${epoch}): it was lost in a failover, and no read can show it`,
+            );
+          }
+        }
       }
       const r = this.ctx.store.query(req.sql, req.params);
       const reply: QueryReply = { type: 'query-reply', v: PROTOCOL_VERSION, rows: r.rows, lsn: String(r.lsn), servedBy: this.ctx.node };

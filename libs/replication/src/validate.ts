@@ -44,5 +44,8 @@ export function validateQueryRequest(m: Record<string, unknown>): QueryRequest {
   checkParams(m.params, 'query');
   if (m.maxLagMs !== undefined && (typeof m.maxLagMs !== 'number' || m.maxLagMs < 0)) throw new ProtocolError('maxLagMs must be a number >= 0');
   if (m.waitMs !== undefined && (typeof m.waitMs !== 'number' || m.waitMs < 0 || m.waitMs > 60_000)) throw new ProtocolError('waitMs must be 0..60000');
+  if (m.minEpoch !== undefined && !(Number.isSafeInteger(m.minEpoch) && (m.minEpoch as number) >= 0 && m.minLsn !== undefined)) {
+    throw new ProtocolError('minEpoch must be an integer >= 0, given with minLsn');
+  }
   return m as unknown as QueryRequest;
 }

@@ -41,6 +41,11 @@ describe('bounded and read-your-writes reads', () => {
     });
     expect(() => sqlRequest('DELETE FROM t', { minLsn: '7' })).toThrow(/apply to reads only/);
   });
+
+  it('sends minEpoch with minLsn (the write it names must be in the history), and refuses it with a write', () => {
+    expect(sqlRequest('SELECT 1', { minLsn: '7', minEpoch: 3 })).toEqual({ path: '/v1/query', body: { sql: 'SELECT 1', minLsn: '7', minEpoch: 3 } });
+    expect(() => sqlRequest('DELETE FROM t', { minEpoch: 3 })).toThrow(/apply to reads only/);
+  });
 });
 
 describe('reply formatting', () => {

@@ -13,6 +13,8 @@ export interface SqlOptions {
   maxLagMs?: number;
   /** For `read-your-writes` (and monotonic reads): the LSN the answer must reflect at least. */
   minLsn?: string;
+  /** With minLsn: the epoch of that write (the server refuses a history without it). */
+  minEpoch?: number;
   /** Force the endpoint instead of guessing it from the leading keyword. */
   force?: 'read' | 'write';
 }
@@ -30,7 +32,7 @@ interface QueryReply {
 }
 
 /** The HTTP request `flotilla sql` sends for `sql`. */
-export function sqlRequest(sql: string, options: Pick<SqlOptions, 'params' | 'consistency' | 'force' | 'maxLagMs' | 'minLsn'>): { path: string; body: Record<string, unknown> } {
+export function sqlRequest(sql: string, options: Pick<SqlOptions, 'params' | 'consistency' | 'force' | 'maxLagMs' | 'minLsn' | 'minEpoch'>): { path: string; body: Record<string, unknown> } {
   const read = options.force ? options.force === 'read' : isReadStatement(sql);
   if (read) {
     const body: Record<string, unknown> = { sql };
@@ -39,10 +41,11 @@ export function sqlRequest(sql: string, options: Pick<SqlOptions, 'params' | 'co
     // Passed as given: the gateway says which consistency needs or refuses which.
     if (options.maxLagMs !== undefined) body.maxLagMs = options.maxLagMs;
     if (options.minLsn !== undefined) body.minLsn = options.minLsn;
+    if (options.minEpoch !== undefined) body.minEpoch = options.minEpoch;
     return { path: '/v1/query', body };
   }
-  if (options.consistency || options.maxLagMs !== undefined || options.minLsn !== undefined) {
-    throw new CliError('BAD_REQUEST', '--consistency, --max-lag-ms and --min-lsn apply to reads only');
+  if (options.consistency || options.maxLagMs !== undefined || options.minLsn !== undefined || options.minEpoch !== undefined) {
+    throw new CliError('BAD_REQUEST', '--consistency, --max-lag-ms, --min-lsn and --min-epoch apply to reads only');
   }
   const pieces = splitStatements(sql);
   if (pieces.length > 1 && options.params !== undefined) {
