@@ -5,6 +5,7 @@
  */
 import { LocalCluster } from '@flotilla/local-cluster';
 import type { NatsConnection } from 'nats';
+import { decodeEnvelope, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
 import { natsClient, statusOf } from './support';
 
@@ -182,6 +183,15 @@ test('minEpoch with minLsn: a history whose LSN is of another epoch is refused (
     servedBy.add(ok.body.servedBy);
   }
   expect(followers.some((f) => servedBy.has(f))).toBe(true);
+  // Asked directly: a follower whose entry there is of an OLDER epoch may just be on a deposed
+  // leader's branch, not the cluster's: it says it is not current (the gateway then asks the
+  // leader, as above), never that the write was lost. A NEWER epoch there means lost.
+  const ask = async (node: string, minEpoch: number) =>
+    decodeEnvelope((await nc.request(subjectsFor('flotilla').read(node), encode({ type: 'query', v: PROTOCOL_VERSION, sql: 'SELECT 1 AS x', minLsn: lsn, minEpoch }), { timeout: 5000 })).data);
+  await waitFor(async () => BigInt((await statusOf(nc, followers[0])).heartbeat.appliedLsn) >= BigInt(lsn) || null, { what: `${followers[0]} at LSN ${lsn}` });
+  expect(await ask(followers[0], epoch + 1)).toMatchObject({ type: 'error', error: { code: 'TIMEOUT', message: expect.stringContaining('has not caught up with that history') } });
+  if (epoch > 0) expect(await ask(followers[0], epoch - 1)).toMatchObject({ type: 'error', error: { code: 'STALE_EPOCH' } });
+  expect(await ask(followers[0], epoch)).toMatchObject({ type: 'query-reply', rows: [{ x: 1 }] });
   const alone = await query({ sql: 'SELECT 1 AS x', minEpoch: epoch });
   expect(alone.status).toBe(400);
   expect(alone.body.error.message).toContain('minEpoch goes with minLsn');

@@ -676,6 +676,21 @@ test('a REAL negative zero replicates as -0.0, not 0.0 (JSON has no -0), and che
   expect(follower.tableChecksums()).toEqual(leader.tableChecksums());
 });
 
+test("a write that changes nothing answers the last entry's LSN with that entry's epoch (after a failover, not the new one)", () => {
+  exec(sql('CREATE TABLE e(k INTEGER PRIMARY KEY)'));
+  const last = leader.lastLsn;
+  leader.beginEpoch(2); // promoted; nothing written in epoch 2 yet
+  const [noop] = leader.executeBatch([sql('UPDATE e SET k = k WHERE k < 0')], 2);
+  expect(noop).toMatchObject({ ok: true, lsn: last, epoch: 1, entry: null });
+  expect(leader.epochAt(last)).toBe(1);
+  // In a group after a logged write of epoch 2, the last entry is that write's.
+  const outs = leader.executeBatch([sql('INSERT INTO e VALUES (1)'), sql('UPDATE e SET k = k WHERE k < 0')], 2);
+  expect(outs.map((o) => (o.ok ? [o.lsn, o.epoch] : o.error.code))).toEqual([
+    [last + 1, 2],
+    [last + 1, 2],
+  ]);
+});
+
 describe('statement deadlines (statementTimeoutMs)', () => {
   const TIMEOUT_MS = 150;
   /** Runs until SQLite is told to stop: counts for ever, inserts nothing. */

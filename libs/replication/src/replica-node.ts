@@ -308,9 +308,14 @@ export class ReplicaNode {
           }
           throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} has not applied LSN ${min} yet (at ${this.ctx.store.lastLsn})`);
         }
-        // (epoch, LSN) names one transaction: another epoch at that LSN is another history.
+        // (epoch, LSN) names one transaction: another epoch at that LSN is another history. A newer
+        // one here, or any other on the leader (with a valid lease), means the write was lost; an
+        // older one elsewhere means this node is still on a deposed leader's branch: ask the leader.
         if (req.minEpoch !== undefined && min > 0) {
           const epoch = this.ctx.store.epochAt(min);
+          if (epoch < req.minEpoch && !(this.role === Role.LEADER && this.lease.isValidLeader())) {
+            throw new FlotillaError(ErrorCode.TIMEOUT, `${this.ctx.node} holds LSN ${min} of epoch ${epoch}, older than epoch ${req.minEpoch}: it has not caught up with that history yet`);
+          }
           if (epoch !== req.minEpoch) {
             throw new FlotillaError(
               ErrorCode.STALE_EPOCH,

@@ -572,7 +572,9 @@ export class Store {
       }
       if (changes.length === 0 && req.idempotencyKey === undefined) {
         this.db.exec('RELEASE req');
-        return { ok: true, lsn: this.last, epoch, results, entry: null, replayed: false };
+        // Nothing logged: the answer names the last entry, with that entry's epoch (a read with
+        // minLsn/minEpoch checks the pair; after a failover it is not yet this leader's epoch).
+        return { ok: true, lsn: this.last, epoch: appended.length > 0 ? epoch : this.lastEpoch, results, entry: null, replayed: false };
       }
       const lsn = this.last + 1;
       const ts = this.now();
