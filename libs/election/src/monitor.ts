@@ -130,6 +130,8 @@ export class FailoverMonitor {
     if (!u || !record) return;
     if (record.holder === u.to && record.epoch === u.epoch) {
       this.unconfirmed = undefined;
+      // Recorded already (an earlier write of the same promotion was answered or settled).
+      if (this.lastFailover?.epoch === u.epoch && this.lastFailover.to === u.to) return;
       this.recordPromotion(u.from, u.to, u.epoch, u.detectedAt, true);
     } else if (record.epoch >= u.epoch) {
       this.unconfirmed = undefined;
@@ -162,7 +164,11 @@ export class FailoverMonitor {
     this.roleAnnounced = true;
     this.active = active;
     this.deps.log.info(active ? 'monitor active' : 'monitor standby', { monitor: this.options.name });
-    if (!active) this.setState('standby', undefined);
+    if (!active) {
+      this.setState('standby', undefined);
+      // A standby promotes nothing: a lease that later shows this holder is the active monitor's doing.
+      this.unconfirmed = undefined;
+    }
   }
 
   get isActive(): boolean {
@@ -324,8 +330,9 @@ export class FailoverMonitor {
         this.setState('ok', 'the leader lease changed while promoting: re-evaluating');
         return;
       }
-      // It may have been stored all the same (the answer was lost): the lease will tell.
-      this.unconfirmed = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs };
+      // It may have been stored all the same (the answer was lost): the lease will tell. Only while
+      // the lease is still the one it was written over: once it moved on, whatever it shows was seen.
+      if ((this.lease?.revision ?? null) === (record?.revision ?? null)) this.unconfirmed = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs };
       // Once per cause, not every tick (every monitorIntervalMs) while the backend stays down.
       const why = `${candidate.name}: ${(err as Error).message}`;
       if (this.lastPromotionError !== why) {
