@@ -51,6 +51,7 @@ test('a statement deadline must end before the lease a renewal gives could run o
   // Not set: a shorter lease gets a shorter default (60% of its budget), not a refusal to start.
   expect(loadConfig({ leaseTtlMs: 600, leaseRenewMs: 200 }, {}).statementTimeoutMs).toBe(120);
   expect(loadConfig({ leaseTtlMs: 400, leaseRenewMs: 100 }, {}).statementTimeoutMs).toBe(60); // budget 100 ms
+  expect(loadConfig({ leaseTtlMs: 300, leaseRenewMs: 50 }, {}).statementTimeoutMs).toBe(0); // budget 50 ms: no deadline fits
   expect(loadConfig({ leaseTtlMs: 3000, leaseRenewMs: 500 }, {}).statementTimeoutMs).toBe(500); // the chart's lease
   expect(() => loadConfig({ statementTimeoutMs: -1 }, {})).toThrow(/statementTimeoutMs/);
   // Below the per-turn SQL clock's resolution every request would be refused as busy.

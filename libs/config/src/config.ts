@@ -276,7 +276,9 @@ export function loadConfig(overrides: Record<string, unknown> = {}, env: NodeJS.
     const budgetMs = config.leaseTtlMs - leaseSafetyMarginMs(config.leaseTtlMs) - config.leaseRenewMs;
     // Not set: the default, cut to fit a shorter lease.
     if (plain.statementTimeoutMs === undefined) {
-      config.statementTimeoutMs = Math.max(STATEMENT_TIMEOUT_MIN_MS, Math.min(DEFAULTS.statementTimeoutMs, Math.floor(budgetMs * 0.6)));
+      // A lease too short for even the shortest deadline (TTL of a few hundred ms): none.
+      const fit = Math.min(DEFAULTS.statementTimeoutMs, Math.floor(budgetMs * 0.6));
+      config.statementTimeoutMs = fit >= STATEMENT_TIMEOUT_MIN_MS && fit + STATEMENT_TURN_SLACK_MS < budgetMs ? fit : 0;
     } else if (config.statementTimeoutMs > 0 && config.statementTimeoutMs < STATEMENT_TIMEOUT_MIN_MS) {
       problems.push(
         `statementTimeoutMs (${config.statementTimeoutMs}) must be 0 (no deadline) or at least ${STATEMENT_TIMEOUT_MIN_MS} ms: ` +
