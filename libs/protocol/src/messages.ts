@@ -58,8 +58,8 @@ export interface TxnPayload {
   idemReq?: string;
   /**
    * With `idem`: what the client was told (rows of RETURNING statements included), so a retry gets
-   * the same answer on any leader. Absent without `idem` since 2026-11-28 (before, only changes
-   * and lastInsertRowid, which nothing read).
+   * the same answer on any leader. Write entries without `idem` carry none since 2026-11-28 (before,
+   * only changes and lastInsertRowid, which nothing read); settings entries carry `[]`.
    */
   results?: ExecResult[];
   /** Cluster settings changed by this entry (replication mode), replicated like data. */
