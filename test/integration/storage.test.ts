@@ -691,6 +691,26 @@ test("a write that changes nothing answers the last entry's LSN with that entry'
   ]);
 });
 
+test('an epoch this node began but wrote nothing in leaves its history once it applies older-epoch entries past that start', () => {
+  exec(sql('CREATE TABLE h(v)'));
+  const behind = follower.lastLsn;
+  // Promoted while behind: epoch 2 would start at behind + 1, but nothing was written in it.
+  follower.beginEpoch(2);
+  // The old leader had more of epoch 1; the node follows a leader that has them and applies them.
+  const outs = leader.executeBatch([sql('INSERT INTO h VALUES (1)'), sql('INSERT INTO h VALUES (2)')], 1);
+  follower.applyEntries(outs.flatMap((o) => (o.ok && o.entry ? [o.entry] : [])));
+  expect(follower.epochHistory().map((h) => h.epoch)).not.toContain(2);
+  // Once those entries are trimmed, the history alone names their epoch: 1, not the epoch never written.
+  follower.truncateLogThrough(follower.lastLsn);
+  expect(follower.epochAt(behind + 1)).toBe(1);
+  expect(follower.epochAt(behind + 2)).toBe(1);
+  // An epoch that starts later (merged from a leader's history) is kept.
+  follower.mergeEpochHistory([{ epoch: 3, startLsn: String(follower.lastLsn + 2) }]);
+  const more = leader.executeBatch([sql('INSERT INTO h VALUES (3)')], 1);
+  follower.applyEntries(more.flatMap((o) => (o.ok && o.entry ? [o.entry] : [])));
+  expect(follower.epochHistory().map((h) => h.epoch)).toContain(3);
+});
+
 describe('statement deadlines (statementTimeoutMs)', () => {
   const TIMEOUT_MS = 150;
   /** Runs until SQLite is told to stop: counts for ever, inserts nothing. */

@@ -252,6 +252,8 @@ export class Store {
       epochPut: db.prepare('INSERT OR IGNORE INTO _flotilla_epochs(epoch, start_lsn) VALUES (?, ?)'),
       epochs: db.prepare('SELECT epoch, start_lsn AS startLsn FROM _flotilla_epochs ORDER BY epoch'),
       maxEpoch: db.prepare('SELECT max(epoch) FROM _flotilla_epochs').pluck(),
+      epochsAboveFrom: db.prepare('SELECT min(start_lsn) FROM _flotilla_epochs WHERE epoch > ?').pluck(),
+      epochsContradicted: db.prepare('DELETE FROM _flotilla_epochs WHERE epoch > ? AND start_lsn <= ?'),
       readLog: db.prepare('SELECT lsn, epoch, ts, crc, payload FROM _flotilla_log WHERE lsn > ? ORDER BY lsn LIMIT ?'),
       oldest: db.prepare('SELECT min(lsn) AS lsn FROM _flotilla_log'),
       lastInsertRowid: db.prepare('SELECT last_insert_rowid()').pluck(),
@@ -685,6 +687,9 @@ export class Store {
     if (this.capture) throw new Error('applyEntries on a capturing store (leader)');
     const before = { last: this.last, ts: this.lastTs, epoch: this.lastEpoch, bytes: this.logBytes };
     let knownEpoch = this.knownEpoch();
+    /** The first LSN of any epoch above `aboveFor` in the history (looked up once per epoch met). */
+    let aboveFrom: number | null = null;
+    let aboveFor = -1;
     this.db.exec('BEGIN IMMEDIATE');
     try {
       for (const e of entries) {
@@ -703,6 +708,20 @@ export class Store {
         if (e.epoch > knownEpoch) {
           this.q.epochPut.run(e.epoch, e.lsn);
           knownEpoch = e.epoch;
+        } else if (e.epoch < knownEpoch) {
+          // An epoch above this entry's that starts at or before it is contradicted by it: this node
+          // began that epoch (promoted while behind), wrote nothing in it, and now follows a leader
+          // with more of the older epoch. Left in place, it would name the epoch of these LSNs once
+          // their entries are trimmed. (Epochs that start later, merged from the leader, stay.)
+          if (aboveFor !== e.epoch) {
+            aboveFrom = this.q.epochsAboveFrom.get(e.epoch) as number | null;
+            aboveFor = e.epoch;
+          }
+          if (aboveFrom !== null && aboveFrom <= e.lsn) {
+            this.q.epochsContradicted.run(e.epoch, e.lsn);
+            knownEpoch = this.knownEpoch();
+            aboveFor = -1;
+          }
         }
         this.q.appendLog.run(e.lsn, e.epoch, e.ts, e.crc, e.payload.length, e.payload);
         if (p.idem !== undefined) this.q.idemPut.run(p.idem, e.lsn, e.epoch, JSON.stringify(p.results), e.ts, p.idemReq ?? '');
