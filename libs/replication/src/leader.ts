@@ -364,7 +364,10 @@ export class LeaderRole {
       const later: QueuedWrite[] = [];
       outcomes.forEach((o, i) => {
         const q = batch[i];
-        if (!o.ok && isTurnSpent(o.error) && (q.deferrals = (q.deferrals ?? 0) + 1) <= WRITE_DEFERRALS_MAX) return later.push(q);
+        if (!o.ok && isTurnSpent(o.error)) {
+          q.deferrals = (q.deferrals ?? 0) + 1;
+          if (q.deferrals <= WRITE_DEFERRALS_MAX) return later.push(q);
+        }
         if (!o.ok) return q.respond(encode(this.replyOf(o)));
         if (o.lsn <= this.localFlushed) return this.acknowledge(q, o);
         this.localWaiters.push({ lsn: o.lsn, sinceMono: now, q, o });

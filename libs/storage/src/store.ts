@@ -129,8 +129,6 @@ export interface StoreOptions {
   statementTimeoutMs?: number;
 }
 
-/** Errors of requests a deadline stopped (an interrupted write statement makes SQLite roll back the whole transaction). */
-const stoppedByDeadline = new WeakSet<FlotillaError>();
 /** Errors of requests that did not run, or were cut short, because other requests took this turn's SQL time. */
 const turnSpent = new WeakSet<FlotillaError>();
 
@@ -549,8 +547,10 @@ export class Store {
               }
             }
           } catch (err) {
-            if (isInterrupt(err)) throw this.deadlineError(where, armedAt);
-            throw toClientError(err, where);
+            if (!isInterrupt(err)) throw toClientError(err, where);
+            // An interrupted write statement makes SQLite roll the whole transaction back.
+            const stopped = this.deadlineError(where, armedAt);
+            throw this.db.inTransaction ? stopped : new TransactionLost(stopped);
           }
         });
       } finally {
@@ -606,7 +606,7 @@ export class Store {
       appended.push(entry);
       return { ok: true, lsn, epoch, results, entry, replayed: false };
     } catch (err) {
-      if (err instanceof FlotillaError && stoppedByDeadline.has(err) && !this.db.inTransaction) throw new TransactionLost(err);
+      if (err instanceof TransactionLost) throw err; // no savepoint left to roll back to
       this.db.exec('ROLLBACK TO req');
       this.db.exec('RELEASE req');
       capture.drain();
@@ -928,16 +928,11 @@ export class Store {
 
   /** The error of a request its deadline stopped: its own (400) when it ran its whole timeout, else the turn's (503). */
   private deadlineError(where: string, armedAt: number): FlotillaError {
-    const ranMs = performance.now() - armedAt;
-    const e =
-      ranMs >= this.statementTimeoutMs - SQL_TURN_TICK_MS
-        ? new FlotillaError(
-            ErrorCode.STATEMENT_TIMEOUT,
-            `${where}: stopped after ${this.statementTimeoutMs} ms (statementTimeoutMs); nothing of the request was applied. Make it cheaper (an index, a LIMIT, smaller requests)`,
-          )
-        : this.busyError(where);
-    stoppedByDeadline.add(e);
-    return e;
+    if (performance.now() - armedAt < this.statementTimeoutMs - SQL_TURN_TICK_MS) return this.busyError(where);
+    return new FlotillaError(
+      ErrorCode.STATEMENT_TIMEOUT,
+      `${where}: stopped after ${this.statementTimeoutMs} ms (statementTimeoutMs); nothing of the request was applied. Make it cheaper (an index, a LIMIT, smaller requests)`,
+    );
   }
 
   private busyError(where: string): FlotillaError {
