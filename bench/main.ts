@@ -5,7 +5,7 @@
  *   write     write throughput and p50/p99 through the gateway, 1/16/64 clients, 0 vs 2 followers
  *   lag       replication lag p50/p99 at half the best 2-follower write rate
  *   catchup   catch-up rate of a follower that was down during writes
- *   snapshot  snapshot seeding MB/s next to `cp` of the same database file
+ *   snapshot  snapshot seeding MB/s next to `cp` of the same database file; write latency during a join
  *   modes     async / semi-sync / sync next to PostgreSQL 15 streaming replication
  *   failover  leader kill -9 → first successful write (needs the monitor)
  *   cpu       CPU per write of each process on the write path (async and semi-sync, 64 clients)
