@@ -155,3 +155,69 @@ describe('log retention', () => {
     expect(s.counters.snapshotsInstalled).toBe(1);
   });
 });
+
+describe('log retention across a failover', () => {
+  let cluster: LocalCluster;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    // The last 10 entries are kept for their own sake; anything older only while some node needs it.
+    ({ cluster } = await startLocalCluster({ replicas: 3, monitor: true, replicaEnv: { FLOTILLA_LOG_RETENTION_ENTRIES: '10' } }));
+    await cluster.waitUntilReady();
+    nc = await natsClient(cluster.natsUrl);
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await stopAll();
+  });
+
+  test('a follower that was down through a failover (and a restart of the new leader) catches up from the new leader\'s log, which kept what it needs', async () => {
+    await execute(cluster, 'CREATE TABLE f(k INTEGER PRIMARY KEY, v TEXT)');
+    for (let i = 0; i < 20; i++) await execute(cluster, 'INSERT INTO f(k, v) VALUES (?, ?)', [i, 'x']);
+    const oldLeader = await leaderOf(cluster);
+    const [stopped, heir] = cluster.replicaNames.filter((n) => n !== oldLeader);
+    await converged(cluster, nc);
+    // Every node has heard the follower's position in its heartbeats (so has the gateway, from the same ones).
+    const target = Number((await statusOf(nc, oldLeader)).heartbeat.lsn);
+    await waitFor(
+      async () => {
+        const view = (await httpJson('GET', `${cluster.gatewayUrl}/v1/cluster`)).body as { nodes: { name: string; lsn: string }[] };
+        return Number(view.nodes.find((n) => n.name === stopped)?.lsn) === target;
+      },
+      { what: `${stopped}'s position in the heartbeats`, timeoutMs: 10_000 },
+    );
+    await cluster.stopProcess(stopped);
+    const position = fileChecksums(cluster.replicaDbFile(stopped)).lsn;
+    for (let i = 20; i < 70; i++) await execute(cluster, 'INSERT INTO f(k, v) VALUES (?, ?)', [i, 'x']);
+    // The heir restarts meanwhile: what it knew of the stopped follower comes back from its store.
+    await cluster.stopProcess(heir);
+    await cluster.startProcess(heir);
+    for (let i = 70; i < 120; i++) await execute(cluster, 'INSERT INTO f(k, v) VALUES (?, ?)', [i, 'x']);
+    await converged(cluster, nc, [oldLeader, heir]);
+
+    // The leader dies and stays down; the other follower, which never led, takes over.
+    cluster.signal(oldLeader, 'SIGKILL');
+    await cluster.stopProcess(oldLeader);
+    await waitFor(async () => ((await leaderOf(cluster)) === heir ? heir : null), { what: `${heir} leading`, timeoutMs: 30_000 });
+    for (let i = 120; i < 220; ) {
+      const r = await httpJson('POST', `${cluster.gatewayUrl}/v1/execute`, { statements: [{ sql: 'INSERT INTO f(k, v) VALUES (?, ?)', params: [i, 'x'] }], idempotencyKey: `f-${i}` });
+      if (r.status === 200) i++;
+      else await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // It trims its log as a leader (the entries before the stopped follower's position go)...
+    await waitFor(async () => Number((await statusOf(nc, heir)).log.oldestLsn) > 1, { what: `${heir} trimming its log`, timeoutMs: 30_000 });
+    // ...but keeps every entry the stopped follower needs, though it never had it as a follower.
+    expect(Number((await statusOf(nc, heir)).log.oldestLsn)).toBeLessThanOrEqual(position + 1);
+
+    await cluster.startProcess(stopped);
+    const sums = await converged(cluster, nc, [stopped, heir]);
+    expect(sums[0].tables).toEqual(sums[1].tables);
+    expect(sums[0].tables.f.rows).toBe(220);
+    expect((await statusOf(nc, stopped)).counters.snapshotsInstalled ?? 0).toBe(0);
+    const lines = logLines(cluster, stopped);
+    const restarted = lines.map((l) => l.msg).lastIndexOf('replica started');
+    const caughtUp = lines.slice(restarted).find((l) => l.msg === 'catch-up started');
+    expect(Number(caughtUp?.from)).toBe(position);
+  });
+});

@@ -839,3 +839,24 @@ describe('statement deadlines (statementTimeoutMs)', () => {
     }
   });
 });
+
+test('other nodes\' known positions are kept in the node\'s own file, are not replicated, and unreadable contents read as none', () => {
+  expect(follower.readKnownPositions()).toEqual({});
+  follower.writeKnownPositions({ a: { applied: 7, heardMs: 1000 } });
+  expect(follower.readKnownPositions()).toEqual({ a: { applied: 7, heardMs: 1000 } });
+  leader.writeKnownPositions({ b: { applied: 3, heardMs: 2000 } });
+  exec(sql('CREATE TABLE t(k INTEGER PRIMARY KEY)'));
+  expect(follower.readKnownPositions()).toEqual({ a: { applied: 7, heardMs: 1000 } });
+  const file = path.join(dir, 'follower.sqlite');
+  const set = (value: string) => {
+    follower.close();
+    const raw = new Database(file);
+    raw.prepare("UPDATE _flotilla_meta SET value = ? WHERE key = 'known_positions'").run(value);
+    raw.close();
+    follower = Store.open(file);
+  };
+  set('{not json');
+  expect(follower.readKnownPositions()).toEqual({});
+  set(JSON.stringify({ a: { applied: -1, heardMs: 1 }, b: { applied: 3 }, c: null, d: { applied: 4, heardMs: 5 } }));
+  expect(follower.readKnownPositions()).toEqual({ d: { applied: 4, heardMs: 5 } });
+});

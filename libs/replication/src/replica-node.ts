@@ -24,7 +24,7 @@ import {
 import { chooseCandidate, type LeadershipView } from '@flotilla/election';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
-import type { Store } from '@flotilla/storage';
+import type { KnownPosition, Store } from '@flotilla/storage';
 import { IDEMPOTENCY_KEY_RETENTION_MS } from '@flotilla/storage';
 import { RoleContext } from './context';
 import { FollowerRole } from './follower';
@@ -42,6 +42,8 @@ export const SWITCHOVER_TIMEOUT_MS = 10_000;
 export const MODE_CONFIRM_MS = 4000;
 /** How often the log is trimmed. */
 export const RETENTION_INTERVAL_MS = 500;
+/** Other nodes' positions are written to the store at most this often (when they changed). */
+export const POSITIONS_SAVE_INTERVAL_MS = 5000;
 /** Oldest entries looked at per trim round. */
 export const RETENTION_WINDOW_ENTRIES = 20_000;
 /** Most entries dropped per retention round (every RETENTION_INTERVAL_MS: 10,000 per second). */
@@ -85,8 +87,15 @@ export class ReplicaNode {
   private subs: Subscription[] = [];
   private timers: Timer[] = [];
   private waiters: ReadWaiter[] = [];
-  /** Followers' last known applied LSN, kept across leader terms for retention. */
-  private readonly followerApplied = new Map<string, number>();
+  /**
+   * Other nodes' last known applied LSN, for retention: from their heartbeats (so a follower that
+   * becomes leader knows them), from acks while leading, and from the store at start (so a restart
+   * does not forget them). A node not heard from for longer than the log's age limit is dropped:
+   * by then the hard limit has dropped what it needed anyway.
+   */
+  private readonly followerApplied = new Map<string, KnownPosition>();
+  private positionsChanged = false;
+  private positionsSavedMono = Number.NEGATIVE_INFINITY;
   private readonly baseLog: RoleContext['log'];
   /** What the leader's heartbeat says of the sync set and mode (followers report `sync` from it). */
   private leaderSyncSet: string[] = [];
@@ -103,6 +112,7 @@ export class ReplicaNode {
   start(): void {
     const { transport, subjects, node, config, clock } = this.ctx;
     this.epoch = this.ctx.store.knownEpoch();
+    for (const [n, p] of Object.entries(this.ctx.store.readKnownPositions())) if (n !== node) this.followerApplied.set(n, p);
     this.subs.push(transport.subscribe(subjects.read(node), (m) => void this.onRead(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.control(node), (m) => this.onControl(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.heartbeatAll, (m) => this.onHeartbeat(m.data)));
@@ -162,6 +172,7 @@ export class ReplicaNode {
 
   async stop(): Promise<void> {
     for (const t of this.timers) t.cancel();
+    if (this.follower?.state !== 'seeding') this.savePositions();
     for (const s of this.subs) s.unsubscribe();
     this.leader?.stop();
     this.follower?.stop();
@@ -240,7 +251,9 @@ export class ReplicaNode {
   private onHeartbeat(data: Uint8Array): void {
     try {
       const hb = decodeHeartbeat(data);
-      if (hb.role !== Role.LEADER || hb.node === this.ctx.node) return;
+      if (hb.node === this.ctx.node) return;
+      if (hb.role === Role.FOLLOWER) this.notePosition(hb.node, parseLsn(hb.appliedLsn), this.ctx.clock.now());
+      if (hb.role !== Role.LEADER) return;
       if (this.leader && hb.epoch > this.epoch) {
         // Two leaders: the older epoch steps down at once.
         this.lease.yieldTo(hb.node, hb.epoch);
@@ -491,17 +504,56 @@ export class ReplicaNode {
 
   // ---- log retention --------------------------------------------------------------------------
 
+  private notePosition(node: string, applied: number, heardMs: number): void {
+    const known = this.followerApplied.get(node);
+    if (known && (known.heardMs > heardMs || (known.heardMs === heardMs && known.applied === applied))) return;
+    this.followerApplied.set(node, { applied, heardMs });
+    this.positionsChanged = true;
+  }
+
+  /** Forgets nodes not heard from for longer than the log's age limit; saves the rest now and then. */
+  private keepPositions(): void {
+    const { config, clock, log } = this.ctx;
+    const now = clock.now();
+    for (const [n, p] of this.followerApplied) {
+      if (now - p.heardMs <= config.logRetentionMs) continue;
+      this.followerApplied.delete(n);
+      this.positionsChanged = true;
+      log.info('follower position forgotten', { follower: n, applied: p.applied, lastHeard: new Date(p.heardMs).toISOString() });
+    }
+    if (clock.monotonic() - this.positionsSavedMono >= POSITIONS_SAVE_INTERVAL_MS) this.savePositions();
+  }
+
+  private savePositions(): void {
+    const { store, clock, log } = this.ctx;
+    if (!this.positionsChanged) return;
+    try {
+      store.writeKnownPositions(Object.fromEntries(this.followerApplied));
+      this.positionsChanged = false;
+      this.positionsSavedMono = clock.monotonic();
+    } catch (err) {
+      log.warn('follower positions not saved', { err: (err as Error).message });
+    }
+  }
+
   private trimLog(): void {
     const { store, config, clock, log } = this.ctx;
-    if (this.leader) for (const f of this.leader.followers.values()) this.followerApplied.set(f.node, f.applied);
+    if (this.leader) {
+      const now = clock.now();
+      const mono = clock.monotonic();
+      for (const f of this.leader.followers.values()) this.notePosition(f.node, f.applied, now - (mono - f.seenAtMono));
+    }
     if (this.follower?.state === 'seeding') return;
+    this.keepPositions();
     const through = retentionPoint(
       {
         lastLsn: store.lastLsn,
         logBytes: store.logSizeBytes,
         // A snapshot being served pins its LSN too: a seed slower than the log's soft retention
         // would otherwise find its position gone and be re-seeded, forever.
-        followerApplied: this.leader ? [...this.followerApplied.values(), ...this.leader.servedSnapshotLsns] : [],
+        // Followers keep what other nodes need as well: any of them may lead next, and a follower
+        // that trimmed freely would lead without the entries a node that was down needs.
+        followerApplied: [...[...this.followerApplied.values()].map((p) => p.applied), ...(this.leader?.servedSnapshotLsns ?? [])],
         oldest: oldestPaged(store, RETENTION_WINDOW_ENTRIES),
         nowMs: clock.now(),
       },

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '@flotilla/config';
-import { MemoryLogger, systemClock } from '@flotilla/logging';
+import { FakeClock, MemoryLogger, systemClock } from '@flotilla/logging';
 import { decodeEnvelope, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { servedSnapshotsDirFor, Store } from '@flotilla/storage';
 import { TransportError } from '@flotilla/transport';
@@ -312,4 +312,52 @@ test('a node that begins a snapshot no longer counts as a copy of what it report
   } finally {
     leader.stop();
   }
+});
+
+test('a node keeps the log another follower needs (heard in its heartbeats, saved across a restart) until that follower is silent longer than the log\'s age limit', async () => {
+  const t = new MemoryTransport(() => true); // every request waits: the follower role's catch-up never ends
+  const clock = new FakeClock();
+  const AGE_MS = 60_000;
+  const ctx: RoleContext & { lines: MemoryLogger } = {
+    ...context('n', t),
+    clock,
+    config: loadConfig({ cluster: 'roles', node: 'n', logRetentionEntries: 10, logRetentionMs: AGE_MS }, {}),
+  };
+  lead(ctx, 1);
+  ctx.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
+  for (let i = 0; i < 39; i++) ctx.store.executeBatch([{ statements: [{ sql: `INSERT INTO t VALUES (${i})` }] }], 1);
+  ctx.store.stopCapture();
+  const last = ctx.store.lastLsn;
+  expect(last).toBeGreaterThanOrEqual(40);
+  const view = { leader: 'l', epoch: 1, isLeader: false };
+  const lease = { isValidLeader: () => false, validForMs: () => 0, leadership: view, handOver: async () => view, yieldTo: () => undefined };
+  const trim = (node: ReplicaNode) => (node as unknown as { trimLog(): void }).trimLog();
+
+  const first = new ReplicaNode(ctx, lease, 'test');
+  first.start();
+  first.onLeadership(view);
+  const heartbeat = { type: 'hb', v: PROTOCOL_VERSION, node: 'f', role: 'follower', epoch: 1, leader: 'l', lsn: '5', appliedLsn: '5', flushedLsn: '5', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() };
+  t.publish(ctx.subjects.heartbeatAll, encode(heartbeat)); // the memory transport matches subjects exactly, not wildcards
+  trim(first);
+  // A follower too keeps what follower f still needs (entries 6 and on), not only its last 10.
+  expect(ctx.store.oldestLsn()).toBe(6);
+  await first.stop();
+  expect(ctx.store.readKnownPositions()).toEqual({ f: { applied: 5, heardMs: clock.now() } });
+
+  // Restarted, it has not heard from f since, and still keeps them.
+  const second = new ReplicaNode(ctx, lease, 'test');
+  second.start();
+  second.onLeadership(view);
+  try {
+    trim(second);
+    expect(ctx.store.oldestLsn()).toBe(6);
+    expect(ctx.lines.lines.filter((l) => l.msg === 'follower position forgotten')).toHaveLength(0);
+    // f silent for longer than the log's age limit: forgotten, and the log is trimmed to its last 10.
+    clock.advance(AGE_MS + 1000);
+    expect(ctx.lines.lines.filter((l) => l.msg === 'follower position forgotten').map((l) => l.fields)).toEqual([expect.objectContaining({ follower: 'f', applied: 5 })]);
+    expect(ctx.store.oldestLsn()).toBe(last - 10 + 1);
+  } finally {
+    await second.stop();
+  }
+  expect(ctx.store.readKnownPositions()).toEqual({});
 });

@@ -150,6 +150,12 @@ export const WAL_PREALLOCATE_BYTES = 16 * 1024 * 1024;
 /** A WAL grown past this is cut back to it after the checkpoint that resets it (journal_size_limit). */
 export const WAL_JOURNAL_SIZE_LIMIT_BYTES = 2 * WAL_PREALLOCATE_BYTES;
 
+/** Another node's last known applied LSN and when it was last heard from (wall clock, ms). */
+export interface KnownPosition {
+  applied: number;
+  heardMs: number;
+}
+
 export class Store {
   private db!: Database.Database;
   private readDb!: Database.Database;
@@ -257,6 +263,8 @@ export class Store {
       lastInsertRowid: db.prepare('SELECT last_insert_rowid()').pluck(),
       settingsPut: db.prepare("INSERT OR REPLACE INTO _flotilla_meta(key, value) VALUES ('settings', ?)"),
       settingsGet: db.prepare("SELECT value FROM _flotilla_meta WHERE key = 'settings'").pluck(),
+      positionsPut: db.prepare("INSERT OR REPLACE INTO _flotilla_meta(key, value) VALUES ('known_positions', ?)"),
+      positionsGet: db.prepare("SELECT value FROM _flotilla_meta WHERE key = 'known_positions'").pluck(),
       appliedRead: this.readDb.prepare("SELECT value FROM _flotilla_meta WHERE key = 'applied_lsn'").pluck(),
     };
   }
@@ -645,6 +653,29 @@ export class Store {
       changes.push(changeJson(row));
       if (!touched.has(row.tbl)) touched.set(row.tbl, this.metas.get(row.tbl)?.cols ?? []);
     }
+  }
+
+  /**
+   * What this node last knew of other nodes' positions (for log retention across restarts and
+   * leader changes). Local to this node, never replicated; unreadable contents read as none.
+   */
+  readKnownPositions(): Record<string, KnownPosition> {
+    const v = this.q.positionsGet.get() as string | undefined;
+    if (!v) return {};
+    try {
+      const parsed = JSON.parse(v) as Record<string, KnownPosition>;
+      const out: Record<string, KnownPosition> = {};
+      for (const [node, p] of Object.entries(parsed)) {
+        if (p && Number.isSafeInteger(p.applied) && p.applied >= 0 && Number.isFinite(p.heardMs)) out[node] = { applied: p.applied, heardMs: p.heardMs };
+      }
+      return out;
+    } catch {
+      return {};
+    }
+  }
+
+  writeKnownPositions(positions: Record<string, KnownPosition>): void {
+    this.q.positionsPut.run(JSON.stringify(positions));
   }
 
   /** Cluster settings last set at run time (replicated), or null when never set. */
