@@ -8,8 +8,9 @@ import * as fs from 'node:fs';
 import { createInbox, NatsConnection } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
 import { decodeBatchFrame, decodeEnvelope, encode, encodeBatchFrame, LogBatch, payloadCrc, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { DEFAULTS } from '@flotilla/config';
+import { MISSED_HEARTBEATS_STALE } from '@flotilla/replication';
 import { httpJson, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
-import { DURABILITY_CHECK_WARMUP_MS } from '../../apps/gateway/src/gateway-router';
 import { fileChecksums, natsClient, statusOf } from './support';
 
 jest.setTimeout(120_000);
@@ -118,8 +119,9 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
     // Two replicas: three copies can never be had. It used to commit, then answer 503 after syncTimeoutMs.
     'durability {replicas: n} above the number of replicas',
     async () => {
-      // A gateway judges it only once it has had time to hear every node (DURABILITY_CHECK_WARMUP_MS after it started).
-      await new Promise((r) => setTimeout(r, DURABILITY_CHECK_WARMUP_MS));
+      // A gateway judges it only once it has had time to hear every node (a few heartbeat intervals
+      // after its first heartbeat): until then the leader's wait decides, and it would commit.
+      await new Promise((r) => setTimeout(r, MISSED_HEARTBEATS_STALE * DEFAULTS.heartbeatIntervalMs));
       return raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('zed', 1)" }], durability: { replicas: 3 } }));
     },
     503,

@@ -102,8 +102,12 @@ describe('GatewayRouter.execute', () => {
   it('refuses {replicas: n} above the replicas the heartbeats know of, before sending it (nothing applied)', async () => {
     const { clock, view, requester, router } = setup();
     requester.answer = () => writeReply('11');
-    // Just started, having heard one node of three: not judged yet, the leader's wait decides.
+    // Nothing heard for a long while (NATS connected late): not judged, the leader's wait decides.
+    clock.advance(60_000);
+    await expect(settle(router.execute({ ...write(), durability: { replicas: 3 } }), clock)).resolves.toMatchObject({ lsn: '11' });
+    // The first heartbeat, one node of three: not judged until every live node has had time to be heard.
     view.ingest(hb('replica-0', { role: 'leader' }));
+    clock.advance(view.staleAfterMs - 100);
     await expect(settle(router.execute({ ...write(), durability: { replicas: 3 } }), clock)).resolves.toMatchObject({ lsn: '11' });
     view.ingest(hb('replica-0', { role: 'leader' }));
     view.ingest(hb('replica-1'));

@@ -91,18 +91,9 @@ const FALLBACK_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.TIMEOUT, Err
 /** Replies after which an any/bounded read tries another node (this one is starting or seeding). */
 const NEXT_NODE_READ_CODES: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT]);
 
-/**
- * For this long after it starts, a router has heard only some heartbeats (one per node every
- * heartbeatIntervalMs): it does not judge `{replicas: n}` against the nodes it knows yet.
- */
-export const DURABILITY_CHECK_WARMUP_MS = 3000;
-
 export class GatewayRouter {
-  private readonly startedAtMono: number;
-
   constructor(private readonly o: GatewayRouterOptions) {
     if (!(o.requestTimeoutMs > 0)) throw new RangeError(`requestTimeoutMs must be > 0, got ${o.requestTimeoutMs}`);
-    this.startedAtMono = o.clock.monotonic();
   }
 
   /** Sends one write transaction to the leader; resolves with its reply or throws FlotillaError. */
@@ -156,11 +147,12 @@ export class GatewayRouter {
    * `{replicas: n}` above the number of replicas the heartbeats know of (down ones included, for
    * five minutes) cannot be met: refused before it is sent, so nothing is applied. The leader would
    * commit it and answer NOT_ENOUGH_REPLICAS after syncTimeoutMs, the write in its history anyway.
-   * In a router's first DURABILITY_CHECK_WARMUP_MS (some nodes not heard yet): the leader's wait decides.
+   * Until the view has heard heartbeats for long enough to have heard every live node (a few
+   * heartbeat intervals from the first one, however late NATS connected): the leader's wait decides.
    */
   private refuseUnreachableDurability(durability: ExecuteInput['durability']): void {
     const copies = typeof durability === 'object' && durability !== null ? durability.replicas : 0;
-    if (copies <= 1 || this.o.clock.monotonic() - this.startedAtMono < DURABILITY_CHECK_WARMUP_MS) return;
+    if (copies <= 1 || !this.o.view.hasHeardEveryLiveNode()) return;
     const known = this.o.view.nodes();
     if (known.length === 0 || copies <= known.length) return;
     throw new FlotillaError(

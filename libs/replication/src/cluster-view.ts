@@ -88,6 +88,8 @@ export class ClusterView {
   readonly forgetAfterMs: number;
   private readonly clock: Clock;
   private readonly entries = new Map<string, Entry>();
+  /** When the first heartbeat was heard (monotonic), if one was. */
+  private firstHeardMono: number | undefined;
   /** Round-robin position, advanced on every pick that has a choice. */
   private turn = 0;
 
@@ -106,7 +108,17 @@ export class ClusterView {
    * heartbeat of a node replaces the previous one, whatever its content.
    */
   ingest(hb: Heartbeat): void {
-    this.entries.set(hb.node, { hb, seenAt: this.clock.monotonic() });
+    const now = this.clock.monotonic();
+    this.firstHeardMono ??= now;
+    this.entries.set(hb.node, { hb, seenAt: now });
+  }
+
+  /**
+   * Whether every live node has had time to be heard: `staleAfterMs` (several heartbeat intervals)
+   * since the first heartbeat arrived, whenever the connection that brought it was made.
+   */
+  hasHeardEveryLiveNode(): boolean {
+    return this.firstHeardMono !== undefined && this.clock.monotonic() - this.firstHeardMono >= this.staleAfterMs;
   }
 
   /** Every known node, sorted by name, with `healthy` computed now. Forgets long-silent nodes. */
