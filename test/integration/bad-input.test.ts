@@ -20,8 +20,9 @@ let nc: NatsConnection;
 let leader: string;
 let follower: string;
 
+/** A request to the gateway (`path` from /), or to any URL. */
 async function raw(method: string, path: string, body: string, contentType = 'application/json') {
-  const res = await fetch(`${cluster.gatewayUrl}${path}`, { method, body, headers: { 'content-type': contentType } });
+  const res = await fetch(path.startsWith('http') ? path : `${cluster.gatewayUrl}${path}`, { method, body, headers: { 'content-type': contentType } });
   const text = await res.text();
   let json: any;
   try {
@@ -124,6 +125,13 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
       await new Promise((r) => setTimeout(r, MISSED_HEARTBEATS_STALE * DEFAULTS.heartbeatIntervalMs));
       return raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('zed', 1)" }], durability: { replicas: 3 } }));
     },
+    503,
+    'NOT_ENOUGH_REPLICAS',
+  ],
+  [
+    // The leader judges it too, from the heartbeats it heard: its own API (the chart's -rw Service) has no gateway.
+    "durability {replicas: n} above the number of replicas, sent to the leader's own API",
+    () => raw('POST', `${cluster.apiUrl(leader)}/v1/execute`, JSON.stringify({ statements: [{ sql: "INSERT INTO accounts(owner, balance) VALUES ('zed', 1)" }], durability: { replicas: 3 } })),
     503,
     'NOT_ENOUGH_REPLICAS',
   ],

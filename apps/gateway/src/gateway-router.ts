@@ -33,6 +33,7 @@ import {
 } from '@flotilla/protocol';
 import type { Clock, Logger } from '@flotilla/logging';
 import type { ClusterView, ReadConsistency } from '../../../libs/replication/src/cluster-view';
+import { unreachableDurability } from '../../../libs/replication/src/sync-tracker';
 import { RequestFailure, RequestFailureKind, Requester } from './requester';
 
 /** First pause between write retries; doubles each time up to {@link WRITE_RETRY_MAX_DELAY_MS}. */
@@ -145,20 +146,16 @@ export class GatewayRouter {
 
   /**
    * `{replicas: n}` above the number of replicas the heartbeats know of (down ones included, for
-   * five minutes) cannot be met: refused before it is sent, so nothing is applied. The leader would
-   * commit it and answer NOT_ENOUGH_REPLICAS after syncTimeoutMs, the write in its history anyway.
+   * five minutes) cannot be met: refused before it is sent, so nothing is applied. The leader judges
+   * it too, from the heartbeats it heard (its own API has no gateway in front); asking here first
+   * saves the round trip and answers while there is no leader.
    * Until the view has heard heartbeats for long enough to have heard every live node (a few
    * heartbeat intervals from the first one, however late NATS connected): the leader's wait decides.
    */
   private refuseUnreachableDurability(durability: ExecuteInput['durability']): void {
-    const copies = typeof durability === 'object' && durability !== null ? durability.replicas : 0;
-    if (copies <= 1 || !this.o.view.hasHeardEveryLiveNode()) return;
-    const known = this.o.view.nodes();
-    if (known.length === 0 || copies <= known.length) return;
-    throw new FlotillaError(
-      ErrorCode.NOT_ENOUGH_REPLICAS,
-      `durability {replicas: ${copies}} needs ${copies} copies, but ${known.length} replica${known.length === 1 ? ' is' : 's are'} known (${known.map((n) => n.name).join(', ')}); nothing was applied: ask for at most ${known.length}, or retry once more replicas are up`,
-    );
+    if (typeof durability !== 'object' || !this.o.view.hasHeardEveryLiveNode()) return;
+    const refusal = unreachableDurability(durability, this.o.view.nodes().map((n) => n.name));
+    if (refusal) throw refusal;
   }
 
   /**

@@ -254,7 +254,7 @@ export class ClusterView {
   }
 }
 
-function compareNames(a: string, b: string): number {
+export function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

@@ -45,7 +45,7 @@ import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { RoleContext } from './context';
 import { removeInBackground } from './remove-in-background';
-import { SyncTracker } from './sync-tracker';
+import { SyncTracker, unreachableDurability } from './sync-tracker';
 import { StreamBatcher } from './stream-batcher';
 import { validateWriteRequest } from './validate';
 import { WalFlusher } from './wal-flusher';
@@ -167,6 +167,8 @@ export class LeaderRole {
     /** True while the lease is held and cannot have expired elsewhere. */
     private readonly leaseValid: () => boolean,
     readonly sync: SyncTracker,
+    /** Names of the replicas this node knows (itself included), or null while it cannot tell yet. */
+    private readonly knownReplicas: () => readonly string[] | null = () => null,
   ) {
     this.stream = new StreamBatcher(ctx.clock, ctx.config.streamBatchMs, (entries) => this.publish(entries));
   }
@@ -305,6 +307,9 @@ export class LeaderRole {
       respond(encode(errorReply({ code: ErrorCode.BAD_REQUEST, message: (err as Error).message })));
       return;
     }
+    // More copies than there are replicas: it would commit, then fail after syncTimeoutMs.
+    const unreachable = unreachableDurability(req.durability, this.knownReplicas());
+    if (unreachable) return respond(encode(errorReply({ code: unreachable.code, message: unreachable.message })));
     this.queue.push({ req, respond });
     if (!this.flushScheduled) {
       this.flushScheduled = true;

@@ -29,6 +29,7 @@ import { IDEMPOTENCY_KEY_RETENTION_MS } from '@flotilla/storage';
 import { RoleContext } from './context';
 import { FollowerRole } from './follower';
 import { LeaderRole } from './leader';
+import { compareNames, DEFAULT_FORGET_AFTER_MS, MISSED_HEARTBEATS_STALE } from './cluster-view';
 import { retentionPoint } from './retention';
 import { SyncSettings, SyncTracker } from './sync-tracker';
 import { validateQueryRequest } from './validate';
@@ -95,6 +96,10 @@ export class ReplicaNode {
    */
   private readonly followerApplied = new Map<string, KnownPosition>();
   private positionsChanged = false;
+  /** When this node first heard a heartbeat (its own counts: NATS works), monotonic. */
+  private firstHeardMono: number | undefined;
+  /** When each other node's last heartbeat was heard, whatever its role (wall clock, ms). */
+  private readonly lastHeardMs = new Map<string, number>();
   private positionsSavedMono = Number.NEGATIVE_INFINITY;
   private readonly baseLog: RoleContext['log'];
   /** What the leader's heartbeat says of the sync set and mode (followers report `sync` from it). */
@@ -143,7 +148,13 @@ export class ReplicaNode {
       store.syncWal();
       this.epoch = view.epoch;
       this.leaderName = this.ctx.node;
-      this.leader = new LeaderRole(this.ctx, view.epoch, () => this.lease.isValidLeader(), new SyncTracker(this.effectiveSettings(), this.ctx.log.child({ component: 'sync' }), () => this.heartbeat()));
+      this.leader = new LeaderRole(
+        this.ctx,
+        view.epoch,
+        () => this.lease.isValidLeader(),
+        new SyncTracker(this.effectiveSettings(), this.ctx.log.child({ component: 'sync' }), () => this.heartbeat()),
+        () => this.knownReplicas(),
+      );
       this.leader.start();
       this.role = Role.LEADER;
     } else {
@@ -251,7 +262,9 @@ export class ReplicaNode {
   private onHeartbeat(data: Uint8Array): void {
     try {
       const hb = decodeHeartbeat(data);
+      this.firstHeardMono ??= this.ctx.clock.monotonic();
       if (hb.node === this.ctx.node) return;
+      this.lastHeardMs.set(hb.node, this.ctx.clock.now());
       if (hb.role === Role.FOLLOWER) this.notePosition(hb.node, parseLsn(hb.appliedLsn), this.ctx.clock.now());
       if (hb.role !== Role.LEADER) return;
       if (this.leader && hb.epoch > this.epoch) {
@@ -503,6 +516,21 @@ export class ReplicaNode {
   }
 
   // ---- log retention --------------------------------------------------------------------------
+
+  /**
+   * The replicas this node knows: itself, and every node heard in the last
+   * {@link DEFAULT_FORGET_AFTER_MS} (down ones included, as the gateway counts them). Null until it
+   * has heard heartbeats for {@link MISSED_HEARTBEATS_STALE} intervals: until then some live node may
+   * not have been heard.
+   */
+  private knownReplicas(): string[] | null {
+    const { clock, config, node } = this.ctx;
+    if (this.firstHeardMono === undefined || clock.monotonic() - this.firstHeardMono < MISSED_HEARTBEATS_STALE * config.heartbeatIntervalMs) return null;
+    const names = new Set([node]);
+    const now = clock.now();
+    for (const [n, at] of this.lastHeardMs) if (now - at <= DEFAULT_FORGET_AFTER_MS) names.add(n);
+    return [...names].sort(compareNames);
+  }
 
   private notePosition(node: string, applied: number, heardMs: number): void {
     const known = this.followerApplied.get(node);

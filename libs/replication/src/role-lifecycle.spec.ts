@@ -8,13 +8,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '@flotilla/config';
 import { FakeClock, MemoryLogger, systemClock } from '@flotilla/logging';
-import { decodeEnvelope, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
+import { decodeEnvelope, encode, ErrorCode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { servedSnapshotsDirFor, Store } from '@flotilla/storage';
 import { TransportError } from '@flotilla/transport';
 import type { IncomingMessage, Subscription, Transport } from '@flotilla/transport';
 import { Counters, RoleContext } from './context';
 import { FollowerRole } from './follower';
 import { LeaderRole, toWire } from './leader';
+import { MISSED_HEARTBEATS_STALE } from './cluster-view';
 import { ReplicaNode } from './replica-node';
 import { SyncTracker } from './sync-tracker';
 
@@ -360,4 +361,36 @@ test('a node keeps the log another follower needs (heard in its heartbeats, save
     await second.stop();
   }
   expect(ctx.store.readKnownPositions()).toEqual({});
+});
+
+test('a leader refuses {replicas: n} above the replicas it has heard of (for five minutes) before running it, once it has heard heartbeats for three intervals', async () => {
+  const t = new MemoryTransport(() => false);
+  const clock = new FakeClock();
+  const ctx = { ...context('l', t), clock };
+  const view = { leader: 'l', epoch: 1, isLeader: true };
+  const lease = { isValidLeader: () => true, validForMs: () => 1000, leadership: view, handOver: async () => view, yieldTo: () => undefined };
+  const node = new ReplicaNode(ctx, lease, 'test');
+  node.start();
+  node.onLeadership(view);
+  const heartbeat = (name: string, role: string) =>
+    t.publish(ctx.subjects.heartbeatAll, encode({ type: 'hb', v: PROTOCOL_VERSION, node: name, role, epoch: 1, leader: 'l', lsn: '1', appliedLsn: '1', flushedLsn: '1', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() }));
+  const write = async (replicas: number) => decodeEnvelope(await node.localWrite(encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql: 'CREATE TABLE t(k)' }], durability: { replicas } }))!);
+  try {
+    heartbeat('l', 'leader');
+    heartbeat('f', 'follower');
+    heartbeat('g', 'seeding');
+    clock.advance(MISSED_HEARTBEATS_STALE * ctx.config.heartbeatIntervalMs);
+    const lsn = ctx.store.lastLsn;
+    const refused = await write(4);
+    expect(refused).toMatchObject({ type: 'error', error: { code: ErrorCode.NOT_ENOUGH_REPLICAS } });
+    expect((refused.error as { message: string }).message).toMatch(/needs 4 copies, but 3 replicas are known \(f, g, l\); nothing was applied/);
+    // g silent for over five minutes: no longer counted.
+    clock.advance(5 * 60_000);
+    heartbeat('f', 'follower');
+    const second = await write(3);
+    expect((second.error as { message: string }).message).toMatch(/needs 3 copies, but 2 replicas are known \(f, l\)/);
+    expect(ctx.store.lastLsn).toBe(lsn);
+  } finally {
+    await node.stop();
+  }
 });

@@ -14,7 +14,7 @@
  */
 import type { ReplicationMode, SyncPolicy } from '@flotilla/config';
 import type { Logger } from '@flotilla/logging';
-import type { Durability } from '@flotilla/protocol';
+import { Durability, ErrorCode, FlotillaError } from '@flotilla/protocol';
 
 export interface SyncSettings {
   mode: ReplicationMode;
@@ -259,4 +259,18 @@ export class SyncTracker {
       });
     }
   }
+}
+
+/**
+ * `{replicas: n}` above the replicas known (`known`: names, this node's included) can never be met:
+ * the error to answer before the write runs, so nothing is applied; null when it may be met or when
+ * `known` is null (not judged yet: the leader's wait decides). The gateway and the leader both ask.
+ */
+export function unreachableDurability(durability: Durability | undefined, known: readonly string[] | null): FlotillaError | null {
+  const copies = typeof durability === 'object' && durability !== null ? durability.replicas : 0;
+  if (copies <= 1 || known === null || known.length === 0 || copies <= known.length) return null;
+  return new FlotillaError(
+    ErrorCode.NOT_ENOUGH_REPLICAS,
+    `durability {replicas: ${copies}} needs ${copies} copies, but ${known.length} replica${known.length === 1 ? ' is' : 's are'} known (${known.join(', ')}); nothing was applied: ask for at most ${known.length}, or retry once more replicas are up`,
+  );
 }
