@@ -1,0 +1,66 @@
+/**
+ * Read-your-writes across a failover that lost the write. In async mode a write acknowledged by the
+ * leader alone is lost when that leader dies before any follower has it; the new leader's history
+ * then has another transaction at the same LSN. A client that reads with only `minLsn` is served
+ * from that history and does not see its write, with no error; with the write's `epoch` as
+ * `minEpoch` the read is refused (409 STALE_EPOCH), from the leader and from a follower alike.
+ */
+import { httpJson, stopAll, waitFor } from '@flotilla/testing';
+import { createHistoryTable, FaultCluster, followersCaughtUp, HISTORY_TABLE, killAndKeepDown, startFaultCluster, steadyLeader } from './fault-support';
+
+jest.setTimeout(180_000);
+
+let fc: FaultCluster | undefined;
+afterEach(async () => {
+  fc?.watch.stop();
+  await fc?.nc.close();
+  fc = undefined;
+  await stopAll();
+});
+
+test('a write lost in a failover: read with minLsn alone misses it silently; with minEpoch the read is refused 409 STALE_EPOCH', async () => {
+  const f = (fc = await startFaultCluster({ mode: 'async', proxies: true }));
+  const gw = f.cluster.gatewayUrl;
+  const execute = (k: string) => httpJson('POST', `${gw}/v1/execute`, { statements: [{ sql: `INSERT INTO ${HISTORY_TABLE}(k, v) VALUES (?, 'x')`, params: [k] }] });
+  const query = (body: Record<string, unknown>) => httpJson('POST', `${gw}/v1/query`, body);
+  await createHistoryTable(f.cluster);
+  const { leader, epoch } = await steadyLeader(f.cluster);
+  expect((await execute('before')).status).toBe(200);
+  await waitFor(() => followersCaughtUp(f, leader, epoch, 0), { what: 'followers caught up', timeoutMs: 30_000 });
+  const followers = f.cluster.replicaNames.filter((n) => n !== leader);
+
+  // Both followers lose NATS; the leader acknowledges a write only it has, then dies for good.
+  for (const n of followers) f.proxies.get(n)!.cut();
+  const lost = await execute('lost');
+  expect(lost.status).toBe(200);
+  const lsn = String(lost.body.lsn);
+  expect(lost.body.epoch).toBe(epoch);
+  await killAndKeepDown(f.cluster, leader);
+  for (const n of followers) f.proxies.get(n)!.heal();
+  const promoted = await waitFor(() => f.watch.leaders.find((o) => o.epoch > epoch), { what: 'a new leader', timeoutMs: 30_000 });
+  expect(followers).toContain(promoted.leader);
+
+  // The new history grows past the lost write's LSN with other transactions.
+  await waitFor(
+    async () => {
+      const r = await execute(`after-${Date.now()}`);
+      return r.status === 200 && BigInt(r.body.lsn) > BigInt(lsn) ? r.body : null;
+    },
+    { what: `writes in epoch ${promoted.epoch} past LSN ${lsn}`, timeoutMs: 30_000, intervalMs: 20 },
+  );
+  const sql = `SELECT count(*) AS n FROM ${HISTORY_TABLE} WHERE k = 'lost'`;
+  for (const consistency of ['read-your-writes', 'strong']) {
+    // minLsn alone is met by the new history's entry at that LSN: served, without the write.
+    const silent = await query({ sql, consistency, minLsn: lsn });
+    expect({ consistency, status: silent.status, rows: silent.body.rows }).toEqual({ consistency, status: 200, rows: [{ n: 0 }] });
+    // With the write's epoch, the node sees that its entry at that LSN is of another epoch.
+    const refused = await query({ sql, consistency, minLsn: lsn, minEpoch: epoch });
+    expect({ consistency, status: refused.status, code: refused.body.error?.code }).toEqual({ consistency, status: 409, code: 'STALE_EPOCH' });
+    expect(refused.body.error.message).toContain(`the write at LSN ${lsn} of epoch ${epoch} is not in this cluster's history`);
+  }
+  // Every surviving node, asked directly, says the same (a follower as well as the new leader).
+  for (const n of followers) {
+    const r = await httpJson('POST', `${f.cluster.apiUrl(n)}/v1/query`, { sql, minLsn: lsn, minEpoch: epoch });
+    expect({ node: n, status: r.status, code: r.body.error?.code }).toEqual({ node: n, status: 409, code: 'STALE_EPOCH' });
+  }
+});
