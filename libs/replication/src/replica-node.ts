@@ -25,7 +25,7 @@ import { chooseCandidate, type LeadershipView } from '@flotilla/election';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
 import type { KnownPosition, Store } from '@flotilla/storage';
-import { IDEMPOTENCY_KEY_RETENTION_MS } from '@flotilla/storage';
+import { IDEMPOTENCY_KEY_RETENTION_MS, isTurnSpent, SQL_TURN_TICK_MS } from '@flotilla/storage';
 import { RoleContext } from './context';
 import { FollowerRole } from './follower';
 import { LeaderRole } from './leader';
@@ -43,6 +43,11 @@ export const SWITCHOVER_TIMEOUT_MS = 10_000;
 export const MODE_CONFIRM_MS = 4000;
 /** How often the log is trimmed. */
 export const RETENTION_INTERVAL_MS = 500;
+/**
+ * A query that found its turn's SQL time taken by other requests runs again a turn later, at most
+ * this many times (~1 s in all, within the gateway's request timeout); then it is answered 503.
+ */
+export const QUERY_DEFERRALS_MAX = 50;
 /** Other nodes' positions are written to the store at most this often (when they changed). */
 export const POSITIONS_SAVE_INTERVAL_MS = 5000;
 /** Oldest entries looked at per trim round. */
@@ -297,7 +302,7 @@ export class ReplicaNode {
 
   // ---- reads ----------------------------------------------------------------------------------
 
-  private async onRead(data: Uint8Array, respond?: (d: Uint8Array) => void): Promise<void> {
+  private async onRead(data: Uint8Array, respond?: (d: Uint8Array) => void, deferrals = 0): Promise<void> {
     if (!respond) return;
     try {
       const req = validateQueryRequest(decodeEnvelope(data));
@@ -356,6 +361,12 @@ export class ReplicaNode {
       if (bytes.length > 1024 * 1024 - 1024) throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, 'the result is larger than 1 MiB; add a LIMIT');
       respond(bytes);
     } catch (err) {
+      if (isTurnSpent(err) && deferrals < QUERY_DEFERRALS_MAX) {
+        // Other requests' SQL took this turn's time (statementTimeoutMs): not this query's fault.
+        // It runs in a later turn, every check again, as a write does; not a 503 to retry.
+        this.ctx.clock.setTimeout(() => void this.onRead(data, respond, deferrals + 1), SQL_TURN_TICK_MS);
+        return;
+      }
       const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.BAD_REQUEST, message: (err as Error).message };
       respond(encode(errorReply(wire)));
     }

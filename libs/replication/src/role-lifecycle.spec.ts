@@ -394,3 +394,40 @@ test('a leader refuses {replicas: n} above the replicas it has heard of (for fiv
     await node.stop();
   }
 });
+
+test('a query that finds its turn\'s SQL time taken by another request runs a turn later instead of failing 503', async () => {
+  const t = new MemoryTransport(() => false);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-roles-'));
+  dirs.push(dir);
+  const TIMEOUT_MS = 100;
+  const store = Store.open(path.join(dir, 'db.sqlite'), { statementTimeoutMs: TIMEOUT_MS });
+  stores.push(store);
+  expect(store.statementDeadlines).toBe(true);
+  const ctx: RoleContext = {
+    node: 'l', store, transport: t, subjects: subjectsFor('roles'), clock: systemClock, log: new MemoryLogger({ node: 'l' }),
+    config: loadConfig({ cluster: 'roles', node: 'l' }, {}), counters: new Counters(), fatal: () => undefined,
+  };
+  const view = { leader: 'l', epoch: 1, isLeader: true };
+  const lease = { isValidLeader: () => true, validForMs: () => 1000, leadership: view, handOver: async () => view, yieldTo: () => undefined };
+  const node = new ReplicaNode(ctx, lease, 'test');
+  node.start();
+  node.onLeadership(view);
+  try {
+    await new Promise((r) => setTimeout(r, 50)); // a fresh turn, with its whole SQL time
+    const ask = (sql: string) => t.request(ctx.subjects.read('l'), encode({ type: 'query', v: PROTOCOL_VERSION, sql })).then(decodeEnvelope);
+    // All in one turn of the event loop: the memory transport runs each handler at once, so the
+    // first query runs its whole deadline before the second is asked, and the second runs what is
+    // left of the turn's SQL time (a tick's worth) before the third is asked.
+    const forEver = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c';
+    const first = ask(forEver);
+    const second = ask(forEver);
+    const small = ask('SELECT 41 + 1 AS n');
+    // Each runaway query gets its own whole deadline (the second in a later turn): its own 400...
+    expect(await first).toMatchObject({ type: 'error', error: { code: ErrorCode.STATEMENT_TIMEOUT } });
+    expect(await second).toMatchObject({ type: 'error', error: { code: ErrorCode.STATEMENT_TIMEOUT } });
+    // ...and the small one, which found no time left in that turn, is answered, not refused.
+    expect(await small).toMatchObject({ type: 'query-reply', rows: [{ n: 42 }] });
+  } finally {
+    await node.stop();
+  }
+});
