@@ -8,6 +8,8 @@ export class MemoryLeaseStore {
   unreachable = false;
   /** Writes this many more, then fails as if the answer were lost (the write is stored all the same). */
   loseAnswers = 0;
+  /** Fails this many more writes without storing them, as a request that timed out before it got there. */
+  dropWrites = 0;
   private revision = 0;
   private watchers = new Set<(r: LeaseRecord | null) => void>();
   constructor(private readonly clock: Clock) {}
@@ -22,6 +24,10 @@ export class MemoryLeaseStore {
         return store.record ? { ...store.record } : null;
       },
       async compareAndSwap(expected, next) {
+        if (store.dropWrites > 0) {
+          store.dropWrites--;
+          throw new LeaseUnavailableError('memory lease: the request timed out (not stored)');
+        }
         const stored = store.cas(expected, next);
         if (store.loseAnswers > 0) {
           store.loseAnswers--;

@@ -331,6 +331,37 @@ describe('FailoverMonitor', () => {
     expect(s.promotions).toEqual([{ from: 'replica-0', to: 'replica-2', epoch: 2 }]); // the former leader's pod is relabelled
   });
 
+  it('a promotion retried after an unanswered write that was not stored is recorded once, though the lease shows it before the answer comes', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(2000);
+    s.kill('replica-0');
+    // The first write times out without being stored (the monitor cannot tell: it may have been);
+    // the retry a tick later is stored, and the lease's watchers hear of it before its answer (the
+    // memory store tells its watchers inside the write; apps/monitor feeds its watch to onLease).
+    s.store.leaser().watch((r) => s.monitor.onLease(r));
+    s.store.dropWrites = 1;
+    await s.run(4000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.lines('promoted').map((l) => l.fields)).toEqual([expect.objectContaining({ from: 'replica-0', to: 'replica-2', epoch: 2 })]);
+    expect(s.monitor.failovers).toBe(1);
+    expect(s.promotions).toEqual([{ from: 'replica-0', to: 'replica-2', epoch: 2 }]);
+  });
+
+  it('a promotion whose answer was lost after the lease\'s watch had shown it is recorded, once', async () => {
+    const s = new Scenario();
+    s.monitor.setActive(true);
+    await s.run(2000);
+    s.kill('replica-0');
+    s.store.leaser().watch((r) => s.monitor.onLease(r));
+    s.store.loseAnswers = 1;
+    await s.run(4000);
+    expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+    expect(s.lines('promoted').map((l) => l.fields)).toEqual([expect.objectContaining({ from: 'replica-0', to: 'replica-2', epoch: 2, note: expect.stringContaining('unanswered') })]);
+    expect(s.monitor.failovers).toBe(1);
+    expect(s.promotions).toEqual([{ from: 'replica-0', to: 'replica-2', epoch: 2 }]);
+  });
+
   it('a deleted lease is not given away while its leader still heartbeats as leader with a valid lease', async () => {
     const s = new Scenario();
     s.monitor.setActive(true);

@@ -87,6 +87,8 @@ export class FailoverMonitor {
    * When the lease later shows it (this holder at this epoch), the promotion is recorded as done.
    */
   private unconfirmed: { from: string | null; to: string; epoch: number; detectedAt: number } | undefined;
+  /** A lease write of a promotion is in flight. */
+  private promoting = false;
   /** node@epoch → monotonic time of the last step-down sent. */
   private readonly stepDownsSent = new Map<string, number>();
   private readonly startedAtMono: number;
@@ -127,7 +129,8 @@ export class FailoverMonitor {
   /** A promotion whose lease write went unanswered: done if the lease shows it, abandoned if it shows another epoch. */
   private settleUnconfirmed(record: LeaseRecord | null): void {
     const u = this.unconfirmed;
-    if (!u || !record) return;
+    // While a write is in flight, its own answer settles it (the watch may show it first).
+    if (!u || !record || this.promoting) return;
     if (record.holder === u.to && record.epoch === u.epoch) {
       this.unconfirmed = undefined;
       // Recorded already (an earlier write of the same promotion was answered or settled).
@@ -317,8 +320,10 @@ export class FailoverMonitor {
     });
     let stored: LeaseRecord;
     try {
+      this.promoting = true;
       stored = await this.deps.leaser.compareAndSwap(record, { holder: candidate.name, epoch, ttlMs: this.options.leaseTtlMs });
     } catch (err) {
+      this.promoting = false;
       if (err instanceof LeaseConflictError) {
         this.deps.log.info('lease changed under us: someone else acted; re-reading it', { monitor: this.options.name, to: candidate.name, epoch });
         try {
@@ -330,9 +335,18 @@ export class FailoverMonitor {
         this.setState('ok', 'the leader lease changed while promoting: re-evaluating');
         return;
       }
-      // It may have been stored all the same (the answer was lost): the lease will tell. Only while
-      // the lease is still the one it was written over: once it moved on, whatever it shows was seen.
-      if ((this.lease?.revision ?? null) === (record?.revision ?? null)) this.unconfirmed = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs };
+      // It may have been stored all the same (the answer was lost): the lease will tell. The watch
+      // may have shown it already, while the write was in flight; else it tells later, while the
+      // lease is still the one it was written over (once it moved on to another, that was seen).
+      const shown = this.lease;
+      if (shown && shown.holder === candidate.name && shown.epoch === epoch) {
+        this.unconfirmed = undefined;
+        this.recordPromotion(from, candidate.name, epoch, this.detectedAtMs, true);
+        this.lastPromotionError = undefined;
+        this.setState('ok', undefined);
+        return;
+      }
+      if ((shown?.revision ?? null) === (record?.revision ?? null)) this.unconfirmed = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs };
       // Once per cause, not every tick (every monitorIntervalMs) while the backend stays down.
       const why = `${candidate.name}: ${(err as Error).message}`;
       if (this.lastPromotionError !== why) {
@@ -342,6 +356,7 @@ export class FailoverMonitor {
       this.setState('failing-over', `cannot write the leader lease: ${(err as Error).message}`);
       return;
     }
+    this.promoting = false;
     this.observed.observe(stored);
     this.lastPromotionError = undefined;
     this.unconfirmed = undefined;
