@@ -40,15 +40,20 @@ async function main(): Promise<void> {
   const log = createLogger({ app: 'monitor', node: name, cluster: config.cluster }, config.logLevel);
   const subjects = subjectsFor(config.cluster);
 
+  // Heartbeats come over NATS: after a reconnect the monitor listens a full failure window again.
+  let monitor: FailoverMonitor | undefined;
   const transport = await NatsTransport.connect({
     servers: config.natsUrl,
     name: `monitor-${name}`,
-    onStatus: (status, data) => log.info('nats connection', { status, data: typeof data === 'string' ? data : undefined }),
+    onStatus: (status, data) => {
+      log.info('nats connection', { status, data: typeof data === 'string' ? data : undefined });
+      if (status === 'reconnect') monitor?.listenAgain();
+    },
   });
   const { replicaLease, monitorLease } = await openLeases(config, transport.nc, log);
   log.info('lease backend', { backend: replicaLease.kind });
 
-  const monitor = new FailoverMonitor(
+  monitor = new FailoverMonitor(
     { name, failureTimeoutMs: config.failureTimeoutMs, maxLagOnFailover: config.maxLagOnFailover, leaseTtlMs: config.leaseTtlMs },
     {
       clock: systemClock,

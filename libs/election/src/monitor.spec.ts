@@ -362,6 +362,32 @@ describe('FailoverMonitor', () => {
     expect(s.promotions).toEqual([{ from: 'replica-0', to: 'replica-2', epoch: 2 }]);
   });
 
+  it('after its heartbeats were cut off it listens a full failure window again before failing a leader over', async () => {
+    for (const heal of ['listening again', 'at once']) {
+      const s = new Scenario();
+      s.monitor.setActive(true);
+      await s.run(2000);
+      // A NATS outage: nobody is heard, and the leader lets its lease lapse (it cannot tell who sees it).
+      for (const n of s.nodes.values()) n.alive = false;
+      await s.run(3000);
+      expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+      // The heal: the monitor's connection is back; the followers are heard first, the leader renews 300 ms later.
+      if (heal === 'listening again') s.monitor.listenAgain();
+      s.nodes.get('replica-1')!.alive = true;
+      s.nodes.get('replica-2')!.alive = true;
+      await s.run(300);
+      s.nodes.get('replica-0')!.alive = true;
+      await s.run(2000);
+      if (heal === 'listening again') {
+        expect(s.store.record).toMatchObject({ holder: 'replica-0', epoch: 1 });
+        expect(s.lines('promoted')).toEqual([]);
+      } else {
+        // What the warm-up prevents: the leader was failed over for an outage it did not cause.
+        expect(s.store.record).toMatchObject({ holder: 'replica-2', epoch: 2 });
+      }
+    }
+  });
+
   it('a deleted lease is not given away while its leader still heartbeats as leader with a valid lease', async () => {
     const s = new Scenario();
     s.monitor.setActive(true);

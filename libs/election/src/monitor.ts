@@ -91,7 +91,7 @@ export class FailoverMonitor {
   private promoting = false;
   /** node@epoch → monotonic time of the last step-down sent. */
   private readonly stepDownsSent = new Map<string, number>();
-  private readonly startedAtMono: number;
+  private listeningSinceMono: number;
   private failoverCount = 0;
   /** Highest epoch seen in a lease record or a heartbeat: a free lease above 0 had a leader before. */
   private highestEpochSeen = 0;
@@ -103,12 +103,23 @@ export class FailoverMonitor {
     if (!(options.leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${options.leaseTtlMs}`);
     if (!(options.maxLagOnFailover >= 0)) throw new RangeError(`maxLagOnFailover must be >= 0, got ${options.maxLagOnFailover}`);
     this.detector = new FailureDetector(deps.clock, options.failureTimeoutMs);
-    this.startedAtMono = deps.clock.monotonic();
+    this.listeningSinceMono = deps.clock.monotonic();
     this.observed = new ObservedLease(deps.clock);
   }
 
   private get lease(): LeaseRecord | null {
     return this.observed.record;
+  }
+
+  /**
+   * Heartbeats were cut off (the monitor's NATS connection came back): silence since then says
+   * nothing of the nodes, so the warm-up starts again. Without it, a leader that let its lease lapse
+   * in the outage was failed over right after the heal, by the first follower heard, before its own
+   * renewal could come.
+   */
+  listenAgain(): void {
+    this.listeningSinceMono = this.deps.clock.monotonic();
+    this.deps.log.info('listening again: heartbeats were cut off', { monitor: this.options.name, failureTimeoutMs: this.options.failureTimeoutMs });
   }
 
   /** A decoded, validated heartbeat of a replica. */
@@ -217,7 +228,7 @@ export class FailoverMonitor {
 
   private async evaluate(): Promise<void> {
     const { failureTimeoutMs } = this.options;
-    if (this.deps.clock.monotonic() - this.startedAtMono < failureTimeoutMs) {
+    if (this.deps.clock.monotonic() - this.listeningSinceMono < failureTimeoutMs) {
       // Not yet a full failure window of heartbeats: silence now means "not heard yet", not "dead".
       this.setState('ok', `warming up: listening to heartbeats for ${failureTimeoutMs} ms before deciding`);
       return;
