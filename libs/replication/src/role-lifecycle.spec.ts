@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '@flotilla/config';
-import { FakeClock, MemoryLogger, systemClock } from '@flotilla/logging';
+import { Clock, FakeClock, MemoryLogger, systemClock } from '@flotilla/logging';
 import { decodeEnvelope, encode, ErrorCode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
-import { servedSnapshotsDirFor, Store } from '@flotilla/storage';
+import { servedSnapshotsDirFor, Store, StoreOptions } from '@flotilla/storage';
 import { TransportError } from '@flotilla/transport';
 import type { IncomingMessage, Subscription, Transport } from '@flotilla/transport';
 import { Counters, RoleContext } from './context';
@@ -63,19 +63,33 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function context(node: string, transport: Transport): RoleContext & { fatals: Error[]; lines: MemoryLogger } {
+function context(
+  node: string,
+  transport: Transport,
+  options: { config?: Record<string, unknown>; store?: StoreOptions; clock?: Clock } = {},
+): RoleContext & { fatals: Error[]; lines: MemoryLogger } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-roles-'));
   dirs.push(dir);
-  const store = Store.open(path.join(dir, 'db.sqlite'));
+  const store = Store.open(path.join(dir, 'db.sqlite'), options.store);
   stores.push(store);
   const fatals: Error[] = [];
   const lines = new MemoryLogger({ node });
   return {
-    node, store, transport, subjects: subjectsFor('roles'), clock: systemClock, log: lines,
-    config: loadConfig({ cluster: 'roles', node }, {}), counters: new Counters(),
+    node, store, transport, subjects: subjectsFor('roles'), clock: options.clock ?? systemClock, log: lines,
+    config: loadConfig({ cluster: 'roles', node, ...options.config }, {}), counters: new Counters(),
     fatal: (err: Error) => void fatals.push(err),
     fatals, lines,
   };
+}
+
+/** A ReplicaNode on `ctx`, started, leading epoch 1 or following leader 'l', as its lease stub says. */
+function startNode(ctx: RoleContext, isLeader: boolean): ReplicaNode {
+  const view = { leader: 'l', epoch: 1, isLeader };
+  const lease = { isValidLeader: () => isLeader, validForMs: () => (isLeader ? 1000 : 0), leadership: view, handOver: async () => view, yieldTo: () => undefined };
+  const node = new ReplicaNode(ctx, lease, 'test');
+  node.start();
+  node.onLeadership(view);
+  return node;
 }
 
 /** What ReplicaNode.onLeadership does to a store when its node starts leading. */
@@ -197,19 +211,9 @@ test('a lease view older than the leader the follower already follows (a late wa
 
 test('a snapshot being served pins the log after its LSN: the seeded node can catch up from it, however much was written meanwhile', async () => {
   const t = new MemoryTransport(() => false);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-roles-'));
-  dirs.push(dir);
-  const store = Store.open(path.join(dir, 'db.sqlite'));
-  stores.push(store);
-  const ctx: RoleContext = {
-    node: 'l', store, transport: t, subjects: subjectsFor('roles'), clock: systemClock, log: new MemoryLogger({ node: 'l' }),
-    config: loadConfig({ cluster: 'roles', node: 'l', logRetentionEntries: 10 }, {}), counters: new Counters(), fatal: () => undefined,
-  };
-  const view = { leader: 'l', epoch: 1, isLeader: true };
-  const lease = { isValidLeader: () => true, validForMs: () => 1000, leadership: view, handOver: async () => view, yieldTo: () => undefined };
-  const node = new ReplicaNode(ctx, lease, 'test');
-  node.start();
-  node.onLeadership(view);
+  const ctx = context('l', t, { config: { logRetentionEntries: 10 } });
+  const { store } = ctx;
+  const node = startNode(ctx, true);
   try {
     const write = (sql: string) => node.localWrite(encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql }] }))!;
     await write('CREATE TABLE t(k INTEGER PRIMARY KEY)');
@@ -319,24 +323,16 @@ test('a node keeps the log another follower needs (heard in its heartbeats, save
   const t = new MemoryTransport(() => true); // every request waits: the follower role's catch-up never ends
   const clock = new FakeClock();
   const AGE_MS = 60_000;
-  const ctx: RoleContext & { lines: MemoryLogger } = {
-    ...context('n', t),
-    clock,
-    config: loadConfig({ cluster: 'roles', node: 'n', logRetentionEntries: 10, logRetentionMs: AGE_MS }, {}),
-  };
+  const ctx = context('n', t, { clock, config: { logRetentionEntries: 10, logRetentionMs: AGE_MS } });
   lead(ctx, 1);
   ctx.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
   for (let i = 0; i < 39; i++) ctx.store.executeBatch([{ statements: [{ sql: `INSERT INTO t VALUES (${i})` }] }], 1);
   ctx.store.stopCapture();
   const last = ctx.store.lastLsn;
   expect(last).toBeGreaterThanOrEqual(40);
-  const view = { leader: 'l', epoch: 1, isLeader: false };
-  const lease = { isValidLeader: () => false, validForMs: () => 0, leadership: view, handOver: async () => view, yieldTo: () => undefined };
   const trim = (node: ReplicaNode) => (node as unknown as { trimLog(): void }).trimLog();
 
-  const first = new ReplicaNode(ctx, lease, 'test');
-  first.start();
-  first.onLeadership(view);
+  const first = startNode(ctx, false);
   const heartbeat = { type: 'hb', v: PROTOCOL_VERSION, node: 'f', role: 'follower', epoch: 1, leader: 'l', lsn: '5', appliedLsn: '5', flushedLsn: '5', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() };
   t.publish(ctx.subjects.heartbeatAll, encode(heartbeat)); // the memory transport matches subjects exactly, not wildcards
   trim(first);
@@ -346,9 +342,7 @@ test('a node keeps the log another follower needs (heard in its heartbeats, save
   expect(ctx.store.readKnownPositions()).toEqual({ f: { applied: 5, heardMs: clock.now() } });
 
   // Restarted, it has not heard from f since, and still keeps them.
-  const second = new ReplicaNode(ctx, lease, 'test');
-  second.start();
-  second.onLeadership(view);
+  const second = startNode(ctx, false);
   try {
     trim(second);
     expect(ctx.store.oldestLsn()).toBe(6);
@@ -366,12 +360,8 @@ test('a node keeps the log another follower needs (heard in its heartbeats, save
 test('a leader refuses {replicas: n} above the replicas it has heard of (for five minutes) before running it, once it has heard heartbeats for three intervals', async () => {
   const t = new MemoryTransport(() => false);
   const clock = new FakeClock();
-  const ctx = { ...context('l', t), clock };
-  const view = { leader: 'l', epoch: 1, isLeader: true };
-  const lease = { isValidLeader: () => true, validForMs: () => 1000, leadership: view, handOver: async () => view, yieldTo: () => undefined };
-  const node = new ReplicaNode(ctx, lease, 'test');
-  node.start();
-  node.onLeadership(view);
+  const ctx = context('l', t, { clock });
+  const node = startNode(ctx, true);
   const heartbeat = (name: string, role: string) =>
     t.publish(ctx.subjects.heartbeatAll, encode({ type: 'hb', v: PROTOCOL_VERSION, node: name, role, epoch: 1, leader: 'l', lsn: '1', appliedLsn: '1', flushedLsn: '1', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() }));
   const write = async (replicas: number) => decodeEnvelope(await node.localWrite(encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql: 'CREATE TABLE t(k)' }], durability: { replicas } }))!);
@@ -397,21 +387,9 @@ test('a leader refuses {replicas: n} above the replicas it has heard of (for fiv
 
 test('a query that finds its turn\'s SQL time taken by another request runs a turn later instead of failing 503', async () => {
   const t = new MemoryTransport(() => false);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-roles-'));
-  dirs.push(dir);
-  const TIMEOUT_MS = 100;
-  const store = Store.open(path.join(dir, 'db.sqlite'), { statementTimeoutMs: TIMEOUT_MS });
-  stores.push(store);
-  expect(store.statementDeadlines).toBe(true);
-  const ctx: RoleContext = {
-    node: 'l', store, transport: t, subjects: subjectsFor('roles'), clock: systemClock, log: new MemoryLogger({ node: 'l' }),
-    config: loadConfig({ cluster: 'roles', node: 'l' }, {}), counters: new Counters(), fatal: () => undefined,
-  };
-  const view = { leader: 'l', epoch: 1, isLeader: true };
-  const lease = { isValidLeader: () => true, validForMs: () => 1000, leadership: view, handOver: async () => view, yieldTo: () => undefined };
-  const node = new ReplicaNode(ctx, lease, 'test');
-  node.start();
-  node.onLeadership(view);
+  const ctx = context('l', t, { store: { statementTimeoutMs: 100 } });
+  expect(ctx.store.statementDeadlines).toBe(true);
+  const node = startNode(ctx, true);
   try {
     await new Promise((r) => setTimeout(r, 50)); // a fresh turn, with its whole SQL time
     const ask = (sql: string) => t.request(ctx.subjects.read('l'), encode({ type: 'query', v: PROTOCOL_VERSION, sql })).then(decodeEnvelope);
