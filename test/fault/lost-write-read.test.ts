@@ -5,6 +5,7 @@
  * from that history and does not see its write, with no error; with the write's `epoch` as
  * `minEpoch` the read is refused (409 STALE_EPOCH), from the leader and from a follower alike.
  */
+import { decodeEnvelope, encode, PROTOCOL_VERSION, subjectsFor } from '@flotilla/protocol';
 import { httpJson, stopAll, waitFor } from '@flotilla/testing';
 import { createHistoryTable, FaultCluster, followersCaughtUp, HISTORY_TABLE, killAndKeepDown, startFaultCluster, steadyLeader } from './fault-support';
 
@@ -58,9 +59,17 @@ test('a write lost in a failover: read with minLsn alone misses it silently; wit
     expect({ consistency, status: refused.status, code: refused.body.error?.code }).toEqual({ consistency, status: 409, code: 'STALE_EPOCH' });
     expect(refused.body.error.message).toContain(`the write at LSN ${lsn} of epoch ${epoch} is not in this cluster's history`);
   }
-  // Every surviving node, asked directly, says the same (a follower as well as the new leader).
+  // Every surviving node, asked itself over NATS (no gateway to fall back to the leader), says the
+  // same: the new leader and the other follower, once it holds that LSN of the new epoch.
+  const subjects = subjectsFor(f.cluster.clusterName);
   for (const n of followers) {
-    const r = await httpJson('POST', `${f.cluster.apiUrl(n)}/v1/query`, { sql, minLsn: lsn, minEpoch: epoch });
-    expect({ node: n, status: r.status, code: r.body.error?.code }).toEqual({ node: n, status: 409, code: 'STALE_EPOCH' });
+    const r = await waitFor(
+      async () => {
+        const reply = decodeEnvelope((await f.nc.request(subjects.read(n), encode({ type: 'query', v: PROTOCOL_VERSION, sql, minLsn: lsn, minEpoch: epoch, waitMs: 1000 }), { timeout: 5000 })).data) as { type: string; error?: { code: string } };
+        return reply.error?.code === 'TIMEOUT' ? null : reply; // not caught up yet
+      },
+      { what: `${n}'s own answer`, timeoutMs: 30_000 },
+    );
+    expect({ node: n, reply: r.type, code: r.error?.code }).toEqual({ node: n, reply: 'error', code: 'STALE_EPOCH' });
   }
 });

@@ -117,7 +117,9 @@ const cases: [string, () => Promise<{ status: number; body: any }>, number, stri
   ],
   ['a SELECT in /v1/execute whose answer would not fit a message', () => raw('POST', '/v1/execute', JSON.stringify({ statements: [{ sql: "SELECT printf('%.*c', 2000000, 'x') AS big" }] })), 413, 'PAYLOAD_TOO_LARGE'],
   [
-    // Two replicas: three copies can never be had. It used to commit, then answer 503 after syncTimeoutMs.
+    // Two replicas: three copies can never be had. It used to commit, then answer 503 after
+    // syncTimeoutMs. The gateway refuses it before sending, and the leader would too (next case),
+    // so this case shows the answer; gateway-router.spec shows which of the two gave it.
     'durability {replicas: n} above the number of replicas',
     async () => {
       // A gateway judges it only once it has had time to hear every node (a few heartbeat intervals

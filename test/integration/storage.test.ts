@@ -840,13 +840,22 @@ describe('statement deadlines (statementTimeoutMs)', () => {
   });
 });
 
-test('other nodes\' known positions are kept in the node\'s own file, are not replicated, and unreadable contents read as none', () => {
+test('other nodes\' known positions are kept in the node\'s own file, neither replicated nor copied by a snapshot, and unreadable contents read as none', async () => {
   expect(follower.readKnownPositions()).toEqual({});
   follower.writeKnownPositions({ a: { applied: 7, heardMs: 1000 } });
   expect(follower.readKnownPositions()).toEqual({ a: { applied: 7, heardMs: 1000 } });
   leader.writeKnownPositions({ b: { applied: 3, heardMs: 2000 } });
   exec(sql('CREATE TABLE t(k INTEGER PRIMARY KEY)'));
   expect(follower.readKnownPositions()).toEqual({ a: { applied: 7, heardMs: 1000 } });
+  // A snapshot of the leader is a new node's database: what the leader knew of others stays behind.
+  const snap = await leader.snapshotTo(path.join(dir, 'positions-snap.sqlite'));
+  const seeded = Store.open(snap.file);
+  try {
+    expect(seeded.readKnownPositions()).toEqual({});
+    expect(leader.readKnownPositions()).toEqual({ b: { applied: 3, heardMs: 2000 } });
+  } finally {
+    seeded.close();
+  }
   const file = path.join(dir, 'follower.sqlite');
   const set = (value: string) => {
     follower.close();

@@ -24,7 +24,7 @@ import {
 import { chooseCandidate, type LeadershipView } from '@flotilla/election';
 import type { Subscription } from '@flotilla/transport';
 import type { Timer } from '@flotilla/logging';
-import type { KnownPosition, Store } from '@flotilla/storage';
+import type { Store } from '@flotilla/storage';
 import { IDEMPOTENCY_KEY_RETENTION_MS, isTurnSpent, SQL_TURN_TICK_MS } from '@flotilla/storage';
 import { RoleContext } from './context';
 import { FollowerRole } from './follower';
@@ -48,6 +48,12 @@ export const RETENTION_INTERVAL_MS = 500;
  * this many times (~1 s in all, within the gateway's request timeout); then it is answered 503.
  */
 export const QUERY_DEFERRALS_MAX = 50;
+
+/** Another node's applied LSN as last heard, and when (this process's monotonic clock). */
+interface HeardPosition {
+  applied: number;
+  heardMono: number;
+}
 /** Other nodes' positions are written to the store at most this often (when they changed). */
 export const POSITIONS_SAVE_INTERVAL_MS = 5000;
 /** Oldest entries looked at per trim round. */
@@ -99,12 +105,12 @@ export class ReplicaNode {
    * does not forget them). A node not heard from for longer than the log's age limit is dropped:
    * by then the hard limit has dropped what it needed anyway.
    */
-  private readonly followerApplied = new Map<string, KnownPosition>();
+  private readonly followerApplied = new Map<string, HeardPosition>();
   private positionsChanged = false;
   /** When this node first heard a heartbeat (its own counts: NATS works), monotonic. */
   private firstHeardMono: number | undefined;
-  /** When each other node's last heartbeat was heard, whatever its role (wall clock, ms). */
-  private readonly lastHeardMs = new Map<string, number>();
+  /** When each other node's last heartbeat was heard, whatever its role (monotonic). */
+  private readonly lastHeardMono = new Map<string, number>();
   private positionsSavedMono = Number.NEGATIVE_INFINITY;
   private readonly baseLog: RoleContext['log'];
   /** What the leader's heartbeat says of the sync set and mode (followers report `sync` from it). */
@@ -122,7 +128,12 @@ export class ReplicaNode {
   start(): void {
     const { transport, subjects, node, config, clock } = this.ctx;
     this.epoch = this.ctx.store.knownEpoch();
-    for (const [n, p] of Object.entries(this.ctx.store.readKnownPositions())) if (n !== node) this.followerApplied.set(n, p);
+    // Saved with wall-clock times; kept in memory on the monotonic clock (a clock step moves nothing).
+    const nowWall = clock.now();
+    const nowMono = clock.monotonic();
+    for (const [n, p] of Object.entries(this.ctx.store.readKnownPositions())) {
+      if (n !== node) this.followerApplied.set(n, { applied: p.applied, heardMono: nowMono - Math.max(0, nowWall - p.heardMs) });
+    }
     this.subs.push(transport.subscribe(subjects.read(node), (m) => void this.onRead(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.control(node), (m) => this.onControl(m.data, m.respond)));
     this.subs.push(transport.subscribe(subjects.heartbeatAll, (m) => this.onHeartbeat(m.data)));
@@ -269,8 +280,12 @@ export class ReplicaNode {
       const hb = decodeHeartbeat(data);
       this.firstHeardMono ??= this.ctx.clock.monotonic();
       if (hb.node === this.ctx.node) return;
-      this.lastHeardMs.set(hb.node, this.ctx.clock.now());
-      if (hb.role === Role.FOLLOWER) this.notePosition(hb.node, parseLsn(hb.appliedLsn), this.ctx.clock.now());
+      const heardMono = this.ctx.clock.monotonic();
+      this.lastHeardMono.set(hb.node, heardMono);
+      if (hb.role === Role.FOLLOWER) this.notePosition(hb.node, parseLsn(hb.appliedLsn), heardMono);
+      // A leader needs no entries from anyone, and a seeding node's old position means nothing
+      // (its snapshot's LSN is pinned while it is served): neither holds the log back.
+      else if (hb.role === Role.LEADER || hb.role === Role.SEEDING) this.forgetPosition(hb.node);
       if (hb.role !== Role.LEADER) return;
       if (this.leader && hb.epoch > this.epoch) {
         // Two leaders: the older epoch steps down at once.
@@ -538,27 +553,33 @@ export class ReplicaNode {
     const { clock, config, node } = this.ctx;
     if (this.firstHeardMono === undefined || clock.monotonic() - this.firstHeardMono < MISSED_HEARTBEATS_STALE * config.heartbeatIntervalMs) return null;
     const names = new Set([node]);
-    const now = clock.now();
-    for (const [n, at] of this.lastHeardMs) if (now - at <= DEFAULT_FORGET_AFTER_MS) names.add(n);
+    const now = clock.monotonic();
+    for (const [n, at] of this.lastHeardMono) if (now - at <= DEFAULT_FORGET_AFTER_MS) names.add(n);
     return [...names].sort(compareNames);
   }
 
-  private notePosition(node: string, applied: number, heardMs: number): void {
+  private notePosition(node: string, applied: number, heardMono: number): void {
     const known = this.followerApplied.get(node);
-    if (known && (known.heardMs > heardMs || (known.heardMs === heardMs && known.applied === applied))) return;
-    this.followerApplied.set(node, { applied, heardMs });
+    if (known && (known.heardMono > heardMono || (known.heardMono === heardMono && known.applied === applied))) return;
+    // A position this node's log no longer reaches is served by a snapshot whatever is kept.
+    if (applied < this.ctx.store.oldestLsn() - 1) return this.forgetPosition(node);
+    this.followerApplied.set(node, { applied, heardMono });
     this.positionsChanged = true;
+  }
+
+  private forgetPosition(node: string): void {
+    if (this.followerApplied.delete(node)) this.positionsChanged = true;
   }
 
   /** Forgets nodes not heard from for longer than the log's age limit; saves the rest now and then. */
   private keepPositions(): void {
     const { config, clock, log } = this.ctx;
-    const now = clock.now();
+    const now = clock.monotonic();
     for (const [n, p] of this.followerApplied) {
-      if (now - p.heardMs <= config.logRetentionMs) continue;
+      if (now - p.heardMono <= config.logRetentionMs) continue;
       this.followerApplied.delete(n);
       this.positionsChanged = true;
-      log.info('follower position forgotten', { follower: n, applied: p.applied, lastHeard: new Date(p.heardMs).toISOString() });
+      log.info('follower position forgotten', { follower: n, applied: p.applied, silentForMs: Math.round(now - p.heardMono) });
     }
     if (clock.monotonic() - this.positionsSavedMono >= POSITIONS_SAVE_INTERVAL_MS) this.savePositions();
   }
@@ -567,7 +588,9 @@ export class ReplicaNode {
     const { store, clock, log } = this.ctx;
     if (!this.positionsChanged) return;
     try {
-      store.writeKnownPositions(Object.fromEntries(this.followerApplied));
+      const nowWall = clock.now();
+      const nowMono = clock.monotonic();
+      store.writeKnownPositions(Object.fromEntries([...this.followerApplied].map(([n, p]) => [n, { applied: p.applied, heardMs: Math.round(nowWall - (nowMono - p.heardMono)) }])));
       this.positionsChanged = false;
       this.positionsSavedMono = clock.monotonic();
     } catch (err) {
@@ -578,9 +601,10 @@ export class ReplicaNode {
   private trimLog(): void {
     const { store, config, clock, log } = this.ctx;
     if (this.leader) {
-      const now = clock.now();
+      // Acks this term, skipping long-silent followers (the leader keeps them all; they would be
+      // noted and forgotten again every round).
       const mono = clock.monotonic();
-      for (const f of this.leader.followers.values()) this.notePosition(f.node, f.applied, now - (mono - f.seenAtMono));
+      for (const f of this.leader.followers.values()) if (mono - f.seenAtMono <= config.logRetentionMs) this.notePosition(f.node, f.applied, f.seenAtMono);
     }
     if (this.follower?.state === 'seeding') return;
     this.keepPositions();

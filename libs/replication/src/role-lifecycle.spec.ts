@@ -409,3 +409,70 @@ test('a query that finds its turn\'s SQL time taken by another request runs a tu
     await node.stop();
   }
 });
+
+test('known positions: a wall-clock step changes nothing, a node heard as leader or seeding holds nothing back, one the log no longer reaches is ignored, a long-silent follower is forgotten once', async () => {
+  const t = new MemoryTransport(() => true);
+  const fake = new FakeClock();
+  let wallStepMs = 0;
+  const clock: Clock = { now: () => fake.now() + wallStepMs, monotonic: () => fake.monotonic(), setTimeout: (fn, ms) => fake.setTimeout(fn, ms), setInterval: (fn, ms) => fake.setInterval(fn, ms) };
+  const AGE_MS = 60_000;
+  const ctx = context('n', t, { clock, config: { logRetentionEntries: 10, logRetentionMs: AGE_MS } });
+  lead(ctx, 1);
+  ctx.store.executeBatch([{ statements: [{ sql: 'CREATE TABLE t(k INTEGER PRIMARY KEY)' }] }], 1);
+  for (let i = 0; i < 59; i++) ctx.store.executeBatch([{ statements: [{ sql: `INSERT INTO t VALUES (${i})` }] }], 1);
+  ctx.store.stopCapture();
+  const last = ctx.store.lastLsn;
+  const node = startNode(ctx, false);
+  const trim = () => (node as unknown as { trimLog(): void }).trimLog();
+  const heartbeat = (name: string, role: string, applied: number) =>
+    t.publish(ctx.subjects.heartbeatAll, encode({ type: 'hb', v: PROTOCOL_VERSION, node: name, role, epoch: 1, leader: 'l', lsn: String(applied), appliedLsn: String(applied), flushedLsn: String(applied), lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() }));
+  try {
+    heartbeat('c', 'follower', 5);
+    trim();
+    expect(ctx.store.oldestLsn()).toBe(6);
+    // The wall clock steps back 30 s: a newer heartbeat still counts.
+    wallStepMs = -30_000;
+    heartbeat('c', 'follower', 8);
+    trim();
+    expect(ctx.store.oldestLsn()).toBe(9);
+    heartbeat('a', 'follower', 20);
+    trim();
+    expect(ctx.store.oldestLsn()).toBe(9);
+    // c seeds: its old position no longer holds the log back; a leads now (a switchover) and needs
+    // nothing from anyone's log.
+    heartbeat('c', 'seeding', 0);
+    trim();
+    expect(ctx.store.oldestLsn()).toBe(21);
+    heartbeat('a', 'leader', last);
+    trim();
+    expect(ctx.store.oldestLsn()).toBe(last - 10 + 1);
+    // A follower further behind than this log reaches will be seeded anyway: nothing is kept for it.
+    heartbeat('b', 'follower', 3);
+    trim();
+    expect(ctx.store.oldestLsn()).toBe(last - 10 + 1);
+    // d falls silent: forgotten after the log's age limit, and said once, not every round.
+    heartbeat('d', 'follower', last - 10);
+    fake.advance(3 * AGE_MS);
+    expect(ctx.lines.lines.filter((l) => l.msg === 'follower position forgotten').map((l) => l.fields.follower)).toEqual(['d']);
+  } finally {
+    await node.stop();
+  }
+});
+
+test('a leader forgets a follower silent for longer than the log\'s age limit once, though its last ack stays with the leader role', async () => {
+  const t = new MemoryTransport(() => false);
+  const clock = new FakeClock();
+  const AGE_MS = 60_000;
+  const ctx = context('l', t, { clock, config: { logRetentionMs: AGE_MS } });
+  const node = startNode(ctx, true);
+  try {
+    t.publish(ctx.subjects.ack, encode({ type: 'ack', v: PROTOCOL_VERSION, node: 'f', epoch: 1, received: '1', flushed: '1', applied: '1' }));
+    clock.advance(1000);
+    expect(ctx.store.readKnownPositions()).toMatchObject({ f: { applied: 1 } });
+    clock.advance(3 * AGE_MS);
+    expect(ctx.lines.lines.filter((l) => l.msg === 'follower position forgotten').map((l) => l.fields.follower)).toEqual(['f']);
+    expect(ctx.store.readKnownPositions()).toEqual({});
+  } finally {
+    await node.stop();
+  }
+});

@@ -147,6 +147,8 @@ try {
   for (const o of objects) if (o.type !== 'table') dest.exec(o.sql);
   const copied = Object.fromEntries(dest.prepare('SELECT key, value FROM main._flotilla_meta').raw().all());
   if (String(copied.applied_lsn) !== String(meta.applied_lsn)) throw new Error('applied_lsn ' + copied.applied_lsn + ' in the copy, ' + meta.applied_lsn + ' when it began');
+  // What the leader knew of other nodes is its own (Store.readKnownPositions), not the new node's.
+  dest.exec("DELETE FROM main._flotilla_meta WHERE key = 'known_positions'");
   dest.exec('COMMIT');
   dest.exec('DETACH src');
   dest.close();
