@@ -333,6 +333,32 @@ describe('failover: the active monitor dies, then the leader', () => {
   });
 });
 
+describe('nats-server restarts under the monitors', () => {
+  let cluster: LocalCluster;
+
+  beforeAll(async () => {
+    ({ cluster } = await startLocalCluster({ replicas: 3, monitor: true }));
+    await cluster.waitUntilReady();
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  test('each monitor, its connection back, listens a full failure window again before judging; the cluster takes writes again', async () => {
+    expect((await execute(cluster, 'CREATE TABLE nr(k INTEGER PRIMARY KEY, v TEXT)')).status).toBe(200);
+    const before = await steadyLeader(cluster);
+    cluster.signal('nats', 'SIGKILL'); // the supervisor starts it again on the same port
+    for (const m of MONITORS) {
+      await waitFor(() => logLines(cluster, m).some((l) => l.msg === 'listening again: heartbeats were cut off'), { what: `${m} listening again`, timeoutMs: 30_000 });
+    }
+    const after = await steadyLeader(cluster);
+    await waitFor(async () => (await execute(cluster, 'INSERT INTO nr(k, v) VALUES (1, ?)', ['after'], 'nr-1')).status === 200, { what: 'a write after the restart', timeoutMs: 30_000 });
+    // eslint-disable-next-line no-console
+    console.log(`nats-server restart: ${before} led before, ${after} after`);
+  });
+});
+
 describe('planned switchover and a frozen leader, through the CLI', () => {
   let cluster: LocalCluster;
   let nc: NatsConnection;
