@@ -66,7 +66,9 @@ test('a write lost in a failover: read with minLsn alone misses it silently; wit
     const r = await waitFor(
       async () => {
         const reply = decodeEnvelope((await f.nc.request(subjects.read(n), encode({ type: 'query', v: PROTOCOL_VERSION, sql, minLsn: lsn, minEpoch: epoch, waitMs: 1000 }), { timeout: 5000 })).data) as { type: string; error?: { code: string } };
-        return reply.error?.code === 'TIMEOUT' ? null : reply; // not caught up yet
+        // Not caught up with that LSN yet (TIMEOUT), or not serving reads yet (UNAVAILABLE: its log
+        // not yet checked against the new leader's, right after the leader change): ask again.
+        return reply.error?.code === 'TIMEOUT' || reply.error?.code === 'UNAVAILABLE' ? null : reply;
       },
       { what: `${n}'s own answer`, timeoutMs: 30_000 },
     );
