@@ -7,9 +7,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { findRepoRoot, readClusterFile } from '@flotilla/local-cluster';
-import { freePort, httpJson, tempDir, waitFor } from '@flotilla/testing';
+import { freePort, httpJson, stopAll, tempDir, waitFor } from '@flotilla/testing';
 
 jest.setTimeout(120_000);
+
+afterAll(async () => {
+  await stopAll(); // removes the temp dir
+});
 
 const ROOT = findRepoRoot();
 const CLI = path.join(ROOT, 'dist', 'apps', 'cli', 'src', 'main.js');
@@ -38,7 +42,14 @@ test('the README tour works as written on a fresh cluster, and answers as the RE
   fs.closeSync(log);
   const exited = new Promise<number | null>((resolve) => up.on('exit', (code) => resolve(code)));
   try {
-    await waitFor(async () => (await httpJson('GET', `http://127.0.0.1:${port}/v1/cluster`).catch(() => null))?.body?.leader ?? null, { what: 'a leader', timeoutMs: 60_000 });
+    // As a person would start the tour: once the cluster is up, every replica heard by the gateway.
+    await waitFor(
+      async () => {
+        const view = (await httpJson('GET', `http://127.0.0.1:${port}/v1/cluster`).catch(() => null))?.body as { leader?: string; nodes?: { healthy: boolean }[] } | undefined;
+        return view?.leader && view.nodes?.length === 3 && view.nodes.every((n) => n.healthy) ? view : null;
+      },
+      { what: 'a leader and three healthy replicas', timeoutMs: 60_000 },
+    );
     expect(readClusterFile(dataDir)?.processes.length).toBeGreaterThanOrEqual(6); // nats, 3 replicas, 2 monitors, gateway
 
     const block = shellBlockAfter('## A 5-minute tour');
@@ -47,7 +58,9 @@ test('the README tour works as written on a fresh cluster, and answers as the RE
     // Each curl's answer between markers; everything else (the status table) passes through.
     const wrapped = `set -euo pipefail\ncurl() { echo '<<<'; command curl --fail-with-body "$@"; echo; echo '>>>'; }\n${script}`;
     const run = spawnSync('bash', ['-c', wrapped], { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, FLOTILLA_GATEWAY_URL: `http://127.0.0.1:${port}` } }); // the CLI's default is :8080 too
-    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
+    if (run.status !== 0 || run.stderr !== '') {
+      throw new Error(`the tour failed (exit ${run.status}):\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}\n--- up.log\n${fs.readFileSync(path.join(dir, 'up.log'), 'utf8').slice(-3000)}`);
+    }
     const answers = [...run.stdout.matchAll(/<<<\n([\s\S]*?)\n>>>/g)].map((m) => JSON.parse(m[1]) as Record<string, unknown>);
     expect(answers).toHaveLength((block.match(/^curl /gm) ?? []).length);
     for (const a of answers) expect(a).not.toHaveProperty('error');
@@ -63,6 +76,7 @@ test('the README tour works as written on a fresh cluster, and answers as the RE
     expect(answers[3]).toMatchObject({ lsn: expect.any(String), epoch: 1 });
   } finally {
     up.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    const code = await exited;
+    if (code !== 0) throw new Error(`flotilla up exited ${code} on SIGTERM:\n${fs.readFileSync(path.join(dir, 'up.log'), 'utf8').slice(-3000)}`);
   }
 });
