@@ -459,7 +459,9 @@ export interface SnapshotSection {
 export interface JoinUnderWrites {
   /** From adding the replica to its "snapshot seeding finished". */
   joinMs: number;
-  /** Writes that started in the {@link JOIN_BASELINE_MS} before the join / during it. */
+  /** The baseline's length: up to {@link JOIN_BASELINE_MS} just before the join (not the writer's first second). */
+  beforeMs: number;
+  /** Writes that started in the baseline / during the join. */
   before: WindowLatency;
   during: WindowLatency;
   /** The leader's own event-loop delay at most, over the join (prom-client's nodejs_eventloop_lag_max_seconds). */
@@ -532,7 +534,7 @@ const JOIN_BASELINE_MS = 5000;
 
 /**
  * Adds a replica while one client writes one row at a time through the gateway, as the Done-when
- * line of issue 2 has it; compares its write latency during the join with the same length of time
+ * line of issue 2 has it; compares its write latency during the join with the 5 s
  * just before. The test (snapshot-seed) shows the writes go on through the copy; the 100 ms bound is
  * a speed target, so it is judged here.
  */
@@ -570,7 +572,9 @@ async function measureJoinUnderWrites(bc: BenchCluster, leader: string): Promise
         p50Ms: percentile(ok, 50), p99Ms: percentile(ok, 99), maxMs: Math.max(...ok), over: ok.filter((ms) => ms > WRITE_BLOCKED_MS_MAX).length,
       };
     };
-    return { joinMs: Math.round(joinMs), before: window(joinStart - JOIN_BASELINE_MS, joinStart), during: window(joinStart, joinEnd), leaderLoopMaxMs };
+    // The baseline leaves out the writer's own first second (a cold start), wherever it fell.
+    const beforeFrom = Math.max(joinStart - JOIN_BASELINE_MS, r.startMs + 1000);
+    return { joinMs: Math.round(joinMs), beforeMs: Math.round(joinStart - beforeFrom), before: window(beforeFrom, joinStart), during: window(joinStart, joinEnd), leaderLoopMaxMs };
   } finally {
     stop();
     await writing.catch(() => undefined);
@@ -627,7 +631,7 @@ export function joinUnderWritesTable(j: JoinUnderWrites): string {
   return markdownTable(
     ['one client, a row per write, through the gateway', 'writes', 'failed', 'p50 ms', 'p99 ms', 'max ms', `> ${WRITE_BLOCKED_MS_MAX} ms`],
     [
-      row(`before the join (${fmt(JOIN_BASELINE_MS)} ms)`, j.before),
+      row(`before the join (${fmt(j.beforeMs)} ms)`, j.before),
       row(`during the join of another replica (${fmt(j.joinMs)} ms: snapshot + install)`, j.during),
     ],
   ) + `\n\nWorst write during the join: ${fmt(j.during.maxMs, 1)} ms (target ≤ ${WRITE_BLOCKED_MS_MAX} ms, none failed) ${met ? 'met' : 'MISSED'}; the leader's event loop was delayed at most ${fmt(j.leaderLoopMaxMs, 1)} ms meanwhile.`;

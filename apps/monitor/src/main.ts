@@ -40,14 +40,16 @@ async function main(): Promise<void> {
   const log = createLogger({ app: 'monitor', node: name, cluster: config.cluster }, config.logLevel);
   const subjects = subjectsFor(config.cluster);
 
-  // Heartbeats come over NATS: after a reconnect the monitor listens a full failure window again.
+  // Heartbeats come over NATS: while the connection is down the monitor judges nobody, and that
+  // time counts as nobody's silence.
   let monitor: FailoverMonitor | undefined;
   const transport = await NatsTransport.connect({
     servers: config.natsUrl,
     name: `monitor-${name}`,
     onStatus: (status, data) => {
       log.info('nats connection', { status, data: typeof data === 'string' ? data : undefined });
-      if (status === 'reconnect') monitor?.listenAgain();
+      if (status === 'disconnect') monitor?.heartbeatsCut();
+      if (status === 'reconnect') monitor?.heartbeatsResumed();
     },
   });
   const { replicaLease, monitorLease } = await openLeases(config, transport.nc, log);

@@ -89,6 +89,19 @@ export class FailureDetector {
     return this.silentAsLeaderForMs(node, minEpoch) < this.failureTimeoutMs;
   }
 
+  /**
+   * Time in which no heartbeat could arrive (this process was cut off from them) does not count as
+   * anyone's silence: every receive time moves forward by `ms`.
+   */
+  excludeGap(ms: number): void {
+    if (!(ms > 0)) return;
+    const now = this.clock.monotonic();
+    for (const s of this.seen.values()) {
+      s.at = Math.min(now, s.at + ms);
+      if (s.leaderAt !== undefined) s.leaderAt = Math.min(now, s.leaderAt + ms);
+    }
+  }
+
   /** Every known node sorted by name, with health computed now. Forgets long-silent nodes. */
   nodes(): NodeHealth[] {
     const now = this.clock.monotonic();

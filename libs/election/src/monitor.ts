@@ -92,6 +92,8 @@ export class FailoverMonitor {
   /** node@epoch → monotonic time of the last step-down sent. */
   private readonly stepDownsSent = new Map<string, number>();
   private listeningSinceMono: number;
+  /** Since when heartbeats cannot arrive (the NATS connection is down), monotonic. */
+  private cutAtMono: number | undefined;
   private failoverCount = 0;
   /** Highest epoch seen in a lease record or a heartbeat: a free lease above 0 had a leader before. */
   private highestEpochSeen = 0;
@@ -112,14 +114,26 @@ export class FailoverMonitor {
   }
 
   /**
-   * Heartbeats were cut off (the monitor's NATS connection came back): silence since then says
-   * nothing of the nodes, so the warm-up starts again. Without it, a leader that let its lease lapse
-   * in the outage was failed over right after the heal, by the first follower heard, before its own
-   * renewal could come.
+   * The monitor's NATS connection went down: no heartbeat can arrive, so it judges nobody until it
+   * is back ({@link heartbeatsResumed}).
    */
-  listenAgain(): void {
-    this.listeningSinceMono = this.deps.clock.monotonic();
-    this.deps.log.info('listening again: heartbeats were cut off', { monitor: this.options.name, failureTimeoutMs: this.options.failureTimeoutMs });
+  heartbeatsCut(): void {
+    this.cutAtMono ??= this.deps.clock.monotonic();
+  }
+
+  /**
+   * The connection is back: the time without it counts as nobody's silence (and not as warm-up).
+   * Before, a leader that let its lease lapse in a NATS outage was failed over right after the heal
+   * to the first follower heard; restarting the whole warm-up instead would let a flapping
+   * connection put failover off for ever.
+   */
+  heartbeatsResumed(): void {
+    if (this.cutAtMono === undefined) return;
+    const gapMs = this.deps.clock.monotonic() - this.cutAtMono;
+    this.cutAtMono = undefined;
+    this.detector.excludeGap(gapMs);
+    this.listeningSinceMono += gapMs;
+    this.deps.log.info('heartbeats resumed: the time without them counts as nobody\'s silence', { monitor: this.options.name, gapMs: Math.round(gapMs) });
   }
 
   /** A decoded, validated heartbeat of a replica. */
@@ -228,6 +242,10 @@ export class FailoverMonitor {
 
   private async evaluate(): Promise<void> {
     const { failureTimeoutMs } = this.options;
+    if (this.cutAtMono !== undefined) {
+      this.setState('ok', 'no heartbeats can arrive (NATS connection down): judging nobody until it is back');
+      return;
+    }
     if (this.deps.clock.monotonic() - this.listeningSinceMono < failureTimeoutMs) {
       // Not yet a full failure window of heartbeats: silence now means "not heard yet", not "dead".
       this.setState('ok', `warming up: listening to heartbeats for ${failureTimeoutMs} ms before deciding`);
@@ -358,6 +376,8 @@ export class FailoverMonitor {
         return;
       }
       if ((shown?.revision ?? null) === (record?.revision ?? null)) this.unconfirmed = { from, to: candidate.name, epoch, detectedAt: this.detectedAtMs };
+      // An earlier unanswered write that the watch showed while this one was in flight.
+      else this.settleUnconfirmed(shown);
       // Once per cause, not every tick (every monitorIntervalMs) while the backend stays down.
       const why = `${candidate.name}: ${(err as Error).message}`;
       if (this.lastPromotionError !== why) {

@@ -18,6 +18,7 @@ import {
   parseLsn,
   PROTOCOL_VERSION,
   QueryReply,
+  QueryRequest,
   Role,
   StatusReply,
 } from '@flotilla/protocol';
@@ -44,10 +45,11 @@ export const MODE_CONFIRM_MS = 4000;
 /** How often the log is trimmed. */
 export const RETENTION_INTERVAL_MS = 500;
 /**
- * A query that found its turn's SQL time taken by other requests runs again a turn later, at most
- * this many times (~1 s in all, within the gateway's request timeout); then it is answered 503.
+ * A query for the leader alone (`requireLeader`) that found its turn's SQL time taken by other
+ * requests runs again a turn later, for at most this long from its first try; then it is answered
+ * 503. Other queries get the 503 at once: the gateway asks another replica.
  */
-export const QUERY_DEFERRALS_MAX = 50;
+export const QUERY_DEFER_MAX_MS = 1000;
 
 /** Another node's applied LSN as last heard, and when (this process's monotonic clock). */
 interface HeardPosition {
@@ -99,6 +101,9 @@ export class ReplicaNode {
   private subs: Subscription[] = [];
   private timers: Timer[] = [];
   private waiters: ReadWaiter[] = [];
+  /** Reads put off to a later turn (see QUERY_DEFER_MAX_MS): answered UNAVAILABLE if the node stops first. */
+  private readonly deferredReads = new Set<{ timer: Timer; respond: (d: Uint8Array) => void }>();
+  private stopped = false;
   /**
    * Other nodes' last known applied LSN, for retention: from their heartbeats (so a follower that
    * becomes leader knows them), from acks while leading, and from the store at start (so a restart
@@ -198,7 +203,13 @@ export class ReplicaNode {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const t of this.timers) t.cancel();
+    for (const d of this.deferredReads) {
+      d.timer.cancel();
+      this.answer(d.respond, encode(errorReply({ code: ErrorCode.UNAVAILABLE, message: `${this.ctx.node} is stopping; retry` })));
+    }
+    this.deferredReads.clear();
     if (this.follower?.state !== 'seeding') this.savePositions();
     for (const s of this.subs) s.unsubscribe();
     this.leader?.stop();
@@ -317,10 +328,12 @@ export class ReplicaNode {
 
   // ---- reads ----------------------------------------------------------------------------------
 
-  private async onRead(data: Uint8Array, respond?: (d: Uint8Array) => void, deferrals = 0): Promise<void> {
+  private async onRead(data: Uint8Array, respond?: (d: Uint8Array) => void, firstTryMono?: number): Promise<void> {
     if (!respond) return;
+    let req: QueryRequest | undefined;
     try {
-      const req = validateQueryRequest(decodeEnvelope(data));
+      if (this.stopped) throw new FlotillaError(ErrorCode.UNAVAILABLE, `${this.ctx.node} is stopping`);
+      req = validateQueryRequest(decodeEnvelope(data));
       if (req.requireLeader && !(this.role === Role.LEADER && this.lease.isValidLeader())) {
         throw new FlotillaError(ErrorCode.NOT_LEADER, `${this.ctx.node} is not a leader with a valid lease`, { leaderHint: this.leaderName ?? undefined });
       }
@@ -374,16 +387,32 @@ export class ReplicaNode {
       const reply: QueryReply = { type: 'query-reply', v: PROTOCOL_VERSION, rows: r.rows, lsn: String(r.lsn), servedBy: this.ctx.node };
       const bytes = encode(reply);
       if (bytes.length > 1024 * 1024 - 1024) throw new FlotillaError(ErrorCode.PAYLOAD_TOO_LARGE, 'the result is larger than 1 MiB; add a LIMIT');
-      respond(bytes);
+      this.answer(respond, bytes);
     } catch (err) {
-      if (isTurnSpent(err) && deferrals < QUERY_DEFERRALS_MAX) {
-        // Other requests' SQL took this turn's time (statementTimeoutMs): not this query's fault.
-        // It runs in a later turn, every check again, as a write does; not a 503 to retry.
-        this.ctx.clock.setTimeout(() => void this.onRead(data, respond, deferrals + 1), SQL_TURN_TICK_MS);
+      const { clock } = this.ctx;
+      const first = firstTryMono ?? clock.monotonic();
+      if (isTurnSpent(err) && req?.requireLeader && !this.stopped && clock.monotonic() - first < QUERY_DEFER_MAX_MS) {
+        // Other requests' SQL took this turn's time (statementTimeoutMs): not this query's fault,
+        // and no other node may answer it. It runs in a later turn, every check again, as a write does.
+        const timer = clock.setTimeout(() => {
+          this.deferredReads.delete(deferred);
+          void this.onRead(data, respond, first);
+        }, SQL_TURN_TICK_MS);
+        const deferred = { timer, respond };
+        this.deferredReads.add(deferred);
         return;
       }
       const wire = err instanceof FlotillaError ? err.toWire() : { code: ErrorCode.BAD_REQUEST, message: (err as Error).message };
-      respond(encode(errorReply(wire)));
+      this.answer(respond, encode(errorReply(wire)));
+    }
+  }
+
+  /** Sends a read's answer; one that cannot be sent (the connection is closing) is dropped, not thrown. */
+  private answer(respond: (d: Uint8Array) => void, bytes: Uint8Array): void {
+    try {
+      respond(bytes);
+    } catch (err) {
+      this.ctx.log.warn('read answer not sent', { err: (err as Error).message });
     }
   }
 

@@ -385,26 +385,40 @@ test('a leader refuses {replicas: n} above the replicas it has heard of (for fiv
   }
 });
 
-test('a query that finds its turn\'s SQL time taken by another request runs a turn later instead of failing 503', async () => {
+test('a query for the leader alone that finds its turn\'s SQL time taken runs a turn later; one any replica may answer is refused at once; a stop answers the put-off ones', async () => {
   const t = new MemoryTransport(() => false);
   const ctx = context('l', t, { store: { statementTimeoutMs: 100 } });
   expect(ctx.store.statementDeadlines).toBe(true);
   const node = startNode(ctx, true);
+  const ask = (sql: string, requireLeader: boolean) => t.request(ctx.subjects.read('l'), encode({ type: 'query', v: PROTOCOL_VERSION, sql, ...(requireLeader ? { requireLeader } : {}) })).then(decodeEnvelope);
+  const forEver = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c';
+  const freshTurn = () => new Promise((r) => setTimeout(r, 50)); // a turn with its whole SQL time
   try {
-    await new Promise((r) => setTimeout(r, 50)); // a fresh turn, with its whole SQL time
-    const ask = (sql: string) => t.request(ctx.subjects.read('l'), encode({ type: 'query', v: PROTOCOL_VERSION, sql })).then(decodeEnvelope);
+    await freshTurn();
     // All in one turn of the event loop: the memory transport runs each handler at once, so the
     // first query runs its whole deadline before the second is asked, and the second runs what is
     // left of the turn's SQL time (a tick's worth) before the third is asked.
-    const forEver = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c';
-    const first = ask(forEver);
-    const second = ask(forEver);
-    const small = ask('SELECT 41 + 1 AS n');
+    const first = ask(forEver, true);
+    const second = ask(forEver, true);
+    const small = ask('SELECT 41 + 1 AS n', true);
+    const anyReplica = ask('SELECT 41 + 1 AS n', false);
     // Each runaway query gets its own whole deadline (the second in a later turn): its own 400...
     expect(await first).toMatchObject({ type: 'error', error: { code: ErrorCode.STATEMENT_TIMEOUT } });
     expect(await second).toMatchObject({ type: 'error', error: { code: ErrorCode.STATEMENT_TIMEOUT } });
-    // ...and the small one, which found no time left in that turn, is answered, not refused.
+    // ...the small one for the leader is answered, not refused...
     expect(await small).toMatchObject({ type: 'query-reply', rows: [{ n: 42 }] });
+    // ...and one any replica may answer is refused at once (the gateway asks another node).
+    expect(await anyReplica).toMatchObject({ type: 'error', error: { code: ErrorCode.UNAVAILABLE } });
+
+    // Put off, then the node stops (in the same turn: before any put-off query runs again):
+    // answered UNAVAILABLE, not run on a closed store. The second runaway takes the turn's rest.
+    await freshTurn();
+    const runaway = ask(forEver, true);
+    void ask(forEver, true);
+    const putOff = ask('SELECT 1 AS n', true);
+    expect(await runaway).toMatchObject({ type: 'error', error: { code: ErrorCode.STATEMENT_TIMEOUT } });
+    await node.stop();
+    expect(await putOff).toMatchObject({ type: 'error', error: { code: ErrorCode.UNAVAILABLE, message: expect.stringContaining('stopping') } });
   } finally {
     await node.stop();
   }
