@@ -82,6 +82,15 @@ function context(
   };
 }
 
+/**
+ * Makes every node on `t` hear a heartbeat of `name` in `role` at `applied`. The memory transport
+ * matches subjects exactly, not wildcards: it goes to the all-heartbeats subject nodes listen on.
+ */
+function hear(t: MemoryTransport, ctx: RoleContext, name: string, role: string, applied: number): void {
+  const lsn = String(applied);
+  t.publish(ctx.subjects.heartbeatAll, encode({ type: 'hb', v: PROTOCOL_VERSION, node: name, role, epoch: 1, leader: 'l', lsn, appliedLsn: lsn, flushedLsn: lsn, lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: ctx.clock.now() }));
+}
+
 /** A ReplicaNode on `ctx`, started, leading epoch 1 or following leader 'l', as its lease stub says. */
 function startNode(ctx: RoleContext, isLeader: boolean): ReplicaNode {
   const view = { leader: 'l', epoch: 1, isLeader };
@@ -333,8 +342,7 @@ test('a node keeps the log another follower needs (heard in its heartbeats, save
   const trim = (node: ReplicaNode) => (node as unknown as { trimLog(): void }).trimLog();
 
   const first = startNode(ctx, false);
-  const heartbeat = { type: 'hb', v: PROTOCOL_VERSION, node: 'f', role: 'follower', epoch: 1, leader: 'l', lsn: '5', appliedLsn: '5', flushedLsn: '5', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() };
-  t.publish(ctx.subjects.heartbeatAll, encode(heartbeat)); // the memory transport matches subjects exactly, not wildcards
+  hear(t, ctx, 'f', 'follower', 5);
   trim(first);
   // A follower too keeps what follower f still needs (entries 6 and on), not only its last 10.
   expect(ctx.store.oldestLsn()).toBe(6);
@@ -362,8 +370,7 @@ test('a leader refuses {replicas: n} above the replicas it has heard of (for fiv
   const clock = new FakeClock();
   const ctx = context('l', t, { clock });
   const node = startNode(ctx, true);
-  const heartbeat = (name: string, role: string) =>
-    t.publish(ctx.subjects.heartbeatAll, encode({ type: 'hb', v: PROTOCOL_VERSION, node: name, role, epoch: 1, leader: 'l', lsn: '1', appliedLsn: '1', flushedLsn: '1', lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() }));
+  const heartbeat = (name: string, role: string) => hear(t, ctx, name, role, 1);
   const write = async (replicas: number) => decodeEnvelope(await node.localWrite(encode({ type: 'write', v: PROTOCOL_VERSION, statements: [{ sql: 'CREATE TABLE t(k)' }], durability: { replicas } }))!);
   try {
     heartbeat('l', 'leader');
@@ -438,8 +445,7 @@ test('known positions: a wall-clock step changes nothing, a node heard as leader
   const last = ctx.store.lastLsn;
   const node = startNode(ctx, false);
   const trim = () => (node as unknown as { trimLog(): void }).trimLog();
-  const heartbeat = (name: string, role: string, applied: number) =>
-    t.publish(ctx.subjects.heartbeatAll, encode({ type: 'hb', v: PROTOCOL_VERSION, node: name, role, epoch: 1, leader: 'l', lsn: String(applied), appliedLsn: String(applied), flushedLsn: String(applied), lagMs: 0, sync: false, mode: 'async', logFormat: 'logical', version: 'test', ts: clock.now() }));
+  const heartbeat = (name: string, role: string, applied: number) => hear(t, ctx, name, role, applied);
   try {
     heartbeat('c', 'follower', 5);
     trim();
