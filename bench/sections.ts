@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { appEntry } from '@flotilla/local-cluster';
-import { waitFor } from '@flotilla/testing';
+import { eventLoopLagMaxMs, waitFor } from '@flotilla/testing';
 import { BenchCluster, benchRoot, CONVERGE_TIMEOUT_MS } from './bench-cluster';
 import { LoadResult, percentile, runWriters, startAckListener } from './load';
 import { nowMs, WriterResult } from './load-worker';
@@ -539,12 +539,7 @@ const JOIN_BASELINE_MS = 5000;
  * a speed target, so it is judged here.
  */
 async function measureJoinUnderWrites(bc: BenchCluster, leader: string): Promise<JoinUnderWrites> {
-  const loopMaxMs = async () => {
-    const text = await (await fetch(`${bc.cluster.httpUrl(leader)}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-    const m = /^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text);
-    if (!m) throw new Error("no nodejs_eventloop_lag_max_seconds in the leader's /metrics");
-    return Number(m[1]) * 1000;
-  };
+  const loopMaxMs = () => eventLoopLagMaxMs(bc.cluster.httpUrl(leader));
   let stop!: () => void;
   const writing = runWriters(
     {

@@ -5,7 +5,7 @@
  */
 import type { NatsConnection } from 'nats';
 import { LocalCluster } from '@flotilla/local-cluster';
-import { httpJson, logLines, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
+import { eventLoopLagMaxMs, httpJson, logLines, startLocalCluster, stopAll, waitFor } from '@flotilla/testing';
 import { fileChecksums, natsClient, startWriterThread, statusOf } from './support';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -76,12 +76,7 @@ test('a 4th replica joins a 200 MB cluster under writes: snapshot + catch-up, id
   // The leader's own event loop, from its /metrics: prom-client reports the largest delay since the
   // previous scrape (and resets it), so one scrape at the join's start and one at its end give the
   // longest the leader could not run a write during the join (printed; the bench judges it).
-  const leaderLoopMaxMs = async () => {
-    const text = await (await fetch(`${cluster.httpUrl(leader)}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-    const m = /^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text);
-    if (!m) throw new Error('no nodejs_eventloop_lag_max_seconds in the leader\'s /metrics');
-    return Number(m[1]) * 1000;
-  };
+  const leaderLoopMaxMs = () => eventLoopLagMaxMs(cluster.httpUrl(leader));
   await leaderLoopMaxMs(); // resets the leader's maximum
   const joinStart = Date.now();
   const newcomer = await cluster.addReplica();

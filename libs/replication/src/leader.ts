@@ -307,9 +307,12 @@ export class LeaderRole {
       respond(encode(errorReply({ code: ErrorCode.BAD_REQUEST, message: (err as Error).message })));
       return;
     }
-    // More copies than there are replicas: it would commit, then fail after syncTimeoutMs.
-    const unreachable = unreachableDurability(req.durability, this.knownReplicas());
-    if (unreachable) return respond(encode(errorReply({ code: unreachable.code, message: unreachable.message })));
+    // More copies than there are replicas: it would commit, then fail after syncTimeoutMs. (Only
+    // `{replicas: n}` asks, so the common write does not build the list of replicas.)
+    if (typeof req.durability === 'object') {
+      const unreachable = unreachableDurability(req.durability, this.knownReplicas());
+      if (unreachable) return respond(encode(errorReply({ code: unreachable.code, message: unreachable.message })));
+    }
     this.queue.push({ req, respond });
     if (!this.flushScheduled) {
       this.flushScheduled = true;

@@ -30,7 +30,7 @@ import { IDEMPOTENCY_KEY_RETENTION_MS, isTurnSpent, SQL_TURN_TICK_MS } from '@fl
 import { RoleContext } from './context';
 import { FollowerRole } from './follower';
 import { LeaderRole } from './leader';
-import { compareNames, DEFAULT_FORGET_AFTER_MS, MISSED_HEARTBEATS_STALE } from './cluster-view';
+import { ClusterView, MISSED_HEARTBEATS_STALE } from './cluster-view';
 import { retentionPoint } from './retention';
 import { SyncSettings, SyncTracker } from './sync-tracker';
 import { validateQueryRequest } from './validate';
@@ -112,10 +112,8 @@ export class ReplicaNode {
    */
   private readonly followerApplied = new Map<string, HeardPosition>();
   private positionsChanged = false;
-  /** When this node first heard a heartbeat (its own counts: NATS works), monotonic. */
-  private firstHeardMono: number | undefined;
-  /** When each other node's last heartbeat was heard, whatever its role (monotonic). */
-  private readonly lastHeardMono = new Map<string, number>();
+  /** Every node heard, as the gateway sees them (for `{replicas: n}`: see knownReplicas). */
+  private readonly heard: ClusterView;
   private positionsSavedMono = Number.NEGATIVE_INFINITY;
   private readonly baseLog: RoleContext['log'];
   /** What the leader's heartbeat says of the sync set and mode (followers report `sync` from it). */
@@ -128,6 +126,7 @@ export class ReplicaNode {
     private readonly version: string,
   ) {
     this.baseLog = ctx.log;
+    this.heard = new ClusterView({ clock: ctx.clock, staleAfterMs: MISSED_HEARTBEATS_STALE * ctx.config.heartbeatIntervalMs });
   }
 
   start(): void {
@@ -289,10 +288,9 @@ export class ReplicaNode {
   private onHeartbeat(data: Uint8Array): void {
     try {
       const hb = decodeHeartbeat(data);
-      this.firstHeardMono ??= this.ctx.clock.monotonic();
+      this.heard.ingest(hb);
       if (hb.node === this.ctx.node) return;
       const heardMono = this.ctx.clock.monotonic();
-      this.lastHeardMono.set(hb.node, heardMono);
       if (hb.role === Role.FOLLOWER) this.notePosition(hb.node, parseLsn(hb.appliedLsn), heardMono);
       // A leader needs no entries from anyone, and a seeding node's old position means nothing
       // (its snapshot's LSN is pinned while it is served): neither holds the log back.
@@ -573,18 +571,14 @@ export class ReplicaNode {
   // ---- log retention --------------------------------------------------------------------------
 
   /**
-   * The replicas this node knows: itself, and every node heard in the last
-   * {@link DEFAULT_FORGET_AFTER_MS} (down ones included, as the gateway counts them). Null until it
-   * has heard heartbeats for {@link MISSED_HEARTBEATS_STALE} intervals: until then some live node may
-   * not have been heard.
+   * The replicas this node knows, by the gateway's rule (ClusterView: every node heard in the last
+   * five minutes, down ones included) and itself. Null until it has heard heartbeats long enough to
+   * have heard every live node.
    */
   private knownReplicas(): string[] | null {
-    const { clock, config, node } = this.ctx;
-    if (this.firstHeardMono === undefined || clock.monotonic() - this.firstHeardMono < MISSED_HEARTBEATS_STALE * config.heartbeatIntervalMs) return null;
-    const names = new Set([node]);
-    const now = clock.monotonic();
-    for (const [n, at] of this.lastHeardMono) if (now - at <= DEFAULT_FORGET_AFTER_MS) names.add(n);
-    return [...names].sort(compareNames);
+    if (!this.heard.hasHeardEveryLiveNode()) return null;
+    const names = this.heard.nodes().map((n) => n.name);
+    return names.includes(this.ctx.node) ? names : [...names, this.ctx.node].sort();
   }
 
   private notePosition(node: string, applied: number, heardMono: number): void {

@@ -10,3 +10,4 @@ export * from './cluster';
 export * from './history-checker';
 export * from './log-lines';
 export * from './temp-dir';
+export * from './event-loop-lag';
